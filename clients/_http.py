@@ -1,0 +1,189 @@
+"""The shape every HTTP client shares: one ``httpx.Client``, bearer auth with a cached token and ONE
+re-authentication on 401, and the mapping of transport errors and statuses into :mod:`clients.errors`.
+
+Subclasses set ``system`` and implement ``_fetch_token`` (return token and lifetime) and, if the system's error body
+is special, ``_error_message``. No retries and no breaker here: those wrap the client (the seed's decorators, or the
+Celery task's countdown), so a fetch's attempts equal the configured maximum and are never multiplied.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from clients._tokens import TokenCache
+from clients.errors import (
+    AuthError,
+    BadRequestError,
+    MalformedResponseError,
+    NotFoundError,
+    ThrottledError,
+    TransientError,
+)
+from nexus.settings import Settings, get_settings
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds; an HTTP date is converted; junk gives None)."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+class HttpSystemClient:
+    """Base of the HTTP clients. ``transport`` is the test seam (``httpx.MockTransport``)."""
+
+    system: str = ""
+    auth_scheme: str = "Bearer"
+
+    def __init__(
+        self,
+        base_url: str,
+        settings: Settings | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings or get_settings()
+        timeout = httpx.Timeout(self.settings.http_timeout_s, connect=self.settings.http_connect_timeout_s)
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport)
+        self.tokens = TokenCache(self._fetch_token, margin_s=self.settings.token_refresh_margin_s, clock=clock)
+
+    # -- to implement -----------------------------------------------------------------------------------------
+    def _fetch_token(self) -> tuple[str, float]:
+        raise NotImplementedError
+
+    def _error_message(self, response: httpx.Response) -> str:
+        """A readable message from the system's error body (never the request's credentials)."""
+        try:
+            body = response.json()
+        except ValueError:
+            return response.text[:200] or response.reason_phrase
+        return json.dumps(body)[:300]
+
+    # -- shared behaviour ----------------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> HttpSystemClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        data: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: bool = True,
+        not_found_ok: bool = False,
+    ) -> httpx.Response:
+        """Send one request; re-authenticate once on 401; map failures into the error tree."""
+        response = self._send_once(method, url, params=params, json_body=json_body, data=data, headers=headers,
+                                   auth=auth)
+        if auth and response.status_code == 401:
+            self.tokens.invalidate()
+            response = self._send_once(method, url, params=params, json_body=json_body, data=data,
+                                       headers=headers, auth=auth)
+        return self.check(response, not_found_ok=not_found_ok)
+
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        data: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        auth: bool,
+    ) -> httpx.Response:
+        all_headers = dict(headers or {})
+        if auth:
+            all_headers["Authorization"] = f"{self.auth_scheme} {self.tokens.get()}"
+        try:
+            return self.http.request(method, url, params=params, json=json_body, data=data, headers=all_headers)
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"timeout: {type(exc).__name__}", system=self.system) from exc
+        except httpx.TransportError as exc:
+            raise TransientError(f"connection error: {type(exc).__name__}: {exc}", system=self.system) from exc
+
+    def check(self, response: httpx.Response, *, not_found_ok: bool = False) -> httpx.Response:
+        status = response.status_code
+        if status < 400:
+            return response
+        message = f"HTTP {status}: {self._error_message(response)}"
+        if status == 429:
+            raise ThrottledError(message, system=self.system, status=status,
+                                 retry_after=parse_retry_after(response.headers.get("retry-after")))
+        if status >= 500:
+            if status == 503 and response.headers.get("retry-after"):
+                raise ThrottledError(message, system=self.system, status=status,
+                                     retry_after=parse_retry_after(response.headers.get("retry-after")))
+            raise TransientError(message, system=self.system, status=status)
+        if status in (401, 403):
+            raise AuthError(message, system=self.system, status=status)
+        if status == 404:
+            if not_found_ok:
+                return response
+            raise NotFoundError(message, system=self.system, status=status)
+        raise BadRequestError(message, system=self.system, status=status)
+
+    def parse_json(self, response: httpx.Response) -> Any:
+        """The body as JSON, or MalformedResponseError."""
+        try:
+            return response.json()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedResponseError(
+                f"{response.request.method} {response.request.url.path}: body is not JSON", system=self.system
+            ) from exc
+
+    def require(self, body: Any, *keys: str) -> Any:
+        """``body[k1][k2]...`` or MalformedResponseError naming the missing key."""
+        current = body
+        for key in keys:
+            if not isinstance(current, dict) or key not in current:
+                raise MalformedResponseError(f"response lacks {'.'.join(keys)!r}", system=self.system)
+            current = current[key]
+        return current
+
+    def token_request(self, url: str, data: Mapping[str, str], *, auth: httpx.Auth | None = None,
+                      token_key: str = "access_token") -> tuple[str, float]:
+        """POST a form to a token endpoint; a refusal (4xx) is AuthError. Returns (token, expires_in)."""
+        try:
+            response = self.http.post(url, data=data, auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT)
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"token endpoint timeout: {type(exc).__name__}", system=self.system) from exc
+        except httpx.TransportError as exc:
+            raise TransientError(f"token endpoint connection error: {type(exc).__name__}", system=self.system) \
+                from exc
+        if 400 <= response.status_code < 500 and response.status_code != 429:
+            raise AuthError(f"token refused: HTTP {response.status_code}: {self._error_message(response)}",
+                            system=self.system, status=response.status_code)
+        self.check(response)
+        body = self.parse_json(response)
+        token = self.require(body, token_key)
+        expires_in = body.get("expires_in", 3600) if isinstance(body, dict) else 3600
+        try:
+            return str(token), float(expires_in)
+        except (TypeError, ValueError) as exc:
+            raise MalformedResponseError("token response has a bad expires_in", system=self.system) from exc
