@@ -126,6 +126,12 @@ class RequestLog:
             paths[path] = paths.get(path, 0) + 1
             self._recent.append({"system": system, "path": path, "query": query})
 
+    def note(self, system: str, path: str, body: str) -> None:
+        """Keep a request body (GraphQL query and variables, a POSTed tracking list) among the recent requests
+        without counting another request: the middleware already counted it."""
+        with self._lock:
+            self._recent.append({"system": system, "path": path, "query": body})
+
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
