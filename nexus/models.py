@@ -6,7 +6,8 @@ original values). ``system`` is the lower-case system id.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import dataclasses
+from dataclasses import asdict, dataclass
 from typing import Any
 
 
@@ -120,7 +121,7 @@ class Discrepancy:
     severity: str  # critical | high | medium | low
     subject: str = ""
     matched_on: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = {

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     breaker_redis_url: str = Field("", alias="NEXUS_BREAKER_REDIS_URL")
     http_timeout_s: float = Field(10.0, gt=0, alias="NEXUS_HTTP_TIMEOUT_S")
     http_connect_timeout_s: float = Field(5.0, gt=0, alias="NEXUS_HTTP_CONNECT_TIMEOUT_S")
+    report_ttl_s: int = Field(30 * 86400, ge=60, alias="NEXUS_REPORT_TTL_S")
+    bulk_max_emails: int = Field(100_000, ge=1, alias="NEXUS_BULK_MAX_EMAILS")
+    bulk_window: int = Field(8, ge=1, le=1000, alias="NEXUS_BULK_WINDOW")
+    bulk_chunk_size: int = Field(25, ge=1, le=500, alias="NEXUS_BULK_CHUNK_SIZE")
     token_refresh_margin_s: float = Field(60.0, ge=0, alias="NEXUS_TOKEN_REFRESH_MARGIN_S")
 
     @property

@@ -27,10 +27,15 @@ class HttpServerHandle:
         self.thread.join(timeout)
 
 
-def serve_http(app: ASGIApp, host: str = "127.0.0.1", port: int = 0, *, ready_timeout: float = 10.0) -> HttpServerHandle:
+def serve_http(
+    app: ASGIApp, host: str = "127.0.0.1", port: int = 0, *, ready_timeout: float = 10.0
+) -> HttpServerHandle:
     """Bind ``host:port`` (0 picks a free port), serve ``app`` on a daemon thread, return once it accepts."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this: without it Nagle holds h11's second write until the client's delayed ACK,
+    # and every response takes ~40 ms on loopback (measured: 44 ms -> 0.2 ms per request).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(2048)
     bound_port = sock.getsockname()[1]

@@ -1,0 +1,222 @@
+"""Lansweeper assets through the Data API (GraphQL at ``LANSWEEPER_GRAPHQL_URL``).
+
+The queries are CONSTANT strings: the site id, page size, cursor and every filter value travel only in
+``variables``, so no value can change the query's shape. Authentication is the personal access token in
+``Authorization: Token <LANSWEEPER_TOKEN>``; it does not expire, so the one re-authentication on 401 only re-reads
+it (a revoked token therefore fails as AuthError).
+
+Answers: HTTP statuses are mapped by the base client. A 200 with ``errors`` is classified by ``extensions.code``:
+``UNAUTHENTICATED``/``FORBIDDEN`` -> AuthError, ``INTERNAL_SERVER_ERROR`` (also what an unusable cursor gives, the
+simulator's ``truncated`` fault) -> TransientError, ``RATE_LIMITED`` -> ThrottledError, anything else ->
+BadRequestError. A 200 with neither ``errors`` nor ``data`` is MalformedResponseError.
+Lansweeper allows 150 requests a minute; nothing here waits: a 429 is ThrottledError with its Retry-After.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Self
+
+import httpx
+
+from clients._http import HttpSystemClient
+from clients.errors import (
+    AuthError,
+    BadRequestError,
+    MalformedResponseError,
+    ThrottledError,
+    TransientError,
+)
+from clients.paging import Page, iter_all, iter_pages
+from nexus.models import DeviceRecord
+from nexus.settings import Settings, get_settings
+
+MAX_PAGE_SIZE = 500
+
+ASSETS_QUERY = """\
+query NexusAssets(
+  $siteId: ID!
+  $pagination: AssetsPaginationInputValidated!
+  $fields: [String!]!
+  $filters: AssetsFilterGroupInput
+) {
+  site(id: $siteId) {
+    assetResources(assetPagination: $pagination, fields: $fields, filters: $filters) {
+      total
+      pagination { limit current next page }
+      items
+    }
+  }
+}
+"""
+
+HEALTH_QUERY = """\
+query NexusHealth($siteId: ID!) {
+  site(id: $siteId) { id name }
+}
+"""
+
+ASSET_FIELDS = (
+    "key",
+    "assetBasicInfo.name",
+    "assetBasicInfo.userName",
+    "assetBasicInfo.userDomain",
+    "assetBasicInfo.lastSeen",
+    "assetCustom.serialNumber",
+    "assetCustom.model",
+    "assetCustom.manufacturer",
+)
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value != "" else None
+
+
+class LansweeperClient(HttpSystemClient):
+    system = "lansweeper"
+    auth_scheme = "Token"
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        settings = settings or get_settings()
+        super().__init__(settings.lansweeper_graphql_url, settings, transport=transport, clock=clock)
+        self.endpoint = settings.lansweeper_graphql_url
+
+    def __enter__(self) -> Self:
+        return self
+
+    def _fetch_token(self) -> tuple[str, float]:
+        token = self.settings.lansweeper_token.get_secret_value()
+        if not token:
+            raise AuthError("LANSWEEPER_TOKEN is not set", system=self.system)
+        return token, 365 * 24 * 3600.0  # personal access tokens do not expire
+
+    def _error_message(self, response: httpx.Response) -> str:
+        try:
+            body = response.json()
+        except (ValueError, UnicodeDecodeError):
+            return response.text[:200] or response.reason_phrase
+        errors = body.get("errors") if isinstance(body, dict) else None
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            return str(errors[0].get("message", ""))[:300]
+        return str(body)[:300]
+
+    # -- GraphQL --------------------------------------------------------------------------------------------------
+    def gql(self, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+        """POST one operation; its ``data`` object, or the error its ``errors`` call for."""
+        # The endpoint URL itself, not "" against base_url (httpx would add a trailing slash).
+        response = self.send("POST", self.endpoint, json_body={"query": query, "variables": dict(variables)})
+        body = self.parse_json(response)
+        if not isinstance(body, dict):
+            raise MalformedResponseError("the GraphQL answer is not a JSON object", system=self.system)
+        errors = body.get("errors")
+        if errors:
+            self._raise_for(errors)
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise MalformedResponseError("the GraphQL answer has neither 'data' nor 'errors'", system=self.system)
+        return data
+
+    def _raise_for(self, errors: Any) -> None:
+        first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+        extensions = _obj(first.get("extensions"))
+        code = str(extensions.get("code", ""))
+        message = f"GraphQL error {code or '(no code)'}: {str(first.get('message', ''))[:300]}"
+        if code in ("UNAUTHENTICATED", "FORBIDDEN"):
+            raise AuthError(message, system=self.system)
+        if code == "RATE_LIMITED":
+            raise ThrottledError(message, system=self.system, status=None)
+        if code == "INTERNAL_SERVER_ERROR":
+            raise TransientError(message, system=self.system)
+        raise BadRequestError(message, system=self.system)
+
+    def _assets(self, pagination: Mapping[str, Any], filters: Mapping[str, Any] | None) -> Page[DeviceRecord]:
+        variables = {"siteId": self.settings.lansweeper_site_id, "pagination": dict(pagination),
+                     "fields": list(ASSET_FIELDS), "filters": dict(filters) if filters else None}
+        data = self.gql(ASSETS_QUERY, variables)
+        site = data.get("site")
+        resources = site.get("assetResources") if isinstance(site, dict) else None
+        if not isinstance(resources, dict):
+            raise MalformedResponseError("the answer lacks site.assetResources", system=self.system)
+        items = resources.get("items")
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise MalformedResponseError("assetResources.items is not a list of objects", system=self.system)
+        paging = resources.get("pagination")
+        next_cursor = paging.get("next") if isinstance(paging, dict) else None
+        if next_cursor is not None and not isinstance(next_cursor, str):
+            raise MalformedResponseError("pagination.next is not a string", system=self.system)
+        total = resources.get("total")
+        return Page([self.to_device(item) for item in items], next_cursor or None,
+                    total if isinstance(total, int) else None)
+
+    # -- the client shape -------------------------------------------------------------------------------------------
+    def fetch_page(self, cursor: str | None = None, page_size: int | None = None) -> Page[DeviceRecord]:
+        """One page of assets; ``cursor`` is the previous page's ``pagination.next``."""
+        limit = min(max(page_size or MAX_PAGE_SIZE, 1), MAX_PAGE_SIZE)
+        pagination = {"limit": limit, "page": "NEXT" if cursor else "FIRST", "cursor": cursor}
+        return self._assets(pagination, None)
+
+    def list_all(self) -> Iterator[DeviceRecord]:
+        return iter_all(self.fetch_page)
+
+    def _filtered(self, conditions: list[dict[str, str]]) -> list[DeviceRecord]:
+        filters = {"conjunction": "AND", "conditions": conditions}
+
+        def fetch(cursor: str | None) -> Page[DeviceRecord]:
+            pagination = {"limit": MAX_PAGE_SIZE, "page": "NEXT" if cursor else "FIRST", "cursor": cursor}
+            return self._assets(pagination, filters)
+
+        return [device for page in iter_pages(fetch) for device in page.items]
+
+    def find_asset(self, serial: str) -> DeviceRecord | None:
+        """The asset with this serial number (the most recently seen one if several), or None."""
+        found = self._filtered([{"operator": "EQUAL", "path": "assetCustom.serialNumber", "value": serial}])
+        if not found:
+            return None
+        return max(found, key=lambda d: d.last_seen or "")
+
+    def assets_for_user(self, username: str) -> list[DeviceRecord]:
+        """Assets whose user is ``username``: ``DOMAIN\\sam`` matches domain and name, a bare ``sam`` any domain."""
+        domain, sep, name = username.partition("\\")
+        if not sep:
+            domain, name = "", username
+        conditions = [{"operator": "EQUAL", "path": "assetBasicInfo.userName", "value": name}]
+        if domain:
+            conditions.append({"operator": "EQUAL", "path": "assetBasicInfo.userDomain", "value": domain})
+        return self._filtered(conditions)
+
+    def health(self) -> float:
+        """One cheap authenticated query (the site's id and name); elapsed milliseconds."""
+        started = time.perf_counter()
+        data = self.gql(HEALTH_QUERY, {"siteId": self.settings.lansweeper_site_id})
+        if not isinstance(data.get("site"), dict):
+            raise MalformedResponseError("the health answer lacks 'site'", system=self.system)
+        return (time.perf_counter() - started) * 1000.0
+
+    def to_device(self, item: Mapping[str, Any]) -> DeviceRecord:
+        key = _str(item.get("key")) or _str(item.get("_id"))
+        if key is None:
+            raise MalformedResponseError("an asset lacks 'key'", system=self.system)
+        basic, custom = _obj(item.get("assetBasicInfo")), _obj(item.get("assetCustom"))
+        user, domain = _str(basic.get("userName")), _str(basic.get("userDomain"))
+        owner = f"{domain}\\{user}" if user and domain else user
+        return DeviceRecord(
+            system=self.system,
+            key=key,
+            serial=_str(custom.get("serialNumber")) or "",
+            name=_str(basic.get("name")),
+            owner=owner,
+            last_seen=_str(basic.get("lastSeen")),
+            model=_str(custom.get("model")),
+            manufacturer=_str(custom.get("manufacturer")),
+        )

@@ -1,0 +1,1 @@
+"""Audit requests, their storage in Redis, and the reports they produce."""

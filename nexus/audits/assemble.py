@@ -1,0 +1,109 @@
+"""Turn fetch results (success payloads and failure markers) into engine inputs and reports.
+
+Pure functions over JSON-safe dicts: the Celery tasks stay thin, and this is testable without workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from nexus.drift.engine import device_report, summarize, user_report
+from nexus.models import DeviceRecord, PersonRecord, ReturnTicket, ShipmentRecord
+from nexus.systems import System
+
+
+def split_results(results: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """{system id: data} of the systems that answered, {system id: error} of those that failed."""
+    data: dict[str, Any] = {}
+    errors: dict[str, dict[str, Any]] = {}
+    for result in results:
+        if not isinstance(result, dict) or "system" not in result:
+            continue
+        if result.get("ok"):
+            data[result["system"]] = result.get("data") or {}
+        else:
+            errors[result["system"]] = result.get("error") or {"type": "Unknown", "message": "no result"}
+    return data, errors
+
+
+def people_reports(emails: Sequence[str], results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One user report per email, from the people lookups of Workday, AD and Entra."""
+    data, errors = split_results(results)
+    reports = []
+    for email in emails:
+        by_system: dict[str, list[PersonRecord] | None] = {}
+        for system in (System.WORKDAY, System.AD, System.ENTRA):
+            if system.value in data:
+                raw = data[system.value].get(email)
+                by_system[system.value] = [PersonRecord.from_dict(raw)] if raw else []
+            else:
+                by_system[system.value] = None
+        reports.append(user_report(email, by_system, errors))
+    return reports
+
+
+def device_owner_refs(serial: str, stage1: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """From the device lookups: the people references to resolve and the tracking numbers to track."""
+    refs: list[str] = []
+    numbers: list[str] = []
+    for system in (System.HELIX, System.INTUNE, System.LANSWEEPER):
+        entry = (stage1.get(system.value) or {}).get(serial) or {}
+        device = entry.get("device")
+        if device and device.get("owner"):
+            refs.append(str(device["owner"]))
+        for ticket in entry.get("tickets") or ():
+            if ticket.get("customer_email"):
+                refs.append(str(ticket["customer_email"]))
+            if ticket.get("tracking_number"):
+                numbers.append(str(ticket["tracking_number"]))
+    return list(dict.fromkeys(refs)), list(dict.fromkeys(numbers))
+
+
+def device_full_report(
+    serial: str,
+    stage1_results: Iterable[dict[str, Any]],
+    stage2_results: Iterable[dict[str, Any]],
+    now: datetime,
+) -> dict[str, Any]:
+    data1, errors1 = split_results(stage1_results)
+    data2, errors2 = split_results(stage2_results)
+    records: dict[str, list[Any] | None] = {}
+    tickets: list[ReturnTicket] = []
+    for system in (System.INTUNE, System.LANSWEEPER, System.HELIX):
+        if system.value not in data1:
+            records[system.value] = None
+            continue
+        entry = data1[system.value].get(serial) or {}
+        device = entry.get("device")
+        records[system.value] = [DeviceRecord.from_dict(device)] if device else []
+        tickets += [ReturnTicket.from_dict(t) for t in entry.get("tickets") or ()]
+    if System.FEDEX.value in data2:
+        records[System.FEDEX.value] = [ShipmentRecord.from_dict(s) for s in data2[System.FEDEX.value].values()]
+    elif System.FEDEX.value in errors2:
+        records[System.FEDEX.value] = None
+    else:
+        records[System.FEDEX.value] = []  # nothing to track: FedEx was not needed
+    people: dict[str, list[PersonRecord] | None] = {}
+    for system in (System.WORKDAY, System.AD, System.ENTRA):
+        if system.value in data2:
+            people[system.value] = [PersonRecord.from_dict(r) for r in data2[system.value].values() if r]
+        elif system.value in errors2:
+            people[system.value] = None
+    return device_report(serial, records, {**errors1, **errors2}, now, tickets=tickets, people=people)
+
+
+def bulk_report(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report for many people: per-person entries plus a summary by severity, field and system."""
+    failed = sorted({s for e in entries for s in e.get("systems_failed", [])})
+    all_discrepancies = [dict(d, subject=d.get("subject") or e["email"]) for e in entries for d in e["discrepancies"]]
+    return {
+        "people": len(entries),
+        "people_with_drift": sum(1 for e in entries if e["discrepancy_count"]),
+        "systems_checked": entries[0]["systems_checked"] if entries else [],
+        "systems_failed": failed,
+        "discrepancy_count": len(all_discrepancies),
+        "summary": summarize(all_discrepancies),
+        "entries": entries,
+    }

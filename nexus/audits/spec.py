@@ -1,0 +1,118 @@
+"""What an operator can ask for, validated before anything is enqueued.
+
+Validation is strict on purpose: every value later reaches an LDAP filter, an OData ``$filter``, a Helix
+qualification or a GraphQL variable. Those are escaped at the client, but a value that cannot be a real email or
+serial never leaves this module (no broad query is ever sent for bad input).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+# Pragmatic RFC 5322 subset: ASCII only (rejects unicode confusables such as a Cyrillic a), dot-atom local part,
+# a hostname with at least one dot. Parentheses, spaces, quotes and backslashes are never valid.
+_EMAIL_RE = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+_SERIAL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{2,49}$")
+_AUDIT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+MAX_EMAIL_LENGTH = 254
+
+
+class InvalidInput(ValueError):
+    """Bad input from an operator: CLI exit 2, MCP ToolError. The message is one clear line."""
+
+
+class AuditKind(StrEnum):
+    USER = "user"
+    DEVICE = "device"
+    BULK = "bulk"
+    FLEET = "fleet"
+
+
+def validate_email(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"email must be a string, got {type(value).__name__}")
+    email = value.strip()
+    if not email:
+        raise InvalidInput("email is empty")
+    if len(email) > MAX_EMAIL_LENGTH:
+        raise InvalidInput(f"email is longer than {MAX_EMAIL_LENGTH} characters")
+    if not email.isascii():
+        raise InvalidInput(f"email {email!r} contains non-ASCII characters (a possible look-alike)")
+    if not _EMAIL_RE.match(email):
+        raise InvalidInput(f"{email!r} is not a valid email address")
+    return email
+
+
+def validate_serial(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"serial must be a string, got {type(value).__name__}")
+    serial = value.strip()
+    if not _SERIAL_RE.match(serial):
+        raise InvalidInput(f"{serial!r} is not a valid serial number (3-50 letters, digits or dashes)")
+    return serial
+
+
+def validate_audit_id(value: object) -> str:
+    if not isinstance(value, str) or not _AUDIT_ID_RE.match(value.strip().lower()):
+        raise InvalidInput(f"{value!r} is not an audit id (32 hex characters)")
+    return value.strip().lower()
+
+
+def validate_email_list(values: list[Any], max_emails: int) -> list[str]:
+    """Validate every address; de-duplicate case-insensitively, keeping the first spelling and the order."""
+    if not isinstance(values, list | tuple):
+        raise InvalidInput("emails must be a list")
+    if not values:
+        raise InvalidInput("the email list is empty")
+    if len(values) > max_emails:
+        raise InvalidInput(f"the email list has {len(values)} entries; the limit is {max_emails}")
+    seen: set[str] = set()
+    out: list[str] = []
+    for index, raw in enumerate(values, 1):
+        try:
+            email = validate_email(raw)
+        except InvalidInput as exc:
+            raise InvalidInput(f"entry {index}: {exc}") from None
+        key = email.lower()
+        if key not in seen:
+            seen.add(key)
+            out.append(email)
+    return out
+
+
+@dataclass(slots=True)
+class AuditRequest:
+    kind: AuditKind
+    subjects: list[str] = field(default_factory=list)
+    audit_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @classmethod
+    def user(cls, email: str) -> AuditRequest:
+        return cls(AuditKind.USER, [validate_email(email)])
+
+    @classmethod
+    def device(cls, serial: str) -> AuditRequest:
+        return cls(AuditKind.DEVICE, [validate_serial(serial)])
+
+    @classmethod
+    def bulk(cls, emails: list[Any], max_emails: int) -> AuditRequest:
+        return cls(AuditKind.BULK, validate_email_list(emails, max_emails))
+
+    @classmethod
+    def fleet(cls) -> AuditRequest:
+        return cls(AuditKind.FLEET, [])
+
+    def describe(self) -> str:
+        if self.kind is AuditKind.BULK:
+            return f"bulk audit of {len(self.subjects)} people"
+        if self.kind is AuditKind.FLEET:
+            return "fleet audit"
+        return f"{self.kind.value} audit of {self.subjects[0]}"

@@ -1,0 +1,169 @@
+"""Audits in Redis: status, progress, report, and the newest-first index. Everything expires after the report TTL.
+
+Keys (prefix ``nexus:audit:``):
+    <id>            hash: id, kind, status, created_at, updated_at, subjects_count, description, error
+    <id>:subjects   list of subjects (kept out of task arguments, so messages stay small)
+    <id>:progress   hash: total, done, and one ``sys:<system>`` JSON field per system
+    <id>:parts      hash: part number -> JSON result of that part (a chunk of a bulk audit); idempotent writes
+    <id>:report     the final report (JSON string)
+    <id>:final      SET NX flag: exactly one finisher builds the report, even if a part is redelivered
+    nexus:audits    sorted set id -> created_at (the list, newest first)
+
+Status: ``queued`` -> ``running`` -> ``done`` | ``failed``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis
+
+from nexus.audits.spec import AuditRequest
+
+PREFIX = "nexus:audit:"
+INDEX = "nexus:audits"
+STATUSES = ("queued", "running", "done", "failed")
+TERMINAL = ("done", "failed")
+
+
+class AuditNotFound(KeyError):
+    """No audit with that id (never existed, or expired)."""
+
+
+class AuditStore:
+    def __init__(self, client: redis.Redis, *, ttl_s: int = 30 * 86400, clock: Callable[[], float] = time.time):
+        self.r = client
+        self.ttl_s = ttl_s
+        self.clock = clock
+
+    @staticmethod
+    def key(audit_id: str, part: str = "") -> str:
+        return f"{PREFIX}{audit_id}" + (f":{part}" if part else "")
+
+    # -- creation ------------------------------------------------------------------------------------------------
+    def create(self, request: AuditRequest, *, total: int | None = None) -> None:
+        now = self.clock()
+        aid = request.audit_id
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.key(aid), mapping={
+            "id": aid, "kind": request.kind.value, "status": "queued", "created_at": now, "updated_at": now,
+            "subjects_count": len(request.subjects), "description": request.describe(), "error": "",
+        })
+        if request.subjects:
+            for start in range(0, len(request.subjects), 10_000):
+                pipe.rpush(self.key(aid, "subjects"), *request.subjects[start:start + 10_000])
+        pipe.hset(self.key(aid, "progress"), mapping={"total": total if total is not None else len(request.subjects),
+                                                      "done": 0})
+        pipe.zadd(INDEX, {aid: now})
+        for suffix in ("", "subjects", "progress"):
+            pipe.expire(self.key(aid, suffix), self.ttl_s)
+        pipe.execute()
+        self._trim_index(now)
+
+    def _trim_index(self, now: float) -> None:
+        self.r.zremrangebyscore(INDEX, "-inf", now - self.ttl_s)
+
+    def delete(self, audit_id: str) -> None:
+        """Remove an audit that could not be enqueued, so nothing half-written is left behind."""
+        keys = [self.key(audit_id, s) for s in ("", "subjects", "progress", "parts", "report", "final")]
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(*keys)
+        pipe.zrem(INDEX, audit_id)
+        pipe.execute()
+
+    # -- reading ---------------------------------------------------------------------------------------------------
+    def exists(self, audit_id: str) -> bool:
+        return bool(self.r.exists(self.key(audit_id)))
+
+    def meta(self, audit_id: str) -> dict[str, Any]:
+        raw = self.r.hgetall(self.key(audit_id))
+        if not raw:
+            raise AuditNotFound(audit_id)
+        meta = {_s(k): _s(v) for k, v in raw.items()}
+        for name in ("created_at", "updated_at"):
+            meta[name] = float(meta.get(name) or 0)
+        meta["subjects_count"] = int(meta.get("subjects_count") or 0)
+        return meta
+
+    def subjects(self, audit_id: str, start: int = 0, stop: int = -1) -> list[str]:
+        return [_s(v) for v in self.r.lrange(self.key(audit_id, "subjects"), start, stop)]
+
+    def progress(self, audit_id: str) -> dict[str, Any]:
+        raw = {_s(k): _s(v) for k, v in self.r.hgetall(self.key(audit_id, "progress")).items()}
+        systems = {k[4:]: json.loads(v) for k, v in raw.items() if k.startswith("sys:")}
+        return {"total": int(raw.get("total", 0)), "done": int(raw.get("done", 0)), "systems": systems}
+
+    def report(self, audit_id: str) -> dict[str, Any] | None:
+        raw = self.r.get(self.key(audit_id, "report"))
+        return json.loads(raw) if raw else None
+
+    def list(self, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
+        ids = [_s(i) for i in self.r.zrevrange(INDEX, offset, offset + limit - 1)]
+        out = []
+        for aid in ids:
+            try:
+                out.append(self.meta(aid))
+            except AuditNotFound:
+                self.r.zrem(INDEX, aid)  # expired under us
+        return out
+
+    # -- updates by the tasks ---------------------------------------------------------------------------------------
+    def set_status(self, audit_id: str, status: str, *, error: str = "") -> None:
+        if status not in STATUSES:
+            raise ValueError(status)
+        mapping: dict[str, Any] = {"status": status, "updated_at": self.clock()}
+        if error:
+            mapping["error"] = error
+        self.r.hset(self.key(audit_id), mapping=mapping)
+
+    def mark_running(self, audit_id: str) -> None:
+        """queued -> running (never moves a finished audit back)."""
+        if self.meta(audit_id)["status"] == "queued":
+            self.set_status(audit_id, "running")
+
+    def set_system_progress(self, audit_id: str, system: str, info: dict[str, Any]) -> None:
+        key = self.key(audit_id, "progress")
+        self.r.hset(key, f"sys:{system}", json.dumps(info, separators=(",", ":")))
+
+    def set_total(self, audit_id: str, total: int) -> None:
+        self.r.hset(self.key(audit_id, "progress"), "total", total)
+
+    def save_part(self, audit_id: str, part: int, result: Any, done_increment: int) -> bool:
+        """Store one part's result. Returns False if that part was already stored (a redelivered task): the
+        progress counter is only advanced the first time, so nothing is counted twice."""
+        key = self.key(audit_id, "parts")
+        stored = self.r.hsetnx(key, str(part), json.dumps(result, separators=(",", ":"), default=str))
+        if stored:
+            pipe = self.r.pipeline(transaction=True)
+            pipe.expire(key, self.ttl_s)
+            pipe.hincrby(self.key(audit_id, "progress"), "done", done_increment)
+            pipe.hset(self.key(audit_id), "updated_at", self.clock())
+            pipe.execute()
+        return bool(stored)
+
+    def parts_count(self, audit_id: str) -> int:
+        return int(self.r.hlen(self.key(audit_id, "parts")))
+
+    def iter_parts(self, audit_id: str) -> Iterable[tuple[int, Any]]:
+        for part, raw in self.r.hscan_iter(self.key(audit_id, "parts"), count=500):
+            yield int(_s(part)), json.loads(raw)
+
+    def claim_finish(self, audit_id: str) -> bool:
+        """True for exactly one caller: the one that builds the final report."""
+        return bool(self.r.set(self.key(audit_id, "final"), "1", nx=True, ex=self.ttl_s))
+
+    def finish(self, audit_id: str, report: dict[str, Any], status: str = "done", error: str = "") -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(self.key(audit_id, "report"), json.dumps(report, separators=(",", ":"), default=str), ex=self.ttl_s)
+        mapping: dict[str, Any] = {"status": status, "updated_at": self.clock()}
+        if error:
+            mapping["error"] = error
+        pipe.hset(self.key(audit_id), mapping=mapping)
+        pipe.execute()
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

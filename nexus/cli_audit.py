@@ -1,0 +1,194 @@
+"""`nexus audit submit | status | result | list`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from nexus.cli_common import EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE, fail, print_json
+
+audit_app = typer.Typer(no_args_is_help=True, help="Submit audits and read their status and reports.")
+
+MAX_EMAILS_FILE_BYTES = 50 * 1024 * 1024
+
+
+def _facade() -> Any:
+    from nexus.facade import Nexus
+
+    return Nexus()
+
+
+def _read_emails_file(path: Path) -> list[str]:
+    if str(path) != "-" and not path.is_file():
+        fail(f"emails file {path} does not exist", EXIT_USAGE)
+    try:
+        raw = sys.stdin.buffer.read(MAX_EMAILS_FILE_BYTES + 1) if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}", EXIT_USAGE)
+    if len(raw) > MAX_EMAILS_FILE_BYTES:
+        fail(f"emails file is larger than {MAX_EMAILS_FILE_BYTES // (1024 * 1024)} MB", EXIT_USAGE)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        fail(f"{path} is not UTF-8 text", EXIT_USAGE)
+    # One address per line; blank lines and # comments are ignored; a CSV's first column is taken.
+    emails = []
+    for line in text.splitlines():
+        item = line.split(",", 1)[0].strip()
+        if item and not item.startswith("#") and item.lower() != "email":
+            emails.append(item)
+    return emails
+
+
+def _progress_line(view: dict[str, Any]) -> str:
+    p = view["progress"]
+    systems = " ".join(f"{name}:{info.get('status')}" for name, info in sorted(p.get("systems", {}).items()))
+    return f"{view['status']} {p.get('done', 0)}/{p.get('total', 0)} {systems}"
+
+
+def _wait(nx: Any, audit_id: str, timeout: float, quiet: bool) -> dict[str, Any]:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(file=sys.stderr)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), TextColumn("{task.fields[systems]}"), console=console,
+                  disable=quiet or not console.is_terminal, transient=True) as bar:
+        task = bar.add_task(audit_id[:8], total=1, systems="")
+
+        def update(view: dict[str, Any]) -> None:
+            p = view["progress"]
+            systems = " ".join(f"{k}:{v.get('status')}" for k, v in sorted(p.get("systems", {}).items()))
+            bar.update(task, total=max(p.get("total", 0), 1), completed=p.get("done", 0), systems=systems)
+
+        return nx.wait(audit_id, timeout, on_progress=update)  # type: ignore[no-any-return]
+
+
+@audit_app.command("submit")
+def submit(
+    email: Annotated[str | None, typer.Option(help="Audit one person by email.")] = None,
+    device: Annotated[str | None, typer.Option(help="Audit one device by serial number.")] = None,
+    emails_file: Annotated[Path | None, typer.Option(help="Audit many people: a file with one email per line "
+                                                     "('-' reads stdin).")] = None,
+    fleet: Annotated[bool, typer.Option(help="Audit everyone and every device.")] = False,
+    wait: Annotated[bool, typer.Option(help="Wait for the report (progress on stderr).")] = False,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait with --wait (exit 124 after).")] = 300.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+) -> None:
+    """Enqueue an audit; with --wait, print its report when done."""
+    from nexus.audits.spec import InvalidInput
+    from nexus.facade import ServiceUnavailable, WaitTimeout
+
+    emails = _read_emails_file(emails_file) if emails_file is not None else None
+    nx = _facade()
+    try:
+        request = nx.request_for(email=email, serial=device, emails=emails, fleet=fleet)
+        audit_id = nx.submit(request)
+    except InvalidInput as exc:
+        fail(str(exc), EXIT_USAGE)
+    except ServiceUnavailable as exc:
+        fail(str(exc), EXIT_FAILED)
+    print(f"submitted {request.describe()}: {audit_id}", file=sys.stderr)
+    if not wait:
+        if json_out:
+            print_json({"audit_id": audit_id, "status": "queued", "kind": request.kind.value})
+        else:
+            print(audit_id)
+        return
+    try:
+        view = _wait(nx, audit_id, timeout, quiet=False)
+    except WaitTimeout as exc:
+        if json_out:
+            print_json({"audit_id": audit_id, "status": "timeout", "error": str(exc)})
+        fail(str(exc), EXIT_TIMEOUT)
+    except ServiceUnavailable as exc:
+        fail(str(exc), EXIT_FAILED)
+    _print_view(view, json_out)
+    if view["status"] != "done":
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_view(view: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        print_json(view)
+        return
+    from nexus.cli_render import print_report_summary
+
+    print_report_summary(view)
+
+
+@audit_app.command("status")
+def status(
+    audit_id: Annotated[str, typer.Argument(help="The audit id.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+) -> None:
+    """Status and progress of an audit."""
+    view = _get(audit_id, include_report=False)
+    if json_out:
+        print_json(view)
+    else:
+        print(f"{view['audit_id']}  {view['description']}  {_progress_line(view)}")
+        if view.get("error"):
+            print(f"error: {view['error']}")
+
+
+@audit_app.command("result")
+def result(
+    audit_id: Annotated[str, typer.Argument(help="The audit id.")],
+    fmt: Annotated[str, typer.Option("--format", help="json, csv or md.")] = "json",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """The report of a finished audit (exit 1 if it is not finished or it failed)."""
+    from nexus.exports import FORMATS, render
+
+    if fmt not in FORMATS:
+        fail(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}", EXIT_USAGE)
+    view = _get(audit_id, include_report=True)
+    if view["status"] not in ("done",) or "report" not in view:
+        fail(f"audit {audit_id} is {view['status']}; no report yet" + (f": {view['error']}" if view.get("error")
+                                                                     else ""), EXIT_FAILED)
+    text = render(view["report"], fmt)
+    if output is not None:
+        from nexus.sim.stack import _atomic_write
+
+        _atomic_write(output, text)
+        print(f"wrote {output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+
+
+@audit_app.command("list")
+def list_audits(
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many (newest first).")] = 20,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+) -> None:
+    """Recent audits, newest first."""
+    from nexus.facade import ServiceUnavailable
+
+    try:
+        audits = _facade().list(limit)
+    except ServiceUnavailable as exc:
+        fail(str(exc), EXIT_FAILED)
+    if json_out:
+        print_json({"audits": audits})
+        return
+    from datetime import UTC, datetime
+
+    for a in audits:
+        when = datetime.fromtimestamp(a["created_at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{a['audit_id']}  {when}  {a['status']:<7}  {a['description']}")
+
+
+def _get(audit_id: str, *, include_report: bool) -> dict[str, Any]:
+    from nexus.audits.spec import InvalidInput
+    from nexus.facade import ServiceUnavailable
+
+    try:
+        return _facade().get(audit_id, include_report=include_report)  # type: ignore[no-any-return]
+    except InvalidInput as exc:
+        fail(str(exc), EXIT_USAGE)
+    except ServiceUnavailable as exc:
+        fail(str(exc), EXIT_FAILED)

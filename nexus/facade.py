@@ -1,0 +1,150 @@
+"""The one small facade every front end uses (CLI, MCP server, beat): submit an audit, get it, list them.
+
+It validates input before anything is stored or enqueued, stores the audit, enqueues ``nexus.audit.plan`` with the
+audit id only (subjects stay in Redis, so task arguments are small and carry no secrets), and reads status,
+progress and report back from the store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nexus.audits.spec import AuditKind, AuditRequest, InvalidInput, validate_audit_id
+from nexus.audits.store import TERMINAL, AuditNotFound, AuditStore
+from nexus.settings import Settings, get_settings
+
+
+class ServiceUnavailable(RuntimeError):
+    """Redis or the broker cannot be reached: the audit could not be stored or enqueued."""
+
+
+class WaitTimeout(TimeoutError):
+    """``wait`` reached its deadline before the audit finished (CLI exit 124)."""
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    import kombu.exceptions
+    import redis.exceptions
+
+    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, kombu.exceptions.OperationalError,
+            ConnectionError, OSError)
+
+
+class Nexus:
+    def __init__(self, store: AuditStore | None = None, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        if store is None:
+            from nexus.redis_conn import get_redis
+
+            store = AuditStore(get_redis(), ttl_s=self.settings.report_ttl_s)
+        self.store = store
+
+    # -- requests ---------------------------------------------------------------------------------------------------
+    def request_for(
+        self,
+        *,
+        email: str | None = None,
+        serial: str | None = None,
+        emails: list[Any] | None = None,
+        fleet: bool = False,
+    ) -> AuditRequest:
+        """Exactly one of the four; validated. Raises InvalidInput with one clear line."""
+        options = (("email", email), ("device", serial), ("emails", emails))
+        given = [name for name, value in options if value is not None]
+        if fleet:
+            given.append("fleet")
+        if len(given) != 1:
+            raise InvalidInput("give exactly one of: email, device serial, list of emails, fleet")
+        if email is not None:
+            return AuditRequest.user(email)
+        if serial is not None:
+            return AuditRequest.device(serial)
+        if emails is not None:
+            return AuditRequest.bulk(emails, self.settings.bulk_max_emails)
+        return AuditRequest.fleet()
+
+    def submit(self, request: AuditRequest) -> str:
+        """Store and enqueue; returns the audit id. Nothing is left behind if enqueueing fails."""
+        from tasks.audit import plan_audit
+
+        errors = _connection_errors()
+        try:
+            self.store.create(request)
+        except errors as exc:
+            raise ServiceUnavailable(f"cannot store the audit: Redis unreachable ({type(exc).__name__})") from exc
+        try:
+            plan_audit.apply_async(args=[request.audit_id], retry=False)
+        except errors as exc:
+            try:
+                self.store.delete(request.audit_id)
+            except errors:
+                pass
+            raise ServiceUnavailable(f"cannot enqueue the audit: broker unreachable ({type(exc).__name__})") from exc
+        return request.audit_id
+
+    # -- reading ------------------------------------------------------------------------------------------------------
+    def get(self, audit_id: str, *, include_report: bool = True) -> dict[str, Any]:
+        audit_id = validate_audit_id(audit_id)
+        try:
+            meta = self.store.meta(audit_id)
+            progress = self.store.progress(audit_id)
+            report = self.store.report(audit_id) if include_report and meta["status"] in TERMINAL else None
+        except AuditNotFound:
+            raise InvalidInput(f"no audit with id {audit_id} (unknown or expired)") from None
+        except _connection_errors() as exc:
+            raise ServiceUnavailable(f"cannot read the audit: Redis unreachable ({type(exc).__name__})") from exc
+        view: dict[str, Any] = {
+            "audit_id": audit_id,
+            "kind": meta["kind"],
+            "status": meta["status"],
+            "description": meta.get("description", ""),
+            "created_at": meta["created_at"],
+            "updated_at": meta["updated_at"],
+            "progress": progress,
+        }
+        if meta.get("error"):
+            view["error"] = meta["error"]
+        if report is not None:
+            view["report"] = report
+        return view
+
+    def list(self, limit: int = 20) -> list[dict[str, Any]]:
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000")
+        try:
+            metas = self.store.list(limit)
+        except _connection_errors() as exc:
+            raise ServiceUnavailable(f"cannot list audits: Redis unreachable ({type(exc).__name__})") from exc
+        return [
+            {"audit_id": m["id"], "kind": m["kind"], "status": m["status"], "description": m.get("description", ""),
+             "created_at": m["created_at"], "updated_at": m["updated_at"]}
+            for m in metas
+        ]
+
+    def wait(
+        self,
+        audit_id: str,
+        timeout: float,
+        *,
+        poll_s: float = 0.1,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> dict[str, Any]:
+        """Poll until the audit is done or failed; WaitTimeout at the deadline (never later)."""
+        deadline = clock() + timeout
+        while True:
+            view = self.get(audit_id)
+            if on_progress is not None:
+                on_progress(view)
+            if view["status"] in TERMINAL:
+                return view
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise WaitTimeout(f"audit {audit_id} still {view['status']} after {timeout:g}s")
+            sleep(min(poll_s, remaining))
+
+
+__all__ = ["AuditKind", "InvalidInput", "Nexus", "ServiceUnavailable", "WaitTimeout"]

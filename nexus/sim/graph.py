@@ -1,0 +1,607 @@
+"""Microsoft identity platform token endpoint and Microsoft Graph (Entra ID users, Intune managed devices).
+
+Two simulators, both rendering :class:`~nexus.sim.org_model.Org` without altering it:
+
+* :class:`AzureTokenSim` (prefix ``/azure``, so ``AZURE_AUTHORITY_URL=http://host:port/azure``):
+  ``POST /{tenant}/oauth2/v2.0/token`` with the client-credentials grant, answering the v2 endpoint's JSON and its
+  ``AADSTS`` errors. Entra ID issues the tokens, so its requests are logged under ``entra`` AND entra's faults apply
+  to it (``down``/``flaky``/``throttle``/``malformed`` answer in the token endpoint's own error format). A consequence
+  worth knowing: with Entra down, Intune's API cannot be authenticated either, exactly as in production.
+* :class:`GraphSim` (prefix ``/graph``): ``/v1.0/users``, ``/v1.0/users/{id | userPrincipalName}`` (and
+  ``/manager``), ``/v1.0/deviceManagement/managedDevices`` (and ``/{id}``). ``system_for`` puts
+  ``/v1.0/deviceManagement/...`` under ``intune`` and everything else under ``entra``; one Graph token serves both
+  (it is issued and checked under ``entra``, so ``tokens.expire_all("entra")`` expires it for Intune too), while the
+  ``expired_token`` fault is honoured per system.
+
+Real behaviours reproduced: the default ``$select`` of users (``department``, ``employeeId``, ``accountEnabled``,
+``otherMails`` come back only when selected); ``$filter`` parsed by :mod:`nexus.sim.odata` (never evaluated as code;
+string equality ignores case like the directory does); ``$top`` 1..999 (Intune 1..1000); ``$expand=manager`` with a
+nested ``$select``; an absolute ``@odata.nextLink`` carrying the request's options plus an opaque ``$skiptoken``;
+Graph's error body with ``innerError``; 401 ``InvalidAuthenticationToken``. Intune listings carry ``@odata.count``
+(the size of the filtered collection); users carry it only for ``$count=true`` with ``ConsistencyLevel: eventual``.
+
+The ``truncated`` fault: a request that carries a ``$skiptoken`` answers 400 ``Directory_ExpiredPageToken`` (what
+Graph says when it lost a listing's paging state), so page one succeeds and the nextLink of page one fails. The
+clients classify that code as :class:`~clients.errors.TransientError` (the listing is incomplete; retrying the page
+may work once the state is back, and if it never does, the system is reported failed).
+
+Performance: per org, indexes (mail, userPrincipalName, employeeId, id, otherMails; serialNumber,
+userPrincipalName, id) are built once; a page costs O(page size) and an indexed filter O(matches). Other filters
+scan once and their result is cached (a small LRU) so following their nextLinks stays O(page size).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from nexus.sim import odata
+from nexus.sim.base import SimContext, SystemSim
+from nexus.sim.org_model import EntraUser, IntuneDevice, Org
+from nexus.sim.tokens import TokenCheck
+
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph's application id (a valid scope root too)
+TOKEN_SYSTEM = "entra"  # Graph tokens are issued and checked under this id
+
+
+def iso(value: datetime | None) -> str | None:
+    """Graph's DateTimeOffset rendering: UTC with a ``Z``."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+# == token endpoint ==============================================================================================
+class AzureTokenSim(SystemSim):
+    """``login.microsoftonline.com``: the v2 token endpoint, client-credentials grant only."""
+
+    prefix = "/azure"
+    system = "entra"
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/{tenant}/oauth2/v2.0/token", self.token, methods=["POST"])]
+
+    def _aad_error(self, status: int, error: str, code: int, description: str,
+                   headers: dict[str, str] | None = None) -> Response:
+        trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        body = {
+            "error": error,
+            "error_description": f"AADSTS{code}: {description} Trace ID: {trace} Correlation ID: {correlation} "
+                                 f"Timestamp: {stamp}",
+            "error_codes": [code],
+            "timestamp": stamp,
+            "trace_id": trace,
+            "correlation_id": correlation,
+            "error_uri": f"https://login.microsoftonline.com/error?code={code}",
+        }
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    def error(self, status: int, message: str, *, code: str = "", headers: dict[str, str] | None = None) -> Response:
+        if status == 429:
+            return self._aad_error(429, "temporarily_unavailable", 50196, "Too many requests; retry later.",
+                                   headers)
+        return self._aad_error(status, "temporarily_unavailable", 90033,
+                               "A transient error has occurred. Please try again.", headers)
+
+    def malformed(self) -> Response:
+        return Response(b'{"token_type":"Bearer","expires_in":3599,"ext_expi', status_code=200,
+                        media_type="application/json")
+
+    async def token(self, request: Request) -> Response:
+        creds = self.ctx.creds
+        tenant = request.path_params["tenant"]
+        if tenant.lower() not in {creds.azure_tenant_id.lower(), self.ctx.org.domain.lower()}:
+            return self._aad_error(
+                400, "invalid_request", 90002,
+                f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing "
+                "into the correct cloud. Check with your subscription administrator, this may happen if there are "
+                "no active subscriptions for the tenant.")
+        form = await request.form()
+        fields = {k: str(v) for k, v in form.items()}
+        client_id, client_secret = fields.get("client_id", ""), fields.get("client_secret", "")
+        basic = _basic_credentials(request)
+        if basic is not None:  # client_secret_basic is accepted as well as client_secret_post
+            client_id, client_secret = basic
+        grant = fields.get("grant_type", "")
+        if not grant:
+            return self._aad_error(400, "invalid_request", 900144,
+                                   "The request body must contain the following parameter: 'grant_type'.")
+        if grant != "client_credentials":
+            return self._aad_error(400, "unsupported_grant_type", 70003,
+                                   f"The app requested an unsupported grant type '{grant}'.")
+        if not client_id:
+            return self._aad_error(400, "invalid_request", 900144,
+                                   "The request body must contain the following parameter: 'client_id'.")
+        if client_id != creds.azure_client_id:
+            return self._aad_error(
+                400, "unauthorized_client", 700016,
+                f"Application with identifier '{client_id}' was not found in the directory '{tenant}'.")
+        if not client_secret:
+            return self._aad_error(
+                401, "invalid_client", 7000218,
+                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
+        if not hmac.compare_digest(client_secret.encode(), creds.azure_client_secret.encode()):
+            return self._aad_error(
+                401, "invalid_client", 7000215,
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret "
+                f"value, not the client secret ID, for a secret added to app '{client_id}'.")
+        scope = fields.get("scope", "")
+        if not scope:
+            return self._aad_error(400, "invalid_request", 90014, "The required field 'scope' is missing.")
+        if not _valid_graph_scope(scope):
+            return self._aad_error(
+                400, "invalid_scope", 1002012,
+                f"The provided value for scope {scope} is not valid. Client credential flows must have a scope "
+                "value with /.default suffixed to the resource identifier (application ID URI).")
+        token, expires_in = self.ctx.tokens.issue(TOKEN_SYSTEM)
+        return JSONResponse({"token_type": "Bearer", "expires_in": expires_in, "ext_expires_in": expires_in,
+                             "access_token": token})
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip()).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    if not sep:
+        return None
+    from urllib.parse import unquote_plus
+
+    return unquote_plus(user), unquote_plus(password)
+
+
+def _valid_graph_scope(scope: str) -> bool:
+    scopes = scope.split()
+    return len(scopes) == 1 and scopes[0].lower() in {GRAPH_SCOPE, f"{GRAPH_APP_ID}/.default"}
+
+
+# == Graph resources ===============================================================================================
+Getter = Callable[[Any], Any]
+
+USER_PROPS: dict[str, tuple[str, Getter]] = {
+    "id": (odata.STRING, lambda u: u.id),
+    "businessPhones": (odata.STRINGS, lambda u: []),
+    "displayName": (odata.STRING, lambda u: u.display_name),
+    "givenName": (odata.STRING, lambda u: u.given_name),
+    "jobTitle": (odata.STRING, lambda u: u.job_title),
+    "mail": (odata.STRING, lambda u: u.mail),
+    "mobilePhone": (odata.STRING, lambda u: None),
+    "officeLocation": (odata.STRING, lambda u: None),
+    "preferredLanguage": (odata.STRING, lambda u: None),
+    "surname": (odata.STRING, lambda u: u.surname),
+    "userPrincipalName": (odata.STRING, lambda u: u.upn),
+    "department": (odata.STRING, lambda u: u.department),
+    "employeeId": (odata.STRING, lambda u: u.employee_id),
+    "accountEnabled": (odata.BOOL, lambda u: u.account_enabled),
+    "otherMails": (odata.STRINGS, lambda u: list(u.other_mails)),
+    "createdDateTime": (odata.DATETIME, lambda u: iso(u.created)),
+}
+#: What Graph returns for a user when no $select is given (its real default set, in its order).
+DEFAULT_USER_SELECT = ("businessPhones", "displayName", "givenName", "jobTitle", "mail", "mobilePhone",
+                       "officeLocation", "preferredLanguage", "surname", "userPrincipalName", "id")
+
+DEVICE_PROPS: dict[str, tuple[str, Getter]] = {
+    "id": (odata.STRING, lambda d: d.id),
+    "userPrincipalName": (odata.STRING, lambda d: d.upn),
+    "deviceName": (odata.STRING, lambda d: d.device_name),
+    "managementState": (odata.STRING, lambda d: d.management_state),
+    "operatingSystem": (odata.STRING, lambda d: d.operating_system),
+    "osVersion": (odata.STRING, lambda d: d.os_version),
+    "complianceState": (odata.STRING, lambda d: d.compliance_state),
+    "enrolledDateTime": (odata.DATETIME, lambda d: iso(d.enrolled)),
+    "lastSyncDateTime": (odata.DATETIME, lambda d: iso(d.last_sync)),
+    "managedDeviceOwnerType": (odata.STRING, lambda d: "company"),
+    "model": (odata.STRING, lambda d: d.model),
+    "manufacturer": (odata.STRING, lambda d: d.manufacturer),
+    "serialNumber": (odata.STRING, lambda d: d.serial),
+}
+DEFAULT_DEVICE_SELECT = tuple(DEVICE_PROPS)
+
+
+class _View(Mapping[str, Any]):
+    """A read-only property view of one org record, for :func:`odata.matches` (no per-record dict is stored)."""
+
+    __slots__ = ("_item", "_props")
+
+    def __init__(self, props: Mapping[str, tuple[str, Getter]], item: Any) -> None:
+        self._props = props
+        self._item = item
+
+    def __getitem__(self, key: str) -> Any:
+        return self._props[key][1](self._item)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._props)
+
+    def __len__(self) -> int:
+        return len(self._props)
+
+
+@dataclass(slots=True)
+class _Collection:
+    name: str  # entity set in @odata.context: "users" | "deviceManagement/managedDevices"
+    type_name: str  # the type named in Graph's error messages
+    props: dict[str, tuple[str, Getter]]
+    default_select: tuple[str, ...]
+    items: Sequence[Any]
+    indexes: dict[str, dict[Any, list[int]]]
+    max_top: int
+    default_top: int
+
+    @property
+    def schema(self) -> dict[str, str]:
+        return {name: kind for name, (kind, _getter) in self.props.items()}
+
+    def render(self, item: Any, select: Sequence[str]) -> dict[str, Any]:
+        return {name: self.props[name][1](item) for name in select}
+
+
+def _index(items: Sequence[Any], keys: Callable[[Any], Sequence[str | None]]) -> dict[Any, list[int]]:
+    index: dict[Any, list[int]] = {}
+    for pos, item in enumerate(items):
+        for key in keys(item):
+            if key:
+                index.setdefault(key.lower(), []).append(pos)
+    return index
+
+
+class _GraphData:
+    """Indexes over one org's Entra users and Intune devices, built once."""
+
+    def __init__(self, org: Org) -> None:
+        users: list[EntraUser] = org.entra
+        devices: list[IntuneDevice] = org.intune
+        self.users = _Collection(
+            name="users", type_name="Microsoft.DirectoryServices.User", props=USER_PROPS,
+            default_select=DEFAULT_USER_SELECT, items=users, max_top=999, default_top=100,
+            indexes={
+                "id": _index(users, lambda u: [u.id]),
+                "mail": _index(users, lambda u: [u.mail]),
+                "userPrincipalName": _index(users, lambda u: [u.upn]),
+                "employeeId": _index(users, lambda u: [u.employee_id]),
+                "otherMails": _index(users, lambda u: u.other_mails),
+            },
+        )
+        self.devices = _Collection(
+            name="deviceManagement/managedDevices", type_name="microsoft.graph.managedDevice", props=DEVICE_PROPS,
+            default_select=DEFAULT_DEVICE_SELECT, items=devices, max_top=1000, default_top=1000,
+            indexes={
+                "id": _index(devices, lambda d: [d.id]),
+                "serialNumber": _index(devices, lambda d: [d.serial]),
+                "userPrincipalName": _index(devices, lambda d: [d.upn]),
+            },
+        )
+        self.user_by_id = {u.id: u for u in users}
+
+
+class GraphError(Exception):
+    """An error answer in Graph's format, raised inside request handling."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+_STATUS_CODES = {400: "BadRequest", 401: "InvalidAuthenticationToken", 403: "Authorization_RequestDenied",
+                 404: "Request_ResourceNotFound", 429: "TooManyRequests", 503: "serviceNotAvailable"}
+_GENERIC_CODES = {"ServiceUnavailable": "serviceNotAvailable"}  # the framework's fault codes, as Graph spells them
+_SKIPTOKEN_MAGIC = b"DSpt\x01"  # real Graph user skiptokens start with base64("DSpt")
+_USER_OPTIONS = {"$select", "$filter", "$top", "$expand", "$skiptoken", "$count"}
+_DEVICE_OPTIONS = {"$select", "$filter", "$top", "$skiptoken", "$count"}
+
+
+class GraphSim(SystemSim):
+    """Microsoft Graph v1.0: Entra ID users and Intune managed devices."""
+
+    prefix = "/graph"
+    system = "entra"
+
+    def __init__(self, ctx: SimContext, *, filter_cache_size: int = 64) -> None:
+        super().__init__(ctx)
+        self._lock = threading.Lock()
+        self._data: _GraphData | None = None
+        self._data_org: Org | None = None
+        self._cache: OrderedDict[tuple[str, str], list[int]] = OrderedDict()
+        self._cache_size = filter_cache_size
+        # Deterministic per seed, so a nextLink stays valid across a restart of the same simulated org.
+        self._page_key = hashlib.sha256(f"nexus-graph-skiptoken-{ctx.org.seed}".encode()).digest()
+
+    # -- framework hooks ------------------------------------------------------------------------------------------
+    def system_for(self, path: str) -> str:
+        return "intune" if path.lower().startswith("/v1.0/devicemanagement") else "entra"
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/v1.0/users", self.list_users, methods=["GET"]),
+            Route("/v1.0/users/{key}", self.get_user, methods=["GET"]),
+            Route("/v1.0/users/{key}/manager", self.get_manager, methods=["GET"]),
+            Route("/v1.0/deviceManagement/managedDevices", self.list_devices, methods=["GET"]),
+            Route("/v1.0/deviceManagement/managedDevices/{key}", self.get_device, methods=["GET"]),
+        ]
+
+    def error(self, status: int, message: str, *, code: str = "", headers: dict[str, str] | None = None,
+              client_request_id: str | None = None) -> Response:
+        request_id = str(uuid.uuid4())
+        body = {"error": {
+            "code": _GENERIC_CODES.get(code, code) or _STATUS_CODES.get(status, str(status)),
+            "message": message,
+            "innerError": {"date": _now_text(), "request-id": request_id,
+                           "client-request-id": client_request_id or request_id},
+        }}
+        all_headers = {"request-id": request_id, "client-request-id": client_request_id or request_id}
+        if status == 401:
+            all_headers["WWW-Authenticate"] = 'Bearer realm="", authorization_uri="https://login.microsoftonline.' \
+                                              'com/common/oauth2/authorize", client_id="' + GRAPH_APP_ID + '"'
+        all_headers.update(headers or {})
+        return JSONResponse(body, status_code=status, headers=all_headers)
+
+    def malformed(self) -> Response:
+        # A body cut off mid-stream: what a client sees when a proxy truncates Graph's answer.
+        return Response(b'{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#users","value":[{"id":"',
+                        status_code=200, media_type="application/json")
+
+    # -- data -------------------------------------------------------------------------------------------------------
+    def data(self) -> _GraphData:
+        """The indexes for the current org (built on first use, rebuilt if the org object is replaced)."""
+        org = self.ctx.org
+        with self._lock:
+            if self._data is None or self._data_org is not org:
+                self._data = _GraphData(org)
+                self._data_org = org
+                self._cache.clear()
+            return self._data
+
+    def _positions(self, coll: _Collection, flt: odata.Node | None, text: str) -> Sequence[int]:
+        if flt is None:
+            return range(len(coll.items))
+        key = (coll.name, text)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
+        found = odata.candidates(flt, coll.indexes)
+        pool: Iterator[int] = iter(sorted(found)) if found is not None else iter(range(len(coll.items)))
+        result = [pos for pos in pool if odata.matches(flt, _View(coll.props, coll.items[pos]))]
+        with self._lock:
+            self._cache[key] = result
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return result
+
+    def _skiptoken(self, coll: _Collection, text: str, offset: int) -> str:
+        mac = hmac.new(self._page_key, f"{coll.name}\0{text}\0{offset}".encode(), hashlib.sha256).digest()[:12]
+        raw = _SKIPTOKEN_MAGIC + offset.to_bytes(4, "big") + mac
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def _offset(self, coll: _Collection, text: str, token: str) -> int:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except ValueError:
+            raw = b""
+        if len(raw) == len(_SKIPTOKEN_MAGIC) + 16 and raw.startswith(_SKIPTOKEN_MAGIC):
+            offset = int.from_bytes(raw[5:9], "big")
+            if hmac.compare_digest(self._skiptoken(coll, text, offset), token.rstrip("=")):
+                return offset
+        raise GraphError(400, "Request_BadRequest", "The specified page token value is invalid or has expired.")
+
+    # -- auth ---------------------------------------------------------------------------------------------------------
+    def _authorize(self, request: Request, system: str) -> None:
+        token = self.bearer(request)
+        if not token:
+            raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.")
+        if self.ctx.faults.decide_peek(system) == "expired_token":
+            check = TokenCheck.EXPIRED
+        else:
+            check = self.ctx.tokens.check(TOKEN_SYSTEM, token)
+        if check is TokenCheck.EXPIRED:
+            raise GraphError(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
+        if check is not TokenCheck.OK:
+            raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
+
+    # -- query options ------------------------------------------------------------------------------------------------
+    def _options(self, request: Request, allowed: set[str]) -> dict[str, str]:
+        options: dict[str, str] = {}
+        for key, value in request.query_params.multi_items():
+            lowered = key.lower()
+            if not lowered.startswith("$"):
+                continue  # Graph ignores parameters that are not system query options
+            if lowered not in allowed:
+                raise GraphError(400, "Request_BadRequest", f"Query option '{key}' is not allowed for this request.")
+            if lowered in options:
+                raise GraphError(400, "Request_BadRequest", f"Query option '{key}' was specified more than once, "
+                                                            "but it must be specified at most once.")
+            options[lowered] = value
+        return options
+
+    def _top(self, coll: _Collection, options: Mapping[str, str]) -> int:
+        raw = options.get("$top")
+        if raw is None:
+            return coll.default_top
+        try:
+            top = int(raw.strip())
+        except ValueError:
+            top = 0
+        if not 1 <= top <= coll.max_top:
+            raise GraphError(400, "Request_BadRequest", f"Invalid value '{raw}' for query parameter $top. The value "
+                                                        f"must be between 1 and {coll.max_top}.")
+        return top
+
+    def _select(self, coll: _Collection, options: Mapping[str, str]) -> list[str]:
+        raw = options.get("$select")
+        if raw is None or not raw.strip():
+            return list(coll.default_select)
+        try:
+            return odata.parse_select(raw, coll.props, coll.type_name)
+        except odata.FilterError as exc:
+            raise GraphError(400, "Request_BadRequest", str(exc)) from exc
+
+    def _filter(self, coll: _Collection, options: Mapping[str, str]) -> tuple[odata.Node | None, str]:
+        raw = options.get("$filter")
+        if raw is None:
+            return None, ""
+        try:
+            return odata.bind(odata.parse_filter(raw), coll.schema, coll.type_name), raw
+        except odata.FilterError as exc:
+            raise GraphError(400, "Request_BadRequest", str(exc)) from exc
+
+    def _manager_select(self, options: Mapping[str, str]) -> list[str] | None:
+        raw = options.get("$expand")
+        if raw is None:
+            return None
+        try:
+            expands = odata.parse_expand(raw)
+        except odata.FilterError as exc:
+            raise GraphError(400, "Request_BadRequest", str(exc)) from exc
+        select: list[str] | None = None
+        for expand in expands:
+            if expand.prop.lower() != "manager":
+                raise GraphError(400, "Request_BadRequest", f"Could not find a property named '{expand.prop}' on "
+                                                            "type 'Microsoft.DirectoryServices.User'.")
+            try:
+                select = (odata.parse_select(expand.select, USER_PROPS, "Microsoft.DirectoryServices.User")
+                          if expand.select else list(DEFAULT_USER_SELECT))
+            except odata.FilterError as exc:
+                raise GraphError(400, "Request_BadRequest", str(exc)) from exc
+        return select
+
+    # -- handlers -----------------------------------------------------------------------------------------------------
+    async def _answer(self, request: Request, system: str, work: Callable[[], dict[str, Any]]) -> Response:
+        client_request_id = request.headers.get("client-request-id")
+        try:
+            self._authorize(request, system)
+            body = await run_in_threadpool(work)
+        except GraphError as exc:
+            return self.error(exc.status, exc.message, code=exc.code, headers=exc.headers,
+                              client_request_id=client_request_id)
+        headers = {"request-id": str(uuid.uuid4())}
+        if client_request_id:
+            headers["client-request-id"] = client_request_id
+        return JSONResponse(body, headers=headers)
+
+    async def list_users(self, request: Request) -> Response:
+        return await self._answer(request, "entra", lambda: self._list(request, self.data().users, "entra"))
+
+    async def list_devices(self, request: Request) -> Response:
+        return await self._answer(request, "intune", lambda: self._list(request, self.data().devices, "intune"))
+
+    def _list(self, request: Request, coll: _Collection, system: str) -> dict[str, Any]:
+        users = coll is self.data().users
+        options = self._options(request, _USER_OPTIONS if users else _DEVICE_OPTIONS)
+        top = self._top(coll, options)
+        select = self._select(coll, options)
+        manager_select = self._manager_select(options) if users else None
+        flt, text = self._filter(coll, options)
+        offset = 0
+        token = options.get("$skiptoken")
+        if token is not None:
+            if self.truncated(system):
+                raise GraphError(400, "Directory_ExpiredPageToken", "The specified page token value has expired "
+                                                                    "and can no longer be included in your request.")
+            offset = self._offset(coll, text, token)
+        positions = self._positions(coll, flt, text)
+        page = positions[offset:offset + top]
+        value = [self._render(coll, coll.items[pos], select, manager_select) for pos in page]
+        body: dict[str, Any] = {"@odata.context": self._context(request, coll, select, options)}
+        if not users or (options.get("$count", "").lower() == "true"
+                         and request.headers.get("consistencylevel", "").lower() == "eventual"):
+            body["@odata.count"] = len(positions)
+        body["value"] = value
+        if offset + top < len(positions):
+            body["@odata.nextLink"] = self._next_link(request, self._skiptoken(coll, text, offset + top))
+        return body
+
+    def _render(self, coll: _Collection, item: Any, select: Sequence[str],
+                manager_select: Sequence[str] | None) -> dict[str, Any]:
+        out = coll.render(item, select)
+        if manager_select is not None and isinstance(item, EntraUser) and item.manager_id:
+            manager = self.data().user_by_id.get(item.manager_id)
+            if manager is not None:
+                out["manager"] = {"@odata.type": "#microsoft.graph.user", **self.data().users.render(
+                    manager, manager_select)}
+        return out
+
+    def _context(self, request: Request, coll: _Collection, select: Sequence[str], options: Mapping[str, str],
+                 entity: bool = False) -> str:
+        root = _service_root(request)
+        shape = f"({','.join(select)})" if "$select" in options else ""
+        return f"{root}/v1.0/$metadata#{coll.name}{shape}" + ("/$entity" if entity else "")
+
+    def _next_link(self, request: Request, token: str) -> str:
+        pairs = [(k, v) for k, v in request.query_params.multi_items() if k.lower() != "$skiptoken"]
+        pairs.append(("$skiptoken", token))
+        query = urlencode(pairs, quote_via=quote, safe="$,()/:=")
+        return str(request.url.replace(query=query))
+
+    async def get_user(self, request: Request) -> Response:
+        return await self._answer(request, "entra", lambda: self._get(request, self.data().users, manager=False))
+
+    async def get_manager(self, request: Request) -> Response:
+        return await self._answer(request, "entra", lambda: self._get(request, self.data().users, manager=True))
+
+    async def get_device(self, request: Request) -> Response:
+        return await self._answer(request, "intune", lambda: self._get(request, self.data().devices, manager=False))
+
+    def _get(self, request: Request, coll: _Collection, *, manager: bool) -> dict[str, Any]:
+        users = coll is self.data().users
+        options = self._options(request, {"$select", "$expand"} if users else {"$select"})
+        select = self._select(coll, options)
+        manager_select = self._manager_select(options) if users and not manager else None
+        key = request.path_params["key"]
+        hits = coll.indexes["id"].get(key.lower()) or (
+            coll.indexes["userPrincipalName"].get(key.lower()) if users else None)
+        if not hits:
+            raise GraphError(404, "Request_ResourceNotFound", f"Resource '{key}' does not exist or one of its "
+                                                              "queried reference-property objects are not present.")
+        item = coll.items[hits[0]]
+        if manager:
+            boss = self.data().user_by_id.get(item.manager_id) if item.manager_id else None
+            if boss is None:
+                raise GraphError(404, "Request_ResourceNotFound", "Resource 'manager' does not exist or one of its "
+                                                                  "queried reference-property objects are not present.")
+            body = {"@odata.context": f"{_service_root(request)}/v1.0/$metadata#directoryObjects/$entity",
+                    "@odata.type": "#microsoft.graph.user"}
+            body.update(coll.render(boss, select))
+            return body
+        body = {"@odata.context": self._context(request, coll, select, options, entity=True)}
+        body.update(self._render(coll, item, select, manager_select))
+        return body
+
+
+def _service_root(request: Request) -> str:
+    """``http://host:port/graph``: what the client used as GRAPH_BASE_URL (the mount point included)."""
+    return f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}".rstrip("/")
+
+
+def graph_sims(ctx: SimContext) -> list[SystemSim]:
+    """Both simulators this module provides (token endpoint first), for ``build_app``."""
+    return [AzureTokenSim(ctx), GraphSim(ctx)]
+
+
+__all__ = ["DEFAULT_USER_SELECT", "AzureTokenSim", "GraphSim", "graph_sims", "iso"]

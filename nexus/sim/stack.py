@@ -1,0 +1,202 @@
+"""Everything `nexus sim` runs: the synthetic org, every HTTP simulator on one port, the LDAP directory for AD,
+and the env file that points the clients at them (written only once every simulator accepts connections).
+
+Also used in-process by `nexus demo`, the tests and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nexus.sim.base import SimContext, SimCredentials, SystemSim
+from nexus.sim.org_model import Org
+from nexus.sim.tokens import TokenIssuer
+
+log = logging.getLogger("nexus.sim")
+
+
+def http_simulators(ctx: SimContext) -> list[SystemSim]:
+    """One instance of every HTTP simulator, sharing ``ctx``."""
+    from nexus.sim.fedex import FedexSim
+    from nexus.sim.graph import AzureTokenSim, GraphSim
+    from nexus.sim.helix import HelixSim
+    from nexus.sim.lansweeper import LansweeperSim
+    from nexus.sim.workday import WorkdaySim
+
+    return [WorkdaySim(ctx), AzureTokenSim(ctx), GraphSim(ctx), LansweeperSim(ctx), HelixSim(ctx), FedexSim(ctx)]
+
+
+def parse_latency(spec: str | int | None) -> dict[str, int]:
+    """``30`` (every system) or ``workday=30,entra=50`` -> {system id: ms}."""
+    from nexus.systems import System
+
+    if spec is None or spec == "":
+        return {}
+    if isinstance(spec, int) or str(spec).strip().isdigit():
+        return {s.value: int(spec) for s in System}
+    out: dict[str, int] = {}
+    for part in str(spec).split(","):
+        name, _, value = part.partition("=")
+        if not value.strip().isdigit():
+            raise ValueError(f"bad latency {part!r}: expected <system>=<ms> or a number of ms")
+        out[System.parse(name).value] = int(value)
+    return out
+
+
+@dataclass
+class SimulatorStack:
+    people: int = 200
+    seed: int = 7
+    host: str = "127.0.0.1"
+    port: int = 0
+    ldap_port: int = 0
+    latency_ms: dict[str, int] = field(default_factory=dict)
+    token_lifetime_s: float = 3599.0
+    ldap_mode: str = "auto"  # "slapd" | "mock" | "auto" (slapd when installed, else the in-process directory)
+    creds: SimCredentials | None = None
+    org: Org | None = None
+
+    def __post_init__(self) -> None:
+        self._http: Any = None
+        self._slapd: Any = None
+        self._proxy: Any = None
+        self.ctx: SimContext | None = None
+        self.ldap_url = ""
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def start(self) -> SimulatorStack:
+        from nexus.sim.http_app import build_app
+        from nexus.sim.http_server import serve_http
+        from nexus.sim.orggen import generate_org
+
+        if self.org is None:
+            self.org = generate_org(self.people, self.seed)
+        creds = self.creds or SimCredentials.random()
+        self.creds = creds
+        ctx = SimContext(org=self.org, creds=creds, tokens=TokenIssuer(self.token_lifetime_s),
+                         latency_ms=dict(self.latency_ms))
+        self.ctx = ctx
+        try:
+            self._start_ldap(ctx)
+            self._http = serve_http(build_app(ctx, http_simulators(ctx)), self.host, self.port)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_ldap(self, ctx: SimContext) -> None:
+        from nexus.sim import ldap_server
+
+        assert self.org is not None and self.creds is not None
+        use_slapd = self.ldap_mode == "slapd" or (self.ldap_mode == "auto" and ldap_server.is_available())
+        if not use_slapd:
+            from nexus.sim.ldap_mock import register_mock_directory
+
+            self.ldap_url = register_mock_directory(self.org, self.creds, faults=ctx.faults, log=ctx.log)
+            log.warning("slapd not installed: AD is served by an in-process directory (this process only)")
+            return
+        from nexus.sim.ldap_proxy import LdapProxy
+
+        self._slapd = ldap_server.SlapdServer(self.org, bind_dn=self.creds.ad_bind_dn,
+                                              bind_password=self.creds.ad_bind_password)
+        self._slapd.start()
+        self._proxy = LdapProxy(self._slapd.host, self._slapd.port, ctx.faults, ctx.log, host=self.host,
+                                port=self.ldap_port)
+        port = self._proxy.start()
+        self.ldap_url = f"ldap://{self.host}:{port}"
+
+    def stop(self) -> None:
+        for part in (self._http, self._proxy, self._slapd):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception:  # stopping is best effort; report and carry on
+                    log.exception("error while stopping %s", type(part).__name__)
+        self._http = self._proxy = self._slapd = None
+
+    def __enter__(self) -> SimulatorStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what clients need ---------------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        assert self._http is not None, "stack not started"
+        return str(self._http.url)
+
+    def env(self) -> dict[str, str]:
+        """The connection settings that point every client at these simulators (the contract's names)."""
+        assert self.creds is not None and self.org is not None
+        c, base = self.creds, self.url
+        return {
+            "USE_MOCK": "true",
+            "NEXUS_SIM_URL": base,
+            "WORKDAY_BASE_URL": f"{base}/workday",
+            "WORKDAY_TENANT": c.workday_tenant,
+            "WORKDAY_CLIENT_ID": c.workday_client_id,
+            "WORKDAY_CLIENT_SECRET": c.workday_client_secret,
+            "WORKDAY_REFRESH_TOKEN": c.workday_refresh_token,
+            "AZURE_AUTHORITY_URL": f"{base}/azure",
+            "AZURE_TENANT_ID": c.azure_tenant_id,
+            "AZURE_CLIENT_ID": c.azure_client_id,
+            "AZURE_CLIENT_SECRET": c.azure_client_secret,
+            "GRAPH_BASE_URL": f"{base}/graph",
+            "AD_LDAP_URL": self.ldap_url,
+            "AD_BIND_DN": c.ad_bind_dn,
+            "AD_BIND_PASSWORD": c.ad_bind_password,
+            "AD_BASE_DN": self.org.base_dn,
+            "LANSWEEPER_GRAPHQL_URL": f"{base}/lansweeper/api/v2/graphql",
+            "LANSWEEPER_TOKEN": c.lansweeper_token,
+            "LANSWEEPER_SITE_ID": c.lansweeper_site_id,
+            "HELIX_BASE_URL": f"{base}/helix",
+            "HELIX_USERNAME": c.helix_username,
+            "HELIX_PASSWORD": c.helix_password,
+            "FEDEX_BASE_URL": f"{base}/fedex",
+            "FEDEX_CLIENT_ID": c.fedex_client_id,
+            "FEDEX_CLIENT_SECRET": c.fedex_client_secret,
+        }
+
+    def secrets(self) -> list[str]:
+        """Every credential value in the env file (tests grep logs and reports for them)."""
+        assert self.creds is not None
+        c = self.creds
+        return [c.workday_client_secret, c.workday_refresh_token, c.azure_client_secret, c.lansweeper_token,
+                c.helix_password, c.fedex_client_secret, c.ad_bind_password]
+
+    def write_env_file(self, path: str | os.PathLike[str], extra: dict[str, str] | None = None) -> Path:
+        env = {**self.env(), **(extra or {})}
+        text = "".join(f"{k}={_quote_env(v)}\n" for k, v in env.items())
+        return _atomic_write(Path(path), text, mode=0o600)
+
+    def write_truth(self, path: str | os.PathLike[str]) -> Path:
+        assert self.org is not None
+        return _atomic_write(Path(path), json.dumps(self.org.truth, indent=2, ensure_ascii=False) + "\n")
+
+
+def _quote_env(value: str) -> str:
+    if value and all(ch.isalnum() or ch in "-_./:@=,\\+" for ch in value):
+        return value
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+def _atomic_write(path: Path, text: str, mode: int = 0o644) -> Path:
+    """Write to a temp file beside ``path`` and rename it over, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,72 @@
+"""Orchestration: fan an audit out into per-system fetch chords, and finish it with exactly one report.
+
+User and bulk audits run in parts of ``NEXUS_BULK_CHUNK_SIZE`` people; at most ``NEXUS_BULK_WINDOW`` parts are in
+flight (bounded concurrency), each finished part dispatching the next. A device audit runs two stages: the device
+systems (Intune, Lansweeper, Helix), then the people and shipments those records name (AD, Entra, Workday, FedEx).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task, chord
+
+from nexus.audits.progress import get_store
+from nexus.settings import get_settings
+from nexus.systems import USER_SYSTEMS, System
+from tasks.fetch import FETCH_TASKS
+from workers.app import celery_app
+
+log = logging.getLogger("nexus.tasks")
+
+DEVICE_STAGE1 = (System.INTUNE, System.LANSWEEPER, System.HELIX)
+
+
+def people_part_signature(audit_id: str, part: int, total_parts: int, emails: list[str]) -> Any:
+    from tasks.compare import compare_people
+
+    header = [FETCH_TASKS[s].s(audit_id, "people", emails) for s in USER_SYSTEMS]
+    return chord(header, compare_people.s(audit_id, part, total_parts))
+
+
+def dispatch_people_part(audit_id: str, part: int) -> bool:
+    """Enqueue one part (once: a redelivered task that dispatches again is a no-op)."""
+    store = get_store()
+    settings = get_settings()
+    size = settings.bulk_chunk_size
+    total = store.meta(audit_id)["subjects_count"]
+    total_parts = max(1, -(-total // size))
+    if part >= total_parts:
+        return False
+    if not store.r.set(store.key(audit_id, f"dispatched:{part}"), "1", nx=True, ex=store.ttl_s):
+        return False
+    emails = store.subjects(audit_id, part * size, part * size + size - 1)
+    people_part_signature(audit_id, part, total_parts, emails).apply_async()
+    return True
+
+
+@celery_app.task(name="nexus.audit.plan", bind=True, acks_late=True, reject_on_worker_lost=True)
+def plan_audit(self: Task, audit_id: str) -> dict[str, Any]:
+    store = get_store()
+    meta = store.meta(audit_id)
+    store.mark_running(audit_id)
+    kind = meta["kind"]
+    if kind in ("user", "bulk"):
+        window = get_settings().bulk_window
+        dispatched = sum(dispatch_people_part(audit_id, part) for part in range(window))
+        return {"audit_id": audit_id, "parts_dispatched": dispatched}
+    if kind == "device":
+        from tasks.compare import device_stage2
+
+        serials = store.subjects(audit_id)
+        store.set_total(audit_id, 2)  # two stages
+        header = [FETCH_TASKS[s].s(audit_id, "devices", serials) for s in DEVICE_STAGE1]
+        chord(header, device_stage2.s(audit_id)).apply_async()
+        return {"audit_id": audit_id, "stage": 1}
+    if kind == "fleet":
+        from tasks.fleet import start_fleet
+
+        return start_fleet(audit_id)
+    store.finish(audit_id, {}, status="failed", error=f"unknown audit kind {kind!r}")
+    return {"audit_id": audit_id, "error": "unknown kind"}

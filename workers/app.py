@@ -1,0 +1,24 @@
+"""The Celery app. Workers run ``celery -A workers.app worker`` (or ``nexus worker``); clients import it to enqueue.
+
+Configuration comes from :func:`workers.config.celery_config` and the environment (``REDIS_URL``). The embedded
+demo reconfigures this same app for an in-memory broker (:mod:`workers.embedded`).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from nexus.settings import get_settings
+from workers.config import celery_config
+
+TASK_MODULES = ["tasks.fetch", "tasks.compare", "tasks.audit"]
+
+
+def create_app() -> Celery:
+    app = Celery("nexus", include=TASK_MODULES)
+    app.conf.update(celery_config(get_settings()))
+    return app
+
+
+celery_app = create_app()
+app = celery_app  # `celery -A workers.app` finds `app`

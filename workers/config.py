@@ -1,0 +1,53 @@
+"""Celery configuration built from settings (a value, so tests and the embedded demo can build their own)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Queue
+
+from nexus.settings import Settings
+from workers.routing import ALL_QUEUES, AUDIT_QUEUE, task_routes
+
+
+def celery_config(
+    settings: Settings, *, broker_url: str | None = None, backend_url: str | None = None
+) -> dict[str, Any]:
+    """The worker and client configuration.
+
+    - JSON only, so nothing a worker receives can execute code.
+    - ``acks_late`` + ``task_reject_on_worker_lost`` + prefetch 1: a SIGKILLed pool child's task is re-run, and a
+      worker holds at most one unacknowledged message per process.
+    - ``visibility_timeout`` well above the longest countdown (Retry-After is capped at ``retry_after_max_s``), or
+      Redis would redeliver a message that is only waiting for its countdown.
+    """
+    longest_countdown = max(settings.retry_backoff_max_s, settings.retry_after_max_s)
+    visibility = max(3600, int(longest_countdown * 4))
+    transport_options: dict[str, Any] = {"visibility_timeout": visibility}
+    return {
+        "broker_url": broker_url or settings.redis_url,
+        "result_backend": backend_url or settings.redis_url,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_transport_options": transport_options,
+        "result_backend_transport_options": transport_options,
+        "result_expires": settings.report_ttl_s,
+        "task_default_queue": AUDIT_QUEUE,
+        "task_queues": [Queue(name) for name in ALL_QUEUES],
+        "task_routes": task_routes(),
+        "task_track_started": True,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 5,
+        "redis_socket_timeout": 10,
+        "redis_socket_connect_timeout": 5,
+        "worker_hijack_root_logger": False,
+        "enable_utc": True,
+        "timezone": "UTC",
+    }

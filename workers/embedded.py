@@ -1,0 +1,60 @@
+"""Embedded mode: the whole pipeline in one process, with no Redis and no servers to start.
+
+The same Celery app is reconfigured for the ``memory://`` broker and the ``cache+memory://`` result backend (chords
+work there), an in-thread worker consumes every queue, and fakeredis (with Lua) holds the breakers and the audit
+store. ``task_always_eager`` is NOT used: it ignores countdowns and raises at the chord call.
+Used by `nexus demo` and by unit tests; integration tests use a real Redis and real worker processes instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from workers.routing import ALL_QUEUES
+
+
+@contextlib.contextmanager
+def embedded_worker(concurrency: int = 4) -> Iterator[Any]:
+    """Configure the app for memory transport, install fakeredis, run an in-thread worker; undo on exit."""
+    import fakeredis
+    from celery.contrib.testing.worker import start_worker
+
+    from clients.breaker import clear_registry
+    from nexus.redis_conn import use_redis
+    from nexus.settings import get_settings
+    from tasks.clients import reset_clients
+    from workers.app import celery_app
+
+    import tasks.audit  # noqa: F401  (register the tasks)
+    import tasks.compare  # noqa: F401
+    import tasks.fetch  # noqa: F401
+
+    saved = {k: celery_app.conf.get(k) for k in ("broker_url", "result_backend", "broker_transport_options",
+                                                  "result_backend_transport_options")}
+    celery_app.conf.update(broker_url="memory://", result_backend="cache+memory://", broker_transport_options={},
+                           result_backend_transport_options={})
+    server = fakeredis.FakeServer()
+    use_redis(fakeredis.FakeRedis(server=server))
+    # Breakers on the process-wide fake server (see clients.breaker.redis_for).
+    saved_breaker_url = os.environ.get("NEXUS_BREAKER_REDIS_URL")
+    os.environ["NEXUS_BREAKER_REDIS_URL"] = "memory://"
+    get_settings.cache_clear()
+    clear_registry()
+    reset_clients()
+    try:
+        with start_worker(celery_app, concurrency=concurrency, pool="threads", perform_ping_check=False,
+                          queues=list(ALL_QUEUES), loglevel="WARNING", shutdown_timeout=5) as worker:
+            yield worker
+    finally:
+        use_redis(None)
+        clear_registry()
+        reset_clients()
+        celery_app.conf.update(saved)
+        if saved_breaker_url is None:
+            os.environ.pop("NEXUS_BREAKER_REDIS_URL", None)
+        else:
+            os.environ["NEXUS_BREAKER_REDIS_URL"] = saved_breaker_url
+        get_settings.cache_clear()
