@@ -548,11 +548,11 @@ class ADClient:
         return found
 
     def get_user(self, dn: str) -> PersonRecord:
-        """The person at ``dn`` (base-scope read); NotFoundError when there is none."""
+        """The person at ``dn`` (base-scope read, manager resolved); NotFoundError when there is none."""
         entries = self._lookup("read user", dn, "(objectClass=*)", scope=BASE)
         if not entries:
             raise NotFoundError(f"AD read user: no entry at {dn}", system=SYSTEM)
-        return entry_to_person(entries[0])
+        return self._resolve_manager(entry_to_person(entries[0]), {})
 
     def _resolve_manager(
         self, record: PersonRecord, cache: dict[str, tuple[str | None, str | None] | None]
@@ -646,8 +646,8 @@ __all__ = [
     "ad_dn",
     "default_connection",
     "dn_key",
-    "escape_dn_value",
     "entry_to_person",
+    "escape_dn_value",
     "map_exception",
     "map_result",
     "register_connection_factory",

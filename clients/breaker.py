@@ -598,7 +598,7 @@ class NexusBreaker(pybreaker.CircuitBreaker):
         for listener in self.listeners:
             listener.success(self)
 
-    def _failed(self, ticket: Ticket, exc: BaseException) -> BaseException | None:
+    def _failed(self, ticket: Ticket, exc: BaseException, *, count_failure: bool = True) -> BaseException | None:
         """Record ``exc``; returns the error to raise instead (only with ``throw_new_error_on_trip``)."""
         if isinstance(exc, CircuitOpenError) or not isinstance(exc, Exception):
             # A nested fast-fail or a cancellation says nothing about the system: neutral.
@@ -607,6 +607,8 @@ class NexusBreaker(pybreaker.CircuitBreaker):
         if not self.is_system_error(exc):
             self._succeeded(ticket)  # the system answered (404, 401, 429...): it is alive
             return None
+        if not count_failure and not ticket.token:
+            return None  # an attempt the caller will retry: neither a failure nor a success (a trial still counts)
         verdict, failures = self.storage.record_failure(ticket, self._now_ms(), self.fail_max)
         for listener in self.listeners:
             listener.failure(self, exc)
@@ -651,8 +653,13 @@ class NexusBreaker(pybreaker.CircuitBreaker):
         return result
 
     @contextlib.contextmanager
-    def calling(self) -> Iterator[None]:
-        """``with breaker.calling(): ...``: the block is the guarded call."""
+    def calling(self, *, count_failure: bool = True) -> Iterator[None]:
+        """``with breaker.calling(): ...``: the block is the guarded call.
+
+        ``count_failure=False`` is for a caller that retries by itself across runs (a Celery task on a non-final
+        attempt): a failure of the block then leaves the count alone, so one failed task, not each of its runs,
+        is one breaker failure. A half-open trial's failure re-opens the circuit all the same.
+        """
         if not self.policy.enabled:
             yield
             return
@@ -660,7 +667,7 @@ class NexusBreaker(pybreaker.CircuitBreaker):
         try:
             yield
         except BaseException as exc:
-            replacement = self._failed(ticket, exc)
+            replacement = self._failed(ticket, exc, count_failure=count_failure)
             if replacement is not None:
                 raise replacement from exc
             raise

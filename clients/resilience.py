@@ -24,7 +24,9 @@ Policies are read when the decorated function is CALLED (``RetryPolicy.from_sett
 
 Single attempts (the Celery fetch tasks: one attempt per task run, Celery's countdown between runs) use
 :func:`call_with_breaker` / :func:`acall_with_breaker`, i.e. ``get_breaker(system).call(fn)``: each failed task run
-is then one breaker failure, and the task decides with ``RetryPolicy.delay_for`` when to run again.
+is then one breaker failure, and the task decides with ``RetryPolicy.delay_for`` when to run again. A task that
+wants "one failure per task, after its last run" (the decorator's semantics) uses
+``with get_breaker(system).calling(count_failure=is_last_run): ...`` instead.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def ad(eid: str | None, email: str, name: str, dn: str, sam: str, **kw: Any) -> 
     return PersonRecord(**base)
 
 
-def entra(eid: str | None, email: str, name: str, oid: str, **kw: Any) -> PersonRecord:
+def entra(eid: str | None, email: str | None, name: str, oid: str, **kw: Any) -> PersonRecord:
     base: dict[str, Any] = dict(
         system="entra",
         key=oid,

@@ -4,10 +4,27 @@ without a manager or devices without a user), and a fast bulk builder for the O(
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any, SupportsIndex, TypeVar, overload
 
 from nexus.sim.org_model import EntraUser, IntuneDevice, LansweeperAsset, Org
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+T = TypeVar("T")
+
+
+class CountingList(list[T]):
+    """A list that counts reads of single items: proves a simulator touched O(page) records, not the collection
+    (building indexes iterates, which is not counted)."""
+
+    reads = 0
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+    def __getitem__(self, index: Any) -> Any:
+        self.reads += 1 if not isinstance(index, slice) else len(range(*index.indices(len(self))))
+        return super().__getitem__(index)
 
 
 def _user(n: int, first: str, last: str, *, mail: str | None = None, manager: int | None = None,
@@ -84,5 +101,5 @@ def make_bulk_org(users: int, devices: int, seed: int = 2) -> Org:
                               asset_type="Windows", last_seen=NOW, manufacturer="Dell", model="M")
               for i in range(devices)]
     return Org(seed=seed, people=users, generated_at=NOW, domain="corp.example", base_dn="DC=corp,DC=example",
-               workday=[], ad=[], entra=people, intune=fleet, lansweeper=assets, helix_assets=[], helix_tickets=[],
-               fedex=[], truth={})
+               workday=[], ad=[], entra=CountingList(people), intune=CountingList(fleet),
+               lansweeper=CountingList(assets), helix_assets=[], helix_tickets=[], fedex=[], truth={})

@@ -257,7 +257,7 @@ def test_device_report_shape() -> None:
 
 
 def test_device_report_failed_systems_are_null() -> None:
-    intune, lansweeper, _ = clean_devices()
+    intune, _, _ = clean_devices()
     error = {"type": "CircuitOpenError", "kind": "breaker_open", "message": "Helix circuit open"}
     report = device_report(
         SERIAL,

@@ -118,6 +118,7 @@ class _Grouper:
         self.by_sam: dict[str, PersonMatch] = {}
         self.by_dn: dict[str, PersonMatch] = {}
         self.by_guid: dict[str, PersonMatch] = {}
+        self.first_eid: dict[int, str] = {}  # id(group) -> the first employee id seen among its records
 
     def _find(self, eid: str | None, addrs: list[tuple[str, str]]) -> tuple[PersonMatch | None, str | None]:
         if eid is not None and (group := self.by_eid.get(eid)) is not None:
@@ -141,11 +142,12 @@ class _Grouper:
         self.systems.add(system)
         if eid is not None:
             self.by_eid.setdefault(eid, group)
+            self.first_eid.setdefault(id(group), eid)  # systems come Workday first: its id wins
         for how_, addr in addrs:
             (self.by_alias if how_ == ALIAS else self.by_primary).setdefault(addr, group)
         if rec.username and rec.username.strip():
             self.by_sam.setdefault(rec.username.rpartition("\\")[2].strip().casefold(), group)
-        if system is System.WORKDAY and (wid := norm_id(rec.key)) is not None:
+        if system is System.WORKDAY and rec.key != rec.employee_id and (wid := norm_id(rec.key)) is not None:
             self.by_eid.setdefault(wid, group)  # Workday's key is the employee id
         elif system is System.AD and (dn := norm_dn(rec.key)) is not None:
             self.by_dn.setdefault(dn, group)
@@ -155,7 +157,7 @@ class _Grouper:
     def finish(self) -> list[PersonMatch]:
         seen: set[str] = set()
         for group in self.groups:
-            eid = next((e for r in group.all_records() if (e := norm_id(r.employee_id)) is not None), None)
+            eid = self.first_eid.get(id(group))
             key = eid if eid is not None and eid not in seen else group.key
             while key in seen:  # two groups claiming one id cannot happen via by_eid; stay unique regardless
                 key += "'"

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote_plus, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -171,8 +171,6 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     user, sep, password = decoded.partition(":")
     if not sep:
         return None
-    from urllib.parse import unquote_plus
-
     return unquote_plus(user), unquote_plus(password)
 
 

@@ -45,7 +45,7 @@ class _Credentials(Protocol):
     ad_bind_password: str
 
 
-class FaultyMockConnection(Connection):  # type: ignore[misc]
+class FaultyMockConnection(Connection):
     """A MOCK_SYNC connection that logs each operation and applies the ``ad`` fault first."""
 
     faults: FaultBoard | None = None
@@ -71,7 +71,7 @@ class FaultyMockConnection(Connection):  # type: ignore[misc]
 
     def _refuse(self, code: int, description: str, message: str) -> bool:
         self.result = {"result": code, "description": description, "message": message, "dn": "", "referrals": None}
-        self.response = []
+        self.response: list[dict[str, Any]] = []
         return False
 
     def bind(self, *args: Any, **kwargs: Any) -> bool:

@@ -39,7 +39,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from ldap3 import MODIFY_REPLACE, SIMPLE, SYNC, Connection, Server
+from ldap3 import MODIFY_REPLACE, NONE, SIMPLE, SYNC, Connection, Server
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.dn import parse_dn
 
@@ -425,7 +425,7 @@ class SlapdServer:
                 return False
             try:
                 conn = Connection(
-                    Server(self.host, port=self.port, connect_timeout=1),
+                    Server(self.host, port=self.port, connect_timeout=1, get_info=NONE),
                     user=self.bind_dn,
                     password=self.bind_password,
                     authentication=SIMPLE,
@@ -486,7 +486,9 @@ class SlapdServer:
         with self._admin_lock:
             if self._admin is None or self._admin.closed:
                 self._admin = Connection(
-                    Server(self.host, port=self.port, connect_timeout=5),
+                    # No schema read: ldap3 would otherwise apply AD validators by attribute name (objectGUID
+                    # to 16 bytes), which does not fit the simulator's string objectGUID.
+                    Server(self.host, port=self.port, connect_timeout=5, get_info=NONE),
                     user=self.root_dn,
                     password=self.root_password,
                     client_strategy=SYNC,

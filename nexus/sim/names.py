@@ -35,6 +35,20 @@ FIRST_NAMES: tuple[str, ...] = (
     "Rahul", "Ananya", "Vikram", "Deepika", "Thảo", "Linh", "Anh", "Minh", "Mei", "Kenji",
     # Irish
     "Siobhán", "Seán", "Niamh", "Aoife", "Pádraig", "Ciarán", "Róisín", "Éamon", "Orla", "Declan",
+    # more of each, so that 100k people rarely share a name
+    "Nathan", "Rachel", "Aaron", "Megan", "Adam", "Lauren", "Kevin", "Laura", "Brian", "Rebecca",
+    "Jason", "Nicole", "Justin", "Stephanie", "Eric", "Kimberly", "Jacob", "Michelle", "Tyler", "Heather",
+    "Ethan", "Ava", "Noah", "Mia", "Logan", "Chloe", "Lucas", "Ella", "Owen", "Lily",
+    "Pablo", "Alejandro", "Guadalupe", "Rocío", "Ximena", "Renata", "Tomás", "Adrián", "Iñaki", "Begoña",
+    "Gonçalo", "Leonor", "Rafael", "Mariana", "Thiago", "Larissa", "Fábio", "Vinícius", "Letícia", "Débora",
+    "Étienne", "Céline", "Aurélie", "Maëlle", "Théo", "Léa", "Clément", "Océane", "Hugo", "Manon",
+    "Anders", "Astrid", "Magnus", "Linnéa", "Erik", "Maja", "Henrik", "Solveig", "Jens", "Liv",
+    "Felix", "Greta", "Moritz", "Käthe", "Florian", "Jana", "Tobias", "Lena", "Stefan", "Hanna",
+    "Ondřej", "Zuzana", "Radek", "Veronika", "Bartosz", "Zofia", "Krzysztof", "Ewa", "Ștefan", "Ioana",
+    "Mehmet", "Ayşe", "Burak", "Elif", "Hassan", "Nour", "Karim", "Yasmin", "Samir", "Leila",
+    "Adebayo", "Chiamaka", "Emeka", "Folake", "Sipho", "Lerato", "Kwabena", "Esi", "Baraka", "Wanjiru",
+    "Takeshi", "Aiko", "Ren", "Hana", "Sora", "Daiki", "Seo-yeon", "Hyun-woo", "Xiaoming", "Yan",
+    "Rohan", "Kavya", "Aditya", "Sneha", "Siddharth", "Pooja", "Karan", "Nisha", "Varun", "Meera",
 )  # fmt: skip
 
 LAST_NAMES: tuple[str, ...] = (
@@ -71,6 +85,23 @@ LAST_NAMES: tuple[str, ...] = (
     "Tanaka", "Suzuki", "Takahashi", "Watanabe", "Yamamoto", "Nakamura", "Kim", "Lee", "Park", "Choi",
     "Nguyễn", "Trần", "Phạm", "Lê", "Patel", "Sharma", "Singh", "Kumar", "Gupta", "Reddy",
     "Iyer", "Nair", "Mehta", "Das", "Bose",
+    # more of each, so that 100k people rarely share a name
+    "Barnes", "Fisher", "Henderson", "Coleman", "Simmons", "Patterson", "Jordan", "Reynolds", "Hamilton", "Graham",
+    "Wallace", "Woods", "Cole", "West", "Owens", "Marshall", "Ellis", "Gibson", "Mcdonald", "Kennedy",
+    "Warren", "Dixon", "Burns", "Gordon", "Shaw", "Holmes", "Rice", "Hunt", "Black", "Palmer",
+    "Castillo", "Vargas", "Romero", "Herrera", "Medina", "Aguilar", "Vásquez", "Cortés", "Rincón", "Benítez",
+    "Carvalho", "Ribeiro", "Almeida", "Lopes", "Sousa", "Pereira", "Rocha", "Teixeira", "Gaspar", "Antunes",
+    "Leroy", "Roux", "Vincent", "Fontaine", "Chevalier", "Robin", "Masson", "Perrin", "Clément", "Gauthier",
+    "Hartmann", "Krause", "Meier", "Lange", "Schmitt", "Werner", "Schulz", "Neumann", "Schwarz", "Braun",
+    "Bergström", "Sjöberg", "Lundgren", "Holm", "Dahl", "Berg", "Strand", "Lindberg", "Åberg", "Jørgensen",
+    "Kowalczyk", "Kamiński", "Lewandowski", "Zieliński", "Szymański", "Procházka", "Kučera", "Veselý", "Fekete",
+    "Balogh",
+    "Arslan", "Doğan", "Ayd\u0131n", "Özdemir", "Koç", "Mansour", "Saleh", "Farah", "Aziz", "Karimi",
+    "Okonkwo", "Eze", "Boateng", "Asante", "Mwangi", "Otieno", "Dlamini", "Ndlovu", "Diallo", "Traoré",
+    "Sato", "Ito", "Kobayashi", "Kato", "Yoshida", "Yamada", "Sasaki", "Kang", "Yoon", "Jang",
+    "Xu", "Sun", "Ma", "Zhu", "Hu", "Guo", "He", "Lin", "Luo", "Gao",
+    "Malhotra", "Chopra", "Kapoor", "Joshi", "Pillai", "Menon", "Rao", "Bhatt", "Chatterjee", "Banerjee",
+    "Võ", "Đặng", "Bùi", "Hoàng", "Huỳnh", "Phan", "Vũ", "Dương", "Ngô", "Đỗ",
 )  # fmt: skip
 
 #: Letters that Unicode decomposition does not reduce to ASCII; applied after stripping combining marks.

@@ -15,7 +15,17 @@ Pipeline (each step in its own module):
    shipments, then device noise and drift.
 
 The ground truth (``Org.truth``) lists exactly what a correct engine reports (``drift``) and the differences it
-must ignore (``noise``), per docs/drift-rules.md. Every kind is planted at every size, 10 people included.
+must ignore (``noise``), per docs/drift-rules.md. Every kind is planted at every size, 10 people included:
+
+- drift: job_title, department, manager, display_name (each in AD and in Entra), account_enabled (leaver enabled in
+  AD, in Entra, or both: one entry per system), account_exists (no AD / no Entra account), device_owner (Intune,
+  Lansweeper), last_sync, compliance, device_active, return_shipment (in transit / exception, or unknown to FedEx);
+- noise, each entry's ``note`` starting with its kind: ``case:`` and ``spacing:`` (title, department, display
+  name), ``unicode:`` (NFD display name), ``manager_format:`` (a sample: DN vs employee id vs object id, true for
+  everyone), ``mail alias vs UPN:`` (field ``email`` for the person, ``device_owner`` for each of their laptops).
+
+A subject never carries drift and noise on the same field, so "noise is not reported" can be checked per
+(subject, field).
 """
 
 from __future__ import annotations
