@@ -492,16 +492,17 @@ class ADClient:
                 record = entry_to_person(entry)
             except (KeyError, TypeError) as exc:
                 raise MalformedResponseError(f"AD list users: unexpected entry ({exc})", system=SYSTEM) from exc
-            seen[dn_key(record.key)] = (record.employee_id, record.email)
+            # key and manager_ref are already in AD spelling (ad_dn): lower() is their dn_key.
+            seen[record.key.lower()] = (record.employee_id, record.email)
             if record.manager_ref is None:
                 yield record
-            elif (manager := seen.get(dn_key(record.manager_ref))) is not None:
+            elif (manager := seen.get(record.manager_ref.lower())) is not None:
                 yield _with_manager(record, manager)
             else:
                 waiting.append(record)
         for record in waiting:
             assert record.manager_ref is not None
-            yield _with_manager(record, seen.get(dn_key(record.manager_ref)))
+            yield _with_manager(record, seen.get(record.manager_ref.lower()))
 
     def find_user(
         self,
