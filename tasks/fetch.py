@@ -50,8 +50,8 @@ def run_fetch(task: Task, system: System, audit_id: str, op: str, subjects: list
         if attempt < policy.max_attempts:
             countdown = policy.delay_for(exc, task.request.retries)
             log.warning(
-                "[resilience] [%s] Retry attempt %d/%d after %s: %s (countdown %.1fs)",
-                system.display, attempt, policy.max_attempts, type(exc).__name__, exc.message, countdown,
+                "[resilience] [%s] Retry attempt %d/%d after %s: %s (countdown %ss)",
+                system.display, attempt, policy.max_attempts, type(exc).__name__, exc.message, round(countdown, 3),
                 extra={"system": system.value, "audit_id": audit_id, "attempt": attempt,
                        "max_attempts": policy.max_attempts, "wait_s": countdown, "error_type": type(exc).__name__},
             )

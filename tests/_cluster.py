@@ -1,0 +1,209 @@
+"""The integration rig: a private redis-server, every simulator (slapd for AD), and real Celery worker PROCESSES.
+
+    with Cluster.start(people=300, seed=11, workers=2) as cluster:
+        nx = cluster.nexus()              # the facade, talking to the private Redis
+        cluster.fault("workday", "down")  # POST /_sim/faults
+        cluster.requests()                # GET /_sim/requests
+
+Worker processes get the simulators' env file plus short countdowns (``NEXUS_RETRY_BACKOFF_BASE_S``) and a short
+breaker reset, so the tests exercise the real retry and breaker paths without waiting for the production 2/4/8 s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+from nexus.sim.stack import SimulatorStack
+from tests._redis_server import redis_server
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TEST_POLICY_ENV = {
+    "NEXUS_RETRY_BACKOFF_BASE_S": "0.25",
+    "NEXUS_RETRY_BACKOFF_MAX_S": "2",
+    "NEXUS_RETRY_AFTER_MAX_S": "5",
+    "NEXUS_BREAKER_RESET_TIMEOUT_S": "3",
+    "NEXUS_HTTP_TIMEOUT_S": "3",
+    "NEXUS_HTTP_CONNECT_TIMEOUT_S": "2",
+    "NEXUS_BULK_CHUNK_SIZE": "5",
+    "NEXUS_BULK_WINDOW": "4",
+}
+
+
+@dataclass
+class WorkerProcess:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@dataclass
+class Cluster:
+    stack: SimulatorStack
+    redis_url: str
+    env: dict[str, str]
+    workdir: Path
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    @classmethod
+    @contextlib.contextmanager
+    def start(cls, *, people: int = 300, seed: int = 11, workers: int = 2, concurrency: int = 2,
+              extra_env: dict[str, str] | None = None) -> Iterator[Cluster]:
+        with redis_server() as url, SimulatorStack(people=people, seed=seed, ldap_mode="slapd") as stack, \
+                tempfile.TemporaryDirectory(prefix="nexus-cluster-") as tmp:
+            env = {**stack.env(), "REDIS_URL": url, **TEST_POLICY_ENV, **(extra_env or {})}
+            cluster = cls(stack=stack, redis_url=url, env=env, workdir=Path(tmp))
+            saved = cluster._apply_env_here()
+            try:
+                for i in range(workers):
+                    cluster.spawn_worker(f"w{i + 1}", concurrency=concurrency)
+                cluster.wait_ready(workers)
+                yield cluster
+            finally:
+                cluster.stop_workers()
+                cluster._restore_env(saved)
+
+    def _apply_env_here(self) -> dict[str, str | None]:
+        """Point this (the test) process at the same Redis and simulators as the workers."""
+        from nexus.redis_conn import use_redis
+        from nexus.settings import get_settings
+        from workers.app import celery_app
+        from workers.config import celery_config
+
+        saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+        get_settings.cache_clear()
+        use_redis(None)
+        celery_app.conf.update(celery_config(get_settings()))
+        self._reset_process_caches()
+        return saved
+
+    def _restore_env(self, saved: dict[str, str | None]) -> None:
+        from nexus.redis_conn import use_redis
+        from nexus.settings import get_settings
+        from workers.app import celery_app
+        from workers.config import celery_config
+
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+        use_redis(None)
+        celery_app.conf.update(celery_config(get_settings()))
+        self._reset_process_caches()
+
+    @staticmethod
+    def _reset_process_caches() -> None:
+        from clients.breaker import clear_registry
+        from tasks.clients import reset_clients
+
+        clear_registry()
+        reset_clients()
+
+    def spawn_worker(self, name: str, *, concurrency: int = 2, queues: str = "") -> WorkerProcess:
+        log_path = self.workdir / f"{name}.log"
+        cmd = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--pool=prefork",
+               f"--concurrency={concurrency}", f"--hostname={name}@%h", "--without-gossip", "--without-mingle",
+               "--loglevel=INFO"]
+        from workers.routing import ALL_QUEUES
+
+        cmd.append(f"--queues={queues or ','.join(ALL_QUEUES)}")
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        worker = WorkerProcess(name, proc, log_path)
+        self.workers.append(worker)
+        return worker
+
+    def wait_ready(self, count: int, timeout: float = 60.0) -> None:
+        from workers.app import celery_app
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for w in self.workers:
+                if w.proc.poll() is not None:
+                    raise RuntimeError(f"worker {w.name} exited {w.proc.returncode}:\n{w.log()[-3000:]}")
+            replies = celery_app.control.ping(timeout=0.5) or []
+            if len(replies) >= count:
+                return
+        logs = "\n".join(f"--- {w.name}\n{w.log()[-2000:]}" for w in self.workers)
+        raise RuntimeError(f"workers not ready after {timeout}s:\n{logs}")
+
+    def stop_workers(self) -> None:
+        for w in self.workers:
+            if w.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(w.proc.pid, signal.SIGTERM)
+        for w in self.workers:
+            try:
+                w.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(w.proc.pid, signal.SIGKILL)
+                w.proc.wait(5)
+        self.workers.clear()
+
+    # -- helpers for tests --------------------------------------------------------------------------------------
+    @property
+    def sim_url(self) -> str:
+        return self.stack.url
+
+    def nexus(self) -> Any:
+        from nexus.facade import Nexus
+
+        return Nexus()
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url)
+
+    def fault(self, system: str, mode: str, **params: Any) -> None:
+        httpx.post(f"{self.sim_url}/_sim/faults", json={"system": system, "mode": mode, **params}).raise_for_status()
+
+    def clear_faults(self) -> None:
+        httpx.delete(f"{self.sim_url}/_sim/faults").raise_for_status()
+
+    def requests(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.sim_url}/_sim/requests").json())
+
+    def reset_requests(self) -> None:
+        httpx.delete(f"{self.sim_url}/_sim/requests").raise_for_status()
+
+    def reset_breakers(self) -> None:
+        r = self.redis()
+        keys = list(r.scan_iter("nexus:breaker:*"))
+        if keys:
+            r.delete(*keys)
+
+    def reset(self) -> None:
+        """Between tests: no faults, empty request log, every breaker closed."""
+        self.clear_faults()
+        self.reset_requests()
+        self.reset_breakers()
+
+    def worker_logs(self) -> str:
+        return "\n".join(w.log() for w in self.workers)
+
+    @property
+    def truth(self) -> dict[str, Any]:
+        assert self.stack.org is not None
+        return self.stack.org.truth
