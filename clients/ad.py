@@ -5,15 +5,15 @@ Same shape as the other clients: ``list_users()`` pages through everything, ``fi
 here (the resilience layer and the Celery tasks own them); this module only talks LDAP and maps every failure into
 :mod:`clients.errors` in one place (:func:`map_exception`, :func:`map_result`):
 
-=====================================================  ===============================
-connection refused / reset / closed / timeout          TransientError
-``busy`` (51)                                          ThrottledError (retry_after None)
-``unavailable`` (52), ``timeLimitExceeded`` (3)        TransientError
-``invalidCredentials`` (49) and other auth codes       AuthError
-``noSuchObject`` (32) on a base-scope read             NotFoundError
-any other result code                                  BadRequestError
-an answer ldap3 cannot decode                          MalformedResponseError
-=====================================================  ===============================
+================================================  =================================
+connection refused / reset / closed / timeout     TransientError
+``busy`` (51)                                     ThrottledError (retry_after None)
+``unavailable`` (52), ``timeLimitExceeded`` (3)   TransientError
+``invalidCredentials`` (49) and other auth codes  AuthError
+``noSuchObject`` (32) on a base-scope read        NotFoundError
+any other result code                             BadRequestError
+an answer ldap3 cannot decode                     MalformedResponseError
+================================================  =================================
 
 Filters: every value is escaped with :func:`ldap3.utils.conv.escape_filter_chars` (never the whole filter), so
 ``*)(mail=*`` is a literal that matches nothing. People are ``(&(objectCategory=person)(objectClass=user))``,
@@ -21,9 +21,10 @@ which skips computer accounts on a real domain. Whether an account is disabled i
 ``userAccountControl`` here, not with AD's bitwise matching rule, so the same filters work on ldap3's MOCK_SYNC
 (the embedded demo's directory, :mod:`nexus.sim.ldap_mock`), which rejects that rule.
 
-DNs: AD spells attribute types upper case (``CN=...,OU=...,DC=...``); OpenLDAP (the simulator) lower case. DN
-attribute types are case-insensitive, so the client spells them the AD way (:func:`ad_dn`): a record's ``key`` is
-then the DN exactly as AD (and the simulator's org) writes it, and equals other records' ``manager_ref``.
+DNs: AD spells attribute types upper case (``CN=...,OU=...,DC=...``) and escapes with a backslash (``\\,``);
+OpenLDAP (the simulator) answers ``cn=...,ou=legal\\2C risk...``. Both name the same entry, so the client spells
+every DN the AD way (:func:`ad_dn`): a record's ``key`` is then the DN exactly as AD (and the simulator's org) writes
+it, and equals other records' ``manager_ref``.
 
 A client holds one bound connection for lookups and reopens it once when it turns out to have been dropped (idle
 timeout, server restart); a listing uses a connection of its own, because a paged-results cookie is only valid on
@@ -164,7 +165,13 @@ def lean_entries(conn: Connection) -> None:
             try:
                 dn, attributes = message["payload"][0][3], message["payload"][1][3]
                 raw = {a[3][0][3].decode("ascii").lower(): [v[3] for v in a[3][1][3]] for a in attributes}
-                return {"type": "searchResEntry", "raw_dn": dn, "dn": dn.decode("utf-8"), "raw_attributes": raw}
+                return {
+                    "type": "searchResEntry",
+                    "raw_dn": dn,
+                    "dn": dn.decode("utf-8"),
+                    "raw_attributes": raw,
+                    "attributes": {},  # never read by the client
+                }
             except (IndexError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
                 pass  # not the shape we expect: let ldap3 decode (or reject) it
         return dict(original(message))

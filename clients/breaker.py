@@ -557,6 +557,9 @@ class NexusBreaker(pybreaker.CircuitBreaker):
             detail = f" ({reason})"
         level = logging.WARNING if new == OPEN else logging.INFO
         log(level, self.system, f"Circuit {old.upper()} -> {new.upper()}{detail}", old_state=old, new_state=new)
+        from nexus import metrics
+
+        metrics.breaker_transition(self.system, old, new)
         old_obj = self._create_new_state(_TO_PYBREAKER[old])
         new_obj = self._create_new_state(_TO_PYBREAKER[new])
         for listener in self.listeners:

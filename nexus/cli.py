@@ -116,6 +116,30 @@ def worker(
 
 
 @app.command()
+def mcp(
+    transport: Annotated[str, typer.Option(help="stdio (for a local assistant) or http (streamable HTTP).")] = "stdio",
+    host: Annotated[str, typer.Option(help="HTTP bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8765,
+) -> None:
+    """The MCP server (fastmcp): audit tools for an AI assistant. Logs go to stderr."""
+    if transport not in ("stdio", "http"):
+        fail("--transport must be stdio or http", EXIT_USAGE)
+    from nexus.mcp_server import run_mcp
+
+    run_mcp(transport=transport, host=host, port=port)
+
+
+@app.command()
+def beat(
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Celery beat with the weekly fleet audit (celery-redbeat: replicas never double-run it)."""
+    from workers.beat import run_beat
+
+    run_beat(loglevel=loglevel)
+
+
+@app.command()
 def health(json_out: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False) -> None:
     """Ping every system (seed format) and show each circuit breaker's state."""
     from nexus.health import check_system_health

@@ -13,7 +13,10 @@ SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "lo
 
 
 def print_report_summary(view: dict[str, Any], console: Console | None = None, limit: int = 25) -> None:
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=160)  # piped or captured: do not squeeze the table into 80 columns
     report = view.get("report") or {}
     console.print(f"[bold]Audit {view['audit_id']}[/] {view.get('description', '')}: {view['status']}")
     if view.get("error"):

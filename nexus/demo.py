@@ -81,6 +81,10 @@ def run_demo(people: int = 60, seed: int = 7, down: str = "workday", out: Path =
                 bulk = nx.wait(nx.submit(nx.request_for(emails=emails)), timeout=120)
                 print("", file=sys.stderr)
                 print_report_summary(bulk, limit=15)
+                serial = next(d["subject"] for d in stack.org.truth["drift"] if d["field"] == "return_shipment")
+                device = nx.wait(nx.submit(nx.request_for(serial=serial)), timeout=120)
+                print("", file=sys.stderr)
+                print_report_summary(device)
                 requests = httpx.get(f"{stack.url}/_sim/requests").json()
         finally:
             _restore_env(saved)
@@ -93,4 +97,4 @@ def run_demo(people: int = 60, seed: int = 7, down: str = "workday", out: Path =
     print(f"[demo] bulk report ({len(emails)} people): {out}")
     print(f"[demo] finished in {elapsed:.1f}s. Try: nexus demo --down entra, or run the real thing with "
           f"`nexus sim` + `nexus worker` (see README).")
-    return 0 if bulk["status"] == "done" and first["status"] == "done" else 1
+    return 0 if all(v["status"] == "done" for v in (first, bulk, device)) else 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,11 @@ def _finish(audit_id: str, report: dict[str, Any]) -> None:
         report = {"audit_id": audit_id, "kind": meta["kind"], "generated_at": datetime.now(UTC).isoformat(),
                   **report}
         store.finish(audit_id, report)
+        from nexus import metrics
+        from nexus.exports import discrepancies_of
+
+        metrics.audit_finished(meta["kind"], "done", max(time.time() - meta["created_at"], 0.0),
+                               [d["severity"] for d in discrepancies_of(report)])
         log.info("audit %s done: %s discrepancies", audit_id, report.get("discrepancy_count"),
                  extra={"audit_id": audit_id})
 

@@ -17,6 +17,7 @@ from typing import Any
 from celery import Task
 
 from clients.errors import NexusClientError, TransientError
+from nexus import metrics
 from nexus.lookups import run_lookup
 from nexus.systems import System
 from workers.app import celery_app
@@ -56,16 +57,20 @@ def run_fetch(task: Task, system: System, audit_id: str, op: str, subjects: list
                        "max_attempts": policy.max_attempts, "wait_s": countdown, "error_type": type(exc).__name__},
             )
             report_fetch_progress(audit_id, system, "retrying", attempt, error=exc)
+            metrics.fetch_attempt(system.value, "retry")
+            metrics.fetch_retry(system.value, exc.kind, countdown)
             raise task.retry(countdown=countdown, exc=exc, max_retries=policy.max_attempts - 1) from exc
         marker = failure_marker(system, exc, attempt)
     except Exception as exc:
         marker = failure_marker(system, exc, attempt)
     else:
         report_fetch_progress(audit_id, system, "ok", attempt)
+        metrics.fetch_attempt(system.value, "ok")
         return {"system": system.value, "ok": True, "data": data, "attempts": attempt}
     log.warning("[%s] %s unavailable for audit %s: %s", system.display, system.display, audit_id,
                 marker["error"]["message"], extra={"system": system.value, "audit_id": audit_id})
     report_fetch_progress(audit_id, system, "failed", attempt, error=marker["error"])
+    metrics.fetch_attempt(system.value, "breaker_open" if marker["error"].get("kind") == "breaker_open" else "failed")
     return marker
 
 

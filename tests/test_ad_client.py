@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from ldap3 import Connection
 
 from clients.ad import (
     ADClient,
@@ -18,6 +19,7 @@ from clients.ad import (
     dn_key,
     escape_dn_value,
     map_result,
+    tcp_connection,
     unescape_dn_value,
 )
 from clients.errors import (
@@ -221,6 +223,17 @@ def test_health_measures_milliseconds(backend: tuple[ADClient, Org]) -> None:
 
 
 # --- wire-level proof (slapd + proxy) ----------------------------------------------------------------------------
+
+
+def test_lean_entry_decoding_matches_ldap3s_own(ad: AdSim) -> None:
+    def ldap3_decoding(settings: Settings) -> Connection:
+        conn = tcp_connection(settings)
+        del conn.strategy.decode_response_fast  # back to the class's method
+        return conn
+
+    lean = list(ADClient(ad.settings(), page_size=PAGE).list_users())
+    plain = list(ADClient(ad.settings(), connection_factory=ldap3_decoding, page_size=PAGE).list_users())
+    assert lean == plain and len(lean) == PEOPLE
 
 
 def test_listing_pages_through_the_proxy(ad: AdSim) -> None:

@@ -11,7 +11,7 @@ from celery import Celery
 from nexus.settings import get_settings
 from workers.config import celery_config
 
-TASK_MODULES = ["tasks.fetch", "tasks.compare", "tasks.audit"]
+TASK_MODULES = ["tasks.fetch", "tasks.compare", "tasks.audit", "tasks.fleet"]
 
 
 def create_app() -> Celery:

@@ -9,6 +9,7 @@ Used by `nexus demo` and by unit tests; integration tests use a real Redis and r
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -32,6 +33,8 @@ def embedded_worker(concurrency: int = 4) -> Iterator[Any]:
     import tasks.compare  # noqa: F401
     import tasks.fetch  # noqa: F401
 
+    # kombu warns that memory:// has no hostname on every connection; that is expected here.
+    logging.getLogger("kombu.connection").setLevel(logging.ERROR)
     saved = {k: celery_app.conf.get(k) for k in ("broker_url", "result_backend", "broker_transport_options",
                                                   "result_backend_transport_options")}
     celery_app.conf.update(broker_url="memory://", result_backend="cache+memory://", broker_transport_options={},

@@ -15,8 +15,13 @@ def fetch_task_name(system: System | str) -> str:
     return f"nexus.fetch_{System.parse(str(system)).value}"
 
 
+def snapshot_task_name(system: System | str) -> str:
+    return f"nexus.snapshot_{System.parse(str(system)).value}"
+
+
 def task_routes() -> dict[str, dict[str, str]]:
     routes = {fetch_task_name(s): {"queue": s.value} for s in System}
+    routes.update({snapshot_task_name(s): {"queue": s.value} for s in System})
     routes["nexus.compare.*"] = {"queue": COMPARE_QUEUE}
     routes["nexus.audit.*"] = {"queue": AUDIT_QUEUE}
     return routes

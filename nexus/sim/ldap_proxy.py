@@ -7,15 +7,15 @@ the search filter and the paged-results cookie. Responses stream back untouched,
 no more than a socket copy. Per operation (never per connection, except ``down``), ``FaultBoard.decide("ad")``
 picks what happens:
 
-===============  =============================================================================================
-``down``         new connections are closed at once (reset); an operation on an open one drops the connection
-``slow``         the operation is held ``delay_ms`` before it reaches slapd (the response is that much later)
-``flaky``        the failing operation drops the connection (the client sees a reset/EOF mid-call)
-``throttle``     the operation is answered ``busy`` (51) with its messageID, never reaching slapd
-``expired_token`` binds are answered ``invalidCredentials`` (49): LDAP's "your credential is no longer good"
-``malformed``    the operation is answered with a framed message that is not LDAP (undecodable)
-``truncated``    the first page of a paged search passes, later pages are answered ``unavailable`` (52)
-===============  =============================================================================================
+=================  ============================================================================================
+``down``           new connections are closed at once (reset); an operation on an open one drops the connection
+``slow``           the operation is held ``delay_ms`` before it reaches slapd (the response is that much later)
+``flaky``          the failing operation drops the connection (the client sees a reset/EOF mid-call)
+``throttle``       the operation is answered ``busy`` (51) with its messageID, never reaching slapd
+``expired_token``  binds are answered ``invalidCredentials`` (49): LDAP's "your credential is no longer good"
+``malformed``      the operation is answered with a framed message that is not LDAP (undecodable)
+``truncated``      the first page of a paged search passes, later pages are answered ``unavailable`` (52)
+=================  ============================================================================================
 
 Unbind and abandon have no response, so they are logged but never faulted. The request log uses system ``ad`` and
 paths ``bind``, ``search``, ``unbind``, ``modify``, ``add``, ``delete``, ``modify_dn``, ``compare``, ``abandon``,
