@@ -82,7 +82,7 @@ class AuditStore:
         raw = self.r.hgetall(self.key(audit_id))
         if not raw:
             raise AuditNotFound(audit_id)
-        meta = {_s(k): _s(v) for k, v in raw.items()}
+        meta: dict[str, Any] = {_s(k): _s(v) for k, v in raw.items()}
         for name in ("created_at", "updated_at"):
             meta[name] = float(meta.get(name) or 0)
         meta["subjects_count"] = int(meta.get("subjects_count") or 0)
@@ -114,10 +114,10 @@ class AuditStore:
     def set_status(self, audit_id: str, status: str, *, error: str = "") -> None:
         if status not in STATUSES:
             raise ValueError(status)
-        mapping: dict[str, Any] = {"status": status, "updated_at": self.clock()}
+        mapping: dict[str, str | float] = {"status": status, "updated_at": self.clock()}
         if error:
             mapping["error"] = error
-        self.r.hset(self.key(audit_id), mapping=mapping)
+        self.r.hset(self.key(audit_id), mapping=mapping)  # type: ignore[arg-type]
 
     def mark_running(self, audit_id: str) -> None:
         """queued -> running (never moves a finished audit back)."""
@@ -158,10 +158,10 @@ class AuditStore:
     def finish(self, audit_id: str, report: dict[str, Any], status: str = "done", error: str = "") -> None:
         pipe = self.r.pipeline(transaction=True)
         pipe.set(self.key(audit_id, "report"), json.dumps(report, separators=(",", ":"), default=str), ex=self.ttl_s)
-        mapping: dict[str, Any] = {"status": status, "updated_at": self.clock()}
+        mapping: dict[str, str | float] = {"status": status, "updated_at": self.clock()}
         if error:
             mapping["error"] = error
-        pipe.hset(self.key(audit_id), mapping=mapping)
+        pipe.hset(self.key(audit_id), mapping=mapping)  # type: ignore[arg-type]
         pipe.execute()
 
 
