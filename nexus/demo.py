@@ -67,7 +67,8 @@ def run_demo(people: int = 60, seed: int = 7, down: str = "workday", out: Path =
         }
         saved = _apply_env(demo_env)
         try:
-            httpx.post(f"{stack.url}/_sim/faults", json={"system": down_system.value, "mode": "down"}).raise_for_status()
+            fault = {"system": down_system.value, "mode": "down"}
+            httpx.post(f"{stack.url}/_sim/faults", json=fault).raise_for_status()
             print(f"[demo] {down_system.display} is DOWN for this run (simulator fault 'down')", file=sys.stderr)
             assert stack.org is not None
             rng = random.Random(seed)

@@ -23,15 +23,14 @@ def embedded_worker(concurrency: int = 4) -> Iterator[Any]:
     import fakeredis
     from celery.contrib.testing.worker import start_worker
 
+    import tasks.audit
+    import tasks.compare
+    import tasks.fetch  # noqa: F401
     from clients.breaker import clear_registry
     from nexus.redis_conn import use_redis
     from nexus.settings import get_settings
     from tasks.clients import reset_clients
     from workers.app import celery_app
-
-    import tasks.audit  # noqa: F401  (register the tasks)
-    import tasks.compare  # noqa: F401
-    import tasks.fetch  # noqa: F401
 
     # kombu warns that memory:// has no hostname on every connection; that is expected here.
     logging.getLogger("kombu.connection").setLevel(logging.ERROR)
