@@ -133,8 +133,13 @@ class Nexus:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> dict[str, Any]:
-        """Poll until the audit is done or failed; WaitTimeout at the deadline (never later)."""
+        """Poll until the audit is done or failed; WaitTimeout at the deadline (never later).
+
+        The poll interval starts at 2 ms and doubles up to ``poll_s``: a quick audit is seen within milliseconds of
+        finishing, and a long one costs one small Redis read per ``poll_s``.
+        """
         deadline = clock() + timeout
+        interval = min(0.002, poll_s)
         while True:
             view = self.get(audit_id)
             if on_progress is not None:
@@ -144,7 +149,8 @@ class Nexus:
             remaining = deadline - clock()
             if remaining <= 0:
                 raise WaitTimeout(f"audit {audit_id} still {view['status']} after {timeout:g}s")
-            sleep(min(poll_s, remaining))
+            sleep(min(interval, remaining))
+            interval = min(interval * 2, poll_s)
 
 
 __all__ = ["AuditKind", "InvalidInput", "Nexus", "ServiceUnavailable", "WaitTimeout"]
