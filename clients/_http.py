@@ -24,6 +24,7 @@ from clients.errors import (
     ThrottledError,
     TransientError,
 )
+from clients.ratelimit import NO_LIMIT, RateLimiter
 from nexus.settings import Settings, get_settings
 
 
@@ -49,6 +50,9 @@ class HttpSystemClient:
 
     system: str = ""
     auth_scheme: str = "Bearer"
+    #: The system's request budget (clients.ratelimit), acquired before every API request; the worker layer
+    #: installs the shared bucket (tasks.clients), so a client built alone is never paced.
+    rate_limiter: RateLimiter = NO_LIMIT
 
     def __init__(
         self,
@@ -117,6 +121,7 @@ class HttpSystemClient:
         headers: Mapping[str, str] | None,
         auth: bool,
     ) -> httpx.Response:
+        self.rate_limiter.acquire()
         all_headers = dict(headers or {})
         if auth:
             all_headers["Authorization"] = f"{self.auth_scheme} {self.tokens.get()}"

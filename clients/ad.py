@@ -55,6 +55,7 @@ from clients.errors import (
     ThrottledError,
     TransientError,
 )
+from clients.ratelimit import NO_LIMIT, RateLimiter
 from nexus.models import PersonRecord
 from nexus.settings import Settings, get_settings
 from nexus.systems import System
@@ -373,6 +374,8 @@ class ADClient:
     """Read-only Active Directory client (see the module docstring for errors, filters and DNs)."""
 
     system = SYSTEM
+    #: Request budget (clients.ratelimit), acquired before each search; the worker layer installs the shared one.
+    rate_limiter: RateLimiter = NO_LIMIT
 
     def __init__(
         self,
@@ -487,6 +490,7 @@ class ADClient:
         """A non-paged search on the lookup connection (reopened once if it had been dropped)."""
 
         def call(conn: Connection) -> list[dict[str, Any]]:
+            self.rate_limiter.acquire()
             return self._search(conn, action, base, search_filter, scope=scope, attributes=attributes)[0]
 
         return self._with_shared(action, call)
@@ -497,6 +501,7 @@ class ADClient:
         try:
             cookie: bytes | None = None
             while True:
+                self.rate_limiter.acquire()
                 try:
                     entries, result = self._search(
                         conn,

@@ -12,6 +12,12 @@
 - Lookups use qualifications built from :func:`qual_eq`: every value is double-quoted with inner quotes doubled,
   so input can only ever be a literal. No match -> None / []; a 404 on a direct entry read -> None.
 
+- Incidents (remediation): :meth:`HelixClient.create_incident` posts to ``HPD:IncidentInterface_Create`` (the
+  ITSM interface form; z1D_Action ``CREATE``), which answers 201 with a ``Location``; the new ``Incident Number``
+  comes back in the body (``fields=values(Incident Number)``) or from that location. A POST is never repeated by
+  this client: callers make creation idempotent with :meth:`HelixClient.find_incidents` on a correlation value they
+  store in ``Vendor Ticket Number`` (see :mod:`nexus.remediation`).
+
 Field names are the simulator's (see :mod:`nexus.sim.helix`): ``Serial Number``, ``Owner Email``,
 ``AssetLifecycleStatus``, ``Incident Number``, ``Internet E-mail``, ``Tracking Number``, ``Submit Date``, ...
 """
@@ -20,7 +26,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -35,6 +41,9 @@ from nexus.settings import Settings, get_settings
 
 ASSET_FORM = "AST:ComputerSystem"
 TICKET_FORM = "HPD:Help Desk"
+INCIDENT_CREATE_FORM = "HPD:IncidentInterface_Create"
+#: The HPD:Help Desk field that carries a caller's correlation value (a free-text field of every incident).
+CORRELATION_FIELD = "Vendor Ticket Number"
 ASSET_FIELDS = ("Reconciliation Identity", "Name", "Serial Number", "AssetLifecycleStatus", "Owner Email",
                 "Manufacturer", "Model Number")
 TICKET_FIELDS = ("Incident Number", "Serial Number", "Internet E-mail", "Tracking Number", "Status", "Submit Date")
@@ -260,6 +269,73 @@ class HelixClient(HttpSystemClient):
                     out[original].append(ticket)
         return out
 
+    # -- incidents -------------------------------------------------------------------------------------------------
+    def find_incidents(self, correlation: str) -> list[dict[str, str | None]]:
+        """Every incident whose ``Vendor Ticket Number`` is ``correlation``: ``{"incident", "status"}`` each."""
+        q = qual_eq(CORRELATION_FIELD, correlation)
+        found: list[dict[str, str | None]] = []
+        for values in self._query(TICKET_FORM, ("Incident Number", "Status", CORRELATION_FIELD), q):
+            if not values.get("Incident Number"):
+                raise MalformedResponseError("incident entry lacks Incident Number", system=self.system)
+            found.append({"incident": str(values["Incident Number"]), "status": _str(values.get("Status"))})
+        return found
+
+    def create_incident(
+        self,
+        *,
+        summary: str,
+        details: str,
+        first_name: str,
+        last_name: str,
+        impact: str = "2-Significant/Large",
+        urgency: str = "1-Critical",
+        reported_source: str = "Systems Management",
+        service_type: str = "Infrastructure Event",
+        correlation: str | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> str:
+        """Create one incident (status Assigned) and return its Incident Number. Sent once: never retried here.
+
+        ``summary`` is the incident's Description (Helix keeps 100 characters); ``first_name``/``last_name`` name the
+        customer People record the site set up for Nexus; ``correlation`` goes to ``Vendor Ticket Number``.
+        """
+        values: dict[str, str] = {
+            "First_Name": first_name,
+            "Last_Name": last_name,
+            "Description": summary[:100],
+            "Detailed_Decription": details,
+            "Impact": impact,
+            "Urgency": urgency,
+            "Status": "Assigned",
+            "Reported Source": reported_source,
+            "Service_Type": service_type,
+            "z1D_Action": "CREATE",
+            **(extra or {}),
+        }
+        if correlation is not None:
+            values[CORRELATION_FIELD] = correlation
+        response = self.send("POST", self._entries_path(INCIDENT_CREATE_FORM), json_body={"values": values},
+                             params={"fields": "values(Incident Number)"})
+        if response.status_code != 201:
+            raise MalformedResponseError(f"incident create answered HTTP {response.status_code}, not 201",
+                                         system=self.system)
+        number = None
+        if response.content.strip():
+            body = self.parse_json(response)
+            found = body.get("values") if isinstance(body, dict) else None
+            number = found.get("Incident Number") if isinstance(found, dict) else None
+        if not number:
+            location = response.headers.get("location")
+            if not location:
+                raise MalformedResponseError("incident create answer has no Location", system=self.system)
+            entry = self.parse_json(self.send("GET", self._own_link(location),
+                                              params={"fields": "values(Incident Number)"}))
+            found = self.require(entry, "values")
+            number = found.get("Incident Number") if isinstance(found, dict) else None
+        if not isinstance(number, str) or not number:
+            raise MalformedResponseError("created incident has no Incident Number", system=self.system)
+        return number
+
     def health(self) -> float:
         """Elapsed ms of one authenticated one-entry read of the asset form."""
         start = time.perf_counter()
@@ -298,4 +374,4 @@ class HelixClient(HttpSystemClient):
         )
 
 
-__all__ = ["HelixClient", "qual_eq", "qual_quote"]
+__all__ = ["CORRELATION_FIELD", "HelixClient", "qual_eq", "qual_quote"]

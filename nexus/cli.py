@@ -9,11 +9,14 @@ from typing import Annotated
 
 import typer
 
+import nexus.cli_diff  # noqa: F401  (registers `nexus audit diff` on audit_app)
 from nexus.cli_audit import audit_app
 from nexus.cli_common import EXIT_USAGE, fail, print_json
+from nexus.cli_waiver import waiver_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Nexus: identity and device drift audits.")
 app.add_typer(audit_app, name="audit")
+app.add_typer(waiver_app, name="waiver")
 
 
 def load_env_file(path: Path) -> None:
@@ -137,6 +140,21 @@ def beat(
     from workers.beat import run_beat
 
     run_beat(loglevel=loglevel)
+
+
+@app.command()
+def flower(
+    address: Annotated[str | None, typer.Option(help="Bind address (default NEXUS_FLOWER_ADDRESS: 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default NEXUS_FLOWER_PORT: 5555).")] = None,
+) -> None:
+    """Flower, the Celery dashboard, with basic auth (NEXUS_FLOWER_USER / NEXUS_FLOWER_PASSWORD; when no password
+    is set, one is generated for this run and printed to stderr)."""
+    from workers.flower import run_flower
+
+    try:
+        run_flower(address=address, port=port)
+    except ValueError as exc:
+        fail(str(exc), EXIT_USAGE)
 
 
 @app.command()

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The published limits (sources in :mod:`clients.ratelimit`); Workday, AD and Helix publish none: unlimited.
+DEFAULT_RATE_BUDGETS = "lansweeper=150/60s,entra=1750/10s,intune=2000/20s,fedex=1400/10s"
 
 
 class Settings(BaseSettings):
@@ -67,6 +70,65 @@ class Settings(BaseSettings):
     bulk_window: int = Field(8, ge=1, le=1000, alias="NEXUS_BULK_WINDOW")
     bulk_chunk_size: int = Field(25, ge=1, le=500, alias="NEXUS_BULK_CHUNK_SIZE")
     token_refresh_margin_s: float = Field(60.0, ge=0, alias="NEXUS_TOKEN_REFRESH_MARGIN_S")
+
+    # Fleet audits: snapshots, the mass-drift guard, the last-known-good fallback (nexus.fleet).
+    fleet_snapshot_ttl_s: int = Field(2 * 86400, ge=60, alias="NEXUS_FLEET_SNAPSHOT_TTL_S")
+    fleet_page_concurrency: int = Field(8, ge=1, le=64, alias="NEXUS_FLEET_PAGE_CONCURRENCY")
+    fleet_max_task_retries: int = Field(200, ge=1, alias="NEXUS_FLEET_MAX_TASK_RETRIES")
+    fleet_guard_drop: float = Field(0.5, gt=0, lt=1, alias="NEXUS_FLEET_GUARD_DROP")
+    fleet_guard_ttl_s: int = Field(90 * 86400, ge=60, alias="NEXUS_FLEET_GUARD_TTL_S")
+    fleet_stale_fallback: bool = Field(False, alias="NEXUS_FLEET_STALE_FALLBACK")
+    fleet_stale_max_age_s: int = Field(14 * 86400, ge=60, alias="NEXUS_FLEET_STALE_MAX_AGE_S")
+    fleet_bulk_snapshot: str = Field("auto", pattern="^(auto|always|never)$", alias="NEXUS_FLEET_BULK_SNAPSHOT")
+
+    # Request budgets per system (clients.ratelimit): "<system>=<requests>/<window>", comma separated; "" = off.
+    rate_budgets: str = Field(DEFAULT_RATE_BUDGETS, alias="NEXUS_RATE_BUDGETS")
+    rate_max_wait_s: float = Field(30.0, ge=0, alias="NEXUS_RATE_MAX_WAIT_S")
+
+    @field_validator("rate_budgets")
+    @classmethod
+    def _check_budgets(cls, value: str) -> str:
+        from clients.ratelimit import parse_budgets
+
+        parse_budgets(value)  # raises ValueError with a readable message
+        return value
+
+    # Weekly fleet audit (celery beat + celery-redbeat; see workers/beat.py). Cron fields are in UTC.
+    fleet_audit_enabled: bool = Field(True, alias="NEXUS_FLEET_AUDIT_ENABLED")
+    fleet_audit_cron: str = Field("0 6 * * 1", alias="NEXUS_FLEET_AUDIT_CRON")
+    fleet_audit_every_s: float = Field(0.0, ge=0, alias="NEXUS_FLEET_AUDIT_EVERY_S")  # > 0 replaces the cron
+    beat_redis_url: str = Field("", alias="NEXUS_BEAT_REDIS_URL")  # empty: REDIS_URL
+    beat_key_prefix: str = Field("nexus:redbeat:", alias="NEXUS_BEAT_KEY_PREFIX")
+    beat_max_interval_s: float = Field(30.0, gt=0, alias="NEXUS_BEAT_MAX_INTERVAL_S")
+    beat_lock_timeout_s: int = Field(150, ge=1, alias="NEXUS_BEAT_LOCK_TIMEOUT_S")
+
+    # Flower (`nexus flower`, `make flower`): basic auth is always on; an empty password is generated at start.
+    flower_user: str = Field("nexus", alias="NEXUS_FLOWER_USER")
+    flower_password: SecretStr = Field(SecretStr(""), alias="NEXUS_FLOWER_PASSWORD")
+    flower_address: str = Field("127.0.0.1", alias="NEXUS_FLOWER_ADDRESS")
+    flower_port: int = Field(5555, ge=1, le=65535, alias="NEXUS_FLOWER_PORT")
+
+    # Prometheus metrics served by each worker's main process (0 disables; one port per worker on a host).
+    metrics_port: int = Field(9808, ge=0, le=65535, alias="NEXUS_METRICS_PORT")
+    metrics_host: str = Field("127.0.0.1", alias="NEXUS_METRICS_HOST")
+    # prometheus-client's own variable: this worker's multiprocess directory (a temp dir per worker when empty).
+    prometheus_multiproc_dir: str = Field("", alias="PROMETHEUS_MULTIPROC_DIR")
+
+    # MCP server over HTTP (`nexus mcp --transport http`): a static bearer token and/or JWTs (see nexus/mcp_auth.py).
+    mcp_token: SecretStr = Field(SecretStr(""), alias="NEXUS_MCP_TOKEN")
+    mcp_jwt_jwks_uri: str = Field("", alias="NEXUS_MCP_JWT_JWKS_URI")
+    mcp_jwt_public_key: str = Field("", alias="NEXUS_MCP_JWT_PUBLIC_KEY")
+    mcp_jwt_issuer: str = Field("", alias="NEXUS_MCP_JWT_ISSUER")
+    mcp_jwt_audience: str = Field("", alias="NEXUS_MCP_JWT_AUDIENCE")
+    mcp_jwt_algorithm: str = Field("RS256", alias="NEXUS_MCP_JWT_ALGORITHM")
+
+    # Helix remediation (opt-in, nexus/remediation.py): each critical discrepancy of a finished audit opens one
+    # incident, idempotently (a correlation key in "Vendor Ticket Number"). First/last name: the People record the
+    # site created for Nexus as the incidents' customer. At most max_incidents per audit (an incident storm guard).
+    helix_remediation: bool = Field(False, alias="NEXUS_HELIX_REMEDIATION")
+    helix_remediation_first_name: str = Field("Nexus", alias="NEXUS_HELIX_REMEDIATION_FIRST_NAME")
+    helix_remediation_last_name: str = Field("Audit", alias="NEXUS_HELIX_REMEDIATION_LAST_NAME")
+    helix_remediation_max_incidents: int = Field(50, ge=0, le=10_000, alias="NEXUS_HELIX_REMEDIATION_MAX_INCIDENTS")
 
     @property
     def effective_breaker_redis_url(self) -> str:

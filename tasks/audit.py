@@ -8,10 +8,12 @@ systems (Intune, Lansweeper, Helix), then the people and shipments those records
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import Task, chord
 
+from nexus import metrics
 from nexus.audits.progress import get_store
 from nexus.settings import get_settings
 from nexus.systems import USER_SYSTEMS, System
@@ -46,12 +48,28 @@ def dispatch_people_part(audit_id: str, part: int) -> bool:
     return True
 
 
+def _bulk_by_snapshot(emails: int) -> bool:
+    """A long list is cheaper as a snapshot of the people systems (nexus.fleet.cost, NEXUS_FLEET_BULK_SNAPSHOT)."""
+    from nexus.fleet.cost import prefer_snapshot
+    from tasks.fleet import snapshot_store
+
+    try:
+        return prefer_snapshot(emails, get_settings().fleet_bulk_snapshot, snapshot_store())
+    except Exception as exc:  # the decision is an optimisation: the per-person path always works
+        log.warning("bulk audit path decision failed (%s): auditing person by person", exc)
+        return False
+
+
 @celery_app.task(name="nexus.audit.plan", bind=True, acks_late=True, reject_on_worker_lost=True)
 def plan_audit(self: Task, audit_id: str) -> dict[str, Any]:
     store = get_store()
     meta = store.meta(audit_id)
     store.mark_running(audit_id)
     kind = meta["kind"]
+    if kind == "bulk" and _bulk_by_snapshot(meta["subjects_count"]):
+        from tasks.fleet import start_fleet
+
+        return start_fleet(audit_id)
     if kind in ("user", "bulk"):
         window = get_settings().bulk_window
         dispatched = sum(dispatch_people_part(audit_id, part) for part in range(window))
@@ -69,4 +87,5 @@ def plan_audit(self: Task, audit_id: str) -> dict[str, Any]:
 
         return start_fleet(audit_id)
     store.finish(audit_id, {}, status="failed", error=f"unknown audit kind {kind!r}")
+    metrics.audit_failed(kind, time.time() - meta["created_at"])
     return {"audit_id": audit_id, "error": "unknown kind"}

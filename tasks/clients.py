@@ -44,10 +44,14 @@ def build_client(system: System) -> Any:
 
 
 def get_client(system: System) -> Any:
+    """The process's client for ``system``, paced by the system's shared request budget (clients.ratelimit)."""
+    from clients.ratelimit import limiter_for
+
     with _lock:
         client = _clients.get(system)
         if client is None:
             client = _clients[system] = build_client(system)
+            client.rate_limiter = limiter_for(system.value)
         return client
 
 

@@ -24,6 +24,13 @@ def _finish(audit_id: str, report: dict[str, Any]) -> None:
         meta = store.meta(audit_id)
         report = {"audit_id": audit_id, "kind": meta["kind"], "generated_at": datetime.now(UTC).isoformat(),
                   **report}
+        from nexus.settings import get_settings
+
+        remediate = get_settings().helix_remediation
+        if remediate:
+            from nexus.remediation import pending_section
+
+            report["remediation"] = pending_section(report)
         store.finish(audit_id, report)
         from nexus import metrics
         from nexus.exports import discrepancies_of
@@ -32,6 +39,44 @@ def _finish(audit_id: str, report: dict[str, Any]) -> None:
                                [d["severity"] for d in discrepancies_of(report)])
         log.info("audit %s done: %s discrepancies", audit_id, report.get("discrepancy_count"),
                  extra={"audit_id": audit_id})
+        if remediate:
+            _enqueue_remediation(audit_id)
+
+
+def _enqueue_remediation(audit_id: str) -> None:
+    """Remediation runs after the report is stored, in its own task: it never delays or fails the audit."""
+    try:
+        remediate_audit.apply_async(args=[audit_id], retry=False)
+    except Exception as exc:
+        log.warning("remediation of audit %s not enqueued: %s", audit_id, exc, extra={"audit_id": audit_id})
+        from nexus.remediation import write_section
+
+        write_section(get_store(), audit_id, {"status": "failed", "error": {
+            "type": type(exc).__name__, "kind": "unexpected", "message": f"not enqueued: {str(exc)[:200]}"}})
+
+
+@celery_app.task(name="nexus.compare.remediate", bind=True, acks_late=True, reject_on_worker_lost=True)
+def remediate_audit(self: Task, audit_id: str) -> dict[str, Any]:
+    """Open one Helix incident per critical discrepancy of a finished audit (nexus/remediation.py)."""
+    from clients.breaker import get_breaker
+    from nexus.remediation import policy_from_settings, remediate_stored_report, write_section
+    from nexus.settings import get_settings
+    from tasks.clients import get_client
+
+    store = get_store()
+    try:
+        section = remediate_stored_report(audit_id, store, get_client(System.HELIX),
+                                          policy_from_settings(get_settings()),
+                                          call=get_breaker(System.HELIX.value).call)
+    except Exception as exc:  # e.g. Redis gone mid-run: record it if we can, never crash the worker's task
+        log.exception("remediation of audit %s failed", audit_id, extra={"audit_id": audit_id})
+        section = {"status": "failed", "error": {"type": type(exc).__name__, "kind": "unexpected",
+                                                 "message": str(exc)[:300]}}
+        try:
+            write_section(store, audit_id, section)
+        except Exception:
+            pass
+    return {"audit_id": audit_id, **{k: v for k, v in section.items() if k != "items"}}
 
 
 @celery_app.task(name="nexus.compare.people", bind=True, acks_late=True, reject_on_worker_lost=True)

@@ -40,7 +40,23 @@ TEST_POLICY_ENV = {
     "NEXUS_HTTP_CONNECT_TIMEOUT_S": "2",
     "NEXUS_BULK_CHUNK_SIZE": "5",
     "NEXUS_BULK_WINDOW": "4",
+    "NEXUS_METRICS_PORT": "0",  # no /metrics endpoint unless a test asks for one (tests/test_metrics.py)
 }
+
+
+def repoint_celery_app() -> None:
+    """Drop the broker pool and result backend that ``celery_app`` caches, so a changed ``broker_url`` or
+    ``result_backend`` takes effect (``conf.update`` alone keeps publishing to the first Redis this process used,
+    which breaks a second Cluster in the same test session)."""
+    from workers.app import celery_app
+
+    app: Any = celery_app
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
+    app._backend_cache = None
+    vars(app._local).pop("backend", None)
 
 
 @dataclass
@@ -65,8 +81,10 @@ class Cluster:
     @classmethod
     @contextlib.contextmanager
     def start(cls, *, people: int = 300, seed: int = 11, workers: int = 2, concurrency: int = 2,
-              extra_env: dict[str, str] | None = None) -> Iterator[Cluster]:
-        with redis_server() as url, SimulatorStack(people=people, seed=seed, ldap_mode="slapd") as stack, \
+              extra_env: dict[str, str] | None = None, redis_url: str | None = None) -> Iterator[Cluster]:
+        """``redis_url``: use that Redis (e.g. one the test restarts on a fixed port) instead of a private one."""
+        own_redis = redis_server() if redis_url is None else contextlib.nullcontext(redis_url)
+        with own_redis as url, SimulatorStack(people=people, seed=seed, ldap_mode="slapd") as stack, \
                 tempfile.TemporaryDirectory(prefix="nexus-cluster-") as tmp:
             env = {**stack.env(), "REDIS_URL": url, **TEST_POLICY_ENV, **(extra_env or {})}
             cluster = cls(stack=stack, redis_url=url, env=env, workdir=Path(tmp))
@@ -118,6 +136,7 @@ class Cluster:
 
         clear_registry()
         reset_clients()
+        repoint_celery_app()
 
     def spawn_worker(self, name: str, *, concurrency: int = 2, queues: str = "") -> WorkerProcess:
         log_path = self.workdir / f"{name}.log"

@@ -10,13 +10,17 @@ from celery import Celery
 
 from nexus.settings import get_settings
 from workers.config import celery_config
+from workers.metrics_server import install as install_metrics
+from workers.redis_recovery import install as install_redis_recovery
 
-TASK_MODULES = ["tasks.fetch", "tasks.compare", "tasks.audit", "tasks.fleet"]
+TASK_MODULES = ["tasks.fetch", "tasks.compare", "tasks.audit", "tasks.fleet", "tasks.scheduled"]
 
 
 def create_app() -> Celery:
     app = Celery("nexus", include=TASK_MODULES)
     app.conf.update(celery_config(get_settings()))
+    install_metrics(app)  # worker /metrics endpoint and `--metrics-port` (see workers/metrics_server.py)
+    install_redis_recovery()  # a Redis restart must not stop the worker (see workers/redis_recovery.py)
     return app
 
 

@@ -11,10 +11,30 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 from workers.routing import ALL_QUEUES
+
+
+def reset_app_connections(app: Any) -> None:
+    """Forget the app's cached broker pool, producer pool and result backend, so the next use follows ``app.conf``.
+
+    Celery builds them on first use and keeps them (only its after-fork hooks reset them): without this, a process
+    that ran in embedded mode would go on publishing (tasks and control broadcasts) to ``memory://`` after the
+    configuration was restored. Pools are dropped, not closed: kombu's global registry may hand them out again.
+    """
+    app._pool = None
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
+    control = app.__dict__.get("control")
+    if control is not None:
+        with contextlib.suppress(AttributeError, KeyError):
+            del control.mailbox.producer_pool
+    app._backend_cache = None
+    app._local = threading.local()
 
 
 @contextlib.contextmanager
@@ -38,6 +58,7 @@ def embedded_worker(concurrency: int = 4) -> Iterator[Any]:
                                                   "result_backend_transport_options")}
     celery_app.conf.update(broker_url="memory://", result_backend="cache+memory://", broker_transport_options={},
                            result_backend_transport_options={})
+    reset_app_connections(celery_app)
     server = fakeredis.FakeServer()
     use_redis(fakeredis.FakeRedis(server=server))
     # Breakers on the process-wide fake server (see clients.breaker.redis_for).
@@ -55,6 +76,7 @@ def embedded_worker(concurrency: int = 4) -> Iterator[Any]:
         clear_registry()
         reset_clients()
         celery_app.conf.update(saved)
+        reset_app_connections(celery_app)
         if saved_breaker_url is None:
             os.environ.pop("NEXUS_BREAKER_REDIS_URL", None)
         else:

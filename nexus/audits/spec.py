@@ -23,6 +23,9 @@ _SERIAL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{2,49}$")
 _AUDIT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 MAX_EMAIL_LENGTH = 254
+# The same rules as plain patterns, for JSON schemas (the MCP tools' inputs).
+EMAIL_PATTERN = _EMAIL_RE.pattern
+SERIAL_PATTERN = _SERIAL_RE.pattern
 
 
 class InvalidInput(ValueError):

@@ -9,6 +9,14 @@ Wire shapes (mounted under ``/helix``, so ``HELIX_BASE_URL`` is ``http://host:po
   ``next`` (same query, next offset) is present while more entries remain. ``limit`` is capped at
   :data:`MAX_LIMIT` (the server's "Max Entries Returned by GetList"); without ``limit`` that cap applies.
 - ``GET /api/arsys/v1/entry/{form}/{entryId}`` -> ``{"values": ..., "_links": ...}``; unknown id -> 404 (ARERR 302).
+- ``POST /api/arsys/v1/entry/HPD:IncidentInterface_Create[?fields=values(Incident Number,...)]`` with
+  ``{"values": {"First_Name", "Last_Name", "Description", "Impact", "Urgency", "Status", "Reported Source",
+  "Service_Type", "z1D_Action": "CREATE", ...}}`` -> 201, ``Location: .../HPD:IncidentInterface_Create/<entryId>``
+  (the body carries the requested ``values`` when ``fields`` is given). The new incident is stored in
+  ``HPD:Help Desk`` (``INC`` + 12 digits), so it can be queried like any other; ``GET`` on the Location returns the
+  interface entry with its ``Incident Number``. A required field left blank -> 400 ARERR 326; a selection value
+  outside its list -> 400 ARERR 306; ``z1D_Action`` other than ``CREATE`` -> 400 ARERR 1291; a POST to any other
+  form -> 403 ARERR 9352 (this simulator serves the asset and incident forms read-only).
 - Errors are a JSON array ``[{"messageType": "ERROR", "messageText", "messageAppendedText", "messageNumber"}]``:
   401 ARERR 623 "Authentication failed" (bad login, bad/expired/logged-out token), 400 ARERR 1587 for a
   qualification that does not parse or names a field the form lacks, 404 ARERR 303 for an unknown form,
@@ -22,7 +30,9 @@ form are this site's custom fields, as sites commonly add them):
   ``Manufacturer``, ``Model Number``.
 - ``HPD:Help Desk`` (return tickets): ``Incident Number`` (also the entry id), ``Description`` (the summary),
   ``Status`` (Assigned | In Progress | Resolved | Closed ...), ``Internet E-mail`` (the customer), ``Serial Number``,
-  ``Tracking Number`` (FedEx), ``Submit Date`` (``2024-05-01T10:20:30.000+0000``), ``Service Type``.
+  ``Tracking Number`` (FedEx), ``Submit Date`` (``2024-05-01T10:20:30.000+0000``), ``Service Type``; and, filled for
+  incidents created through the interface form, ``Detailed Decription`` (BMC's spelling), ``First Name``,
+  ``Last Name``, ``Impact``, ``Urgency``, ``Reported Source``, ``Vendor Ticket Number``.
 
 Qualifications are PARSED (never evaluated as code) by a small recursive-descent parser: ``'Field' = "value"``,
 ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``LIKE`` (``%`` any run, ``_`` one character), ``AND``/``OR``/``NOT`` (also
@@ -62,6 +72,26 @@ MAX_DEPTH = 64
 
 ASSET_FORM = "AST:ComputerSystem"
 TICKET_FORM = "HPD:Help Desk"
+INCIDENT_CREATE_FORM = "HPD:IncidentInterface_Create"
+
+#: The interface form's required fields, and the selection fields' allowed values (ITSM 20.x).
+INCIDENT_REQUIRED = ("First_Name", "Last_Name", "Description", "Impact", "Urgency", "Status", "Reported Source",
+                     "Service_Type", "z1D_Action")
+INCIDENT_SELECTIONS: dict[str, tuple[str, ...]] = {
+    "Impact": ("1-Extensive/Widespread", "2-Significant/Large", "3-Moderate/Limited", "4-Minor/Localized"),
+    "Urgency": ("1-Critical", "2-High", "3-Medium", "4-Low"),
+    "Status": ("New", "Assigned", "In Progress", "Pending", "Resolved", "Closed", "Cancelled"),
+    "Service_Type": ("User Service Restoration", "User Service Request", "Infrastructure Restoration",
+                     "Infrastructure Event", "Security Incident"),
+    "Reported Source": ("Direct Input", "Email", "External Escalation", "Fax", "Self Service", "Systems Management",
+                        "Phone", "Voice Mail", "Walk In", "Web", "Other", "BMC Impact Manager Event"),
+}
+#: Interface field -> HPD:Help Desk field, for the values copied onto the new incident.
+_INCIDENT_COPY = {"Description": "Description", "Detailed_Decription": "Detailed Decription",
+                  "First_Name": "First Name", "Last_Name": "Last Name", "Impact": "Impact", "Urgency": "Urgency",
+                  "Status": "Status", "Reported Source": "Reported Source", "Service_Type": "Service Type",
+                  "Vendor Ticket Number": "Vendor Ticket Number", "Internet E-mail": "Internet E-mail"}
+MAX_INCIDENT_VALUE_CHARS = 4000
 
 # (messageNumber, messageText) per HTTP status, for errors the middleware raises (down, flaky, throttle).
 _STATUS_MESSAGES: dict[int, tuple[int, str]] = {
@@ -363,6 +393,16 @@ class Form:
             self.index[name] = idx
         self.by_id = {self.entry_id(row): i for i, row in enumerate(self.rows)}
 
+    def add(self, row: Any) -> None:
+        """Append a row and index it (rows are only ever appended, so readers never see a half-built index)."""
+        i = len(self.rows)
+        self.rows.append(row)
+        for name in self.indexed:
+            value = self.fields[name](row)
+            if isinstance(value, str) and value:
+                self.index[name].setdefault(value.casefold(), []).append(i)
+        self.by_id[self.entry_id(row)] = i
+
     def values(self, row: Any, wanted: list[str] | None) -> dict[str, Any]:
         names = wanted if wanted is not None else list(self.fields)
         out: dict[str, Any] = {}
@@ -421,22 +461,43 @@ def _asset_form(assets: list[HelixAsset]) -> Form:
     )
 
 
-def _ticket_form(tickets: list[HelixReturnTicket]) -> Form:
+@dataclass(slots=True)
+class HelixIncident:
+    """An incident created through ``HPD:IncidentInterface_Create`` (no serial: it is not a return ticket)."""
+
+    incident_number: str
+    submit_date: datetime
+    values: dict[str, str]  # HPD:Help Desk field name -> value
+    serial: str | None = None
+    customer_email: str | None = None
+    tracking_number: str | None = None
+
+
+def _extra(name: str) -> Callable[[Any], Any]:
+    """A field only created incidents carry (None on the generated return tickets)."""
+    return lambda t: t.values.get(name) if isinstance(t, HelixIncident) else None
+
+
+def _ticket_form(tickets: list[HelixReturnTicket | HelixIncident]) -> Form:
     return Form(
         name=TICKET_FORM,
         rows=tickets,
         fields={
             "Incident Number": lambda t: t.incident_number,
-            "Description": lambda t: f"Device return: {t.serial}",
-            "Status": lambda t: t.status,
+            "Description": lambda t: t.values.get("Description") if isinstance(t, HelixIncident)
+            else f"Device return: {t.serial}",
+            "Status": lambda t: t.values.get("Status") if isinstance(t, HelixIncident) else t.status,
             "Internet E-mail": lambda t: t.customer_email,
             "Serial Number": lambda t: t.serial,
             "Tracking Number": lambda t: t.tracking_number,
             "Submit Date": lambda t: t.submit_date,
-            "Service Type": lambda t: "User Service Request",
+            "Service Type": lambda t: t.values.get("Service Type") if isinstance(t, HelixIncident)
+            else "User Service Request",
+            **{name: _extra(name) for name in ("Detailed Decription", "First Name", "Last Name", "Impact", "Urgency",
+                                               "Reported Source", "Vendor Ticket Number")},
         },
         entry_id=lambda t: t.incident_number,
-        indexed=("Incident Number", "Serial Number", "Internet E-mail", "Tracking Number"),
+        indexed=("Incident Number", "Serial Number", "Internet E-mail", "Tracking Number", "Vendor Ticket Number"),
     )
 
 
@@ -451,18 +512,28 @@ class HelixSim(SystemSim):
         super().__init__(ctx)
         self.forms: dict[str, Form] = {
             ASSET_FORM: _asset_form(ctx.org.helix_assets),
-            TICKET_FORM: _ticket_form(ctx.org.helix_tickets),
+            # A copy: created incidents are added to the form, never to the org (the ground truth stays as generated).
+            TICKET_FORM: _ticket_form(list(ctx.org.helix_tickets)),
         }
         self._revoked: set[str] = set()
         self._lock = threading.Lock()
+        # Interface entry id -> (its values, the incident it created). Incident numbers continue after the org's.
+        self._interface: dict[str, dict[str, Any]] = {}
+        self._next_incident = 1 + max((int(n) for t in ctx.org.helix_tickets
+                                       if (n := t.incident_number[3:]).isdigit()), default=0)
 
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/api/jwt/login", self.login, methods=["POST"]),
             Route("/api/jwt/logout", self.logout, methods=["POST"]),
             Route("/api/arsys/v1/entry/{form}", self.entries, methods=["GET"]),
+            Route("/api/arsys/v1/entry/{form}", self.create_entry, methods=["POST"]),
             Route("/api/arsys/v1/entry/{form}/{entry_id}", self.entry, methods=["GET"]),
         ]
+
+    def incidents(self) -> list[HelixIncident]:
+        """The incidents created so far (for tests and the demo)."""
+        return [row for row in list(self.forms[TICKET_FORM].rows) if isinstance(row, HelixIncident)]
 
     def error(self, status: int, message: str, *, code: str = "", headers: dict[str, str] | None = None) -> Response:
         number, text = _STATUS_MESSAGES.get(status, (9000, message))
@@ -605,6 +676,8 @@ class HelixSim(SystemSim):
     async def entry(self, request: Request) -> Response:
         if (denied := self._authorize(request)) is not None:
             return denied
+        if request.path_params["form"] == INCIDENT_CREATE_FORM:
+            return self._interface_entry(request)
         form = self._form(request)
         if isinstance(form, Response):
             return form
@@ -618,3 +691,77 @@ class HelixSim(SystemSim):
         row = form.rows[i]
         return JSONResponse({"values": form.values(row, wanted),
                              "_links": {"self": [{"href": self._href(request, form, entry_id)}]}})
+
+    # -- incident creation -----------------------------------------------------------------------------------------
+    def _interface_href(self, request: Request, entry_id: str) -> str:
+        return f"{self._base(request)}/api/arsys/v1/entry/{quote(INCIDENT_CREATE_FORM, safe=':')}/{entry_id}"
+
+    def _interface_entry(self, request: Request) -> Response:
+        entry_id = request.path_params["entry_id"]
+        with self._lock:
+            values = self._interface.get(entry_id)
+        if values is None:
+            return ar_error(404, "Entry does not exist in database", entry_id[:80], 302)
+        return JSONResponse({"values": values, "_links": {"self": [{"href": self._interface_href(request, entry_id)}]}})
+
+    async def create_entry(self, request: Request) -> Response:
+        """``POST`` an entry: only ``HPD:IncidentInterface_Create`` accepts one (it creates an incident)."""
+        if (denied := self._authorize(request)) is not None:
+            return denied
+        name = request.path_params["form"]
+        if name != INCIDENT_CREATE_FORM:
+            if name in self.forms:
+                return ar_error(403, "You do not have write access to the form", name[:80], 9352)
+            return ar_error(404, "Form does not exist on server", name[:80], 303)
+        try:
+            body = await request.json()
+        except ValueError:
+            return ar_error(400, "Invalid JSON in the request body", "", 9000)
+        values = body.get("values") if isinstance(body, dict) else None
+        if not isinstance(values, dict):
+            return ar_error(400, "The request body needs a values object", "", 9000)
+        problem = _check_incident(values)
+        if problem is not None:
+            return problem
+        wanted = _FIELDS_PARAM.match(request.query_params.get("fields") or "values()")
+        if wanted is None:
+            return ar_error(400, "Invalid fields parameter", "expected values(Field,Field,...)", 1587)
+        fields = [n.strip() for n in wanted.group("names").split(",") if n.strip()]
+        with self._lock:
+            number = f"INC{self._next_incident:012d}"
+            entry_id = f"{len(self._interface) + 1:015d}"
+            self._next_incident += 1
+            incident = HelixIncident(
+                incident_number=number, submit_date=datetime.now(UTC),
+                values={target: str(values[source]) for source, target in _INCIDENT_COPY.items()
+                        if values.get(source) not in (None, "")},
+                customer_email=str(values["Internet E-mail"]) if values.get("Internet E-mail") else None,
+            )
+            self.forms[TICKET_FORM].add(incident)
+            stored = {**{k: v for k, v in values.items() if isinstance(k, str)}, "Incident Number": number,
+                      "Request ID": entry_id}
+            self._interface[entry_id] = stored
+        location = self._interface_href(request, entry_id)
+        answer: dict[str, Any] = {}
+        if fields:
+            answer = {"values": {f: stored.get(f) for f in fields}, "_links": {"self": [{"href": location}]}}
+        return JSONResponse(answer, status_code=201, headers={"Location": location})
+
+
+def _check_incident(values: dict[str, Any]) -> Response | None:
+    """The interface form's validation: required fields, selection values, the action, and value sizes."""
+    for name in INCIDENT_REQUIRED:
+        value = values.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return ar_error(400, "Required field cannot be blank.", name, 326)
+    for name, value in values.items():
+        if not isinstance(name, str) or not isinstance(value, str | int | float):
+            return ar_error(400, "Invalid value for the field", str(name)[:80], 306)
+        if len(str(value)) > MAX_INCIDENT_VALUE_CHARS:
+            return ar_error(400, "Value exceeds the maximum length of the field", name[:80], 306)
+    for name, allowed in INCIDENT_SELECTIONS.items():
+        if values[name] not in allowed:
+            return ar_error(400, "Value does not fall within the limits specified for the field", name, 306)
+    if values["z1D_Action"] != "CREATE":
+        return ar_error(400, "The z1D_Action field must be CREATE on this form", str(values["z1D_Action"])[:40], 1291)
+    return None

@@ -1,0 +1,175 @@
+"""The fleet report, and what a finished fleet audit leaves behind (last good sizes, kept snapshots).
+
+Report (``kind: fleet`` and ``audit_id``/``generated_at`` are added by ``tasks.compare._finish``)::
+
+    scope                  "fleet"
+    systems_checked        every system, display names
+    systems_available      read (fresh, degraded or stale): compared
+    systems_failed         not read: never compared, their findings absent (never "everyone missing")
+    systems_degraded       read but shrunk past the guard: absence findings suppressed
+    systems_stale          failed now, last good snapshot used instead
+    systems                {System: {status, records, pages, fetches, failed_attempts, retries, duration_s,
+                                     peak_rss_mb}}
+    errors                 {System: {type, kind, message, ...}} of failed (and stale) systems
+    degraded               {System: {records, last_good, reason}}
+    stale                  {System: {age_s, audit_id, taken_at}}
+    people, devices        people correlated, serials compared
+    discrepancy_count      active discrepancies (not waived, not suppressed)
+    summary                nexus.drift.engine.summarize of the active ones
+    discrepancies          [{subject, field, system_a, value_a, system_b, value_b, severity, matched_on?,
+                             history, since, changed_from?}]
+    waived, waived_count   discrepancies a waiver covers (each with "waiver"), not counted
+    history                {previous_audit_id, new, persisting, resolved, unknown}
+    resolved, unknown      the previous fleet audit's findings now gone / not re-checkable (a system failed)
+    suppressed             {count, by_system}: absence findings the mass-drift guard dropped
+    stats                  timings and peak memory of the processes involved
+
+A bulk audit answered from snapshots has the bulk report's shape (``nexus.audits.assemble.bulk_report``) plus
+``path: "snapshot"``, ``systems``, ``degraded`` and ``stale``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from nexus.drift.engine import summarize
+from nexus.fleet.assess import Assessment
+from nexus.fleet.compare import Comparison
+from nexus.fleet.guard import suppress
+from nexus.fleet.sources import STREAMS
+from nexus.fleet.store import SnapshotStore
+from nexus.systems import System
+
+log = logging.getLogger("nexus.fleet")
+
+FLEET_SYSTEMS: tuple[System, ...] = (System.WORKDAY, System.AD, System.ENTRA, System.INTUNE, System.LANSWEEPER,
+                                     System.HELIX, System.FEDEX)
+
+
+def system_rows(assessment: Assessment) -> dict[str, dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    for system, status in assessment.systems.items():
+        streams = [assessment.streams[name] for name in STREAMS[system]]
+        states = [s.state for s in streams if s.state is not None]
+        row: dict[str, Any] = {
+            "status": status.status,
+            "records": streams[0].records if streams[0].usable else 0,  # Helix: assets (tickets below)
+            "pages": sum(len(s.pages) for s in streams if s.usable),
+            "fetches": sum(st.fetches for st in states),
+            "failed_attempts": sum(sum(st.attempts.values()) for st in states),
+            "retries": sum(st.retries for st in states),
+        }
+        if system is System.HELIX:
+            row["tickets"] = assessment.streams["helix_tickets"].records
+        started = [st.started_at for st in states if st.started_at]
+        finished = [st.finished_at for st in states if st.finished_at]
+        if started and finished:
+            row["duration_s"] = round(max(finished) - min(started), 3)
+        rss = [st.rss_mb for st in states if st.rss_mb]
+        if rss:
+            row["peak_rss_mb"] = max(rss)
+        rows[system.display] = row
+    return rows
+
+
+def _frame(assessment: Assessment) -> dict[str, Any]:
+    systems = assessment.systems
+    return {
+        "systems_checked": [s.display for s in systems],
+        "systems_available": [s.display for s, st in systems.items() if st.available],
+        "systems_failed": [s.display for s, st in systems.items() if st.status == "failed"],
+        "systems_degraded": [s.display for s, st in systems.items() if st.status == "degraded"],
+        "systems_stale": [s.display for s, st in systems.items() if st.status == "stale"],
+        "systems": system_rows(assessment),
+        "errors": {s.display: st.error for s, st in systems.items()
+                   if st.status in ("failed", "stale", "skipped") and st.error},
+        "degraded": {s.display: st.degraded for s, st in systems.items() if st.degraded},
+        "stale": {s.display: st.stale for s, st in systems.items() if st.stale},
+    }
+
+
+def _annotate(audit_id: str, active: list[dict[str, Any]], available: list[str],
+              now: datetime) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """History first (so a waived finding keeps its since), then waivers (nexus.history, nexus.waivers)."""
+    from nexus.history import HistoryStore
+    from nexus.redis_conn import get_redis
+    from nexus.settings import get_settings
+    from nexus.waivers import WaiverStore
+
+    redis = get_redis()
+    history = HistoryStore(redis, ttl_s=get_settings().report_ttl_s)
+    result = history.annotate_full(audit_id, active, now, available=available)
+    counted, waived = WaiverStore(redis).apply(result.annotated, now)
+    extra = {
+        "waived": waived,
+        "waived_count": len(waived),
+        "history": {"previous_audit_id": result.previous_audit_id, **result.counts()},
+        "resolved": result.resolved,
+        "unknown": result.unknown,
+    }
+    return counted, extra
+
+
+def fleet_report(audit_id: str, assessment: Assessment, comparison: Comparison, now: datetime, *,
+                 annotate: bool = True) -> dict[str, Any]:
+    frame = _frame(assessment)
+    kept, dropped = suppress(comparison.discrepancies, assessment.degraded)
+    extra: dict[str, Any] = {}
+    if annotate:
+        kept, extra = _annotate(audit_id, kept, frame["systems_available"], now)
+    report: dict[str, Any] = {"scope": "fleet", **frame, "people": comparison.people, "devices": comparison.devices,
+                              "discrepancy_count": len(kept), "summary": summarize(kept), "discrepancies": kept,
+                              **extra}
+    report["suppressed"] = {"count": len(dropped),
+                            "by_system": dict(Counter(str(d["system_b"]) for d in dropped))}
+    report["stats"] = {"timings": comparison.timings}
+    return report
+
+
+def bulk_snapshot_report(assessment: Assessment, comparison: Comparison) -> dict[str, Any]:
+    """The bulk report's shape, from a snapshot comparison of the requested people."""
+    from nexus.audits.assemble import bulk_report
+
+    entries = comparison.entries or []
+    degraded = assessment.degraded
+    suppressed = 0
+    if degraded:
+        for entry in entries:
+            kept, dropped = suppress(entry["discrepancies"], degraded)
+            if dropped:
+                suppressed += len(dropped)
+                entry["discrepancies"] = kept
+                entry["discrepancy_count"] = len(kept)
+    frame = _frame(assessment)
+    report = bulk_report(entries)
+    report.update({"path": "snapshot", "systems": frame["systems"], "degraded": frame["degraded"],
+                   "stale": frame["stale"], "suppressed": {"count": suppressed}})
+    report["stats"] = {"timings": comparison.timings}
+    return report
+
+
+def settle(store: SnapshotStore, audit_id: str, assessment: Assessment, *, fallback: bool, keep_ttl_s: int,
+           guard_ttl_s: int) -> None:
+    """After the report: believed snapshots become the last good ones (kept for the fallback when it is on);
+    everything else of this audit is deleted (the snapshot TTL is only the backstop)."""
+    for system, status in assessment.systems.items():
+        for name in STREAMS[system]:
+            source = assessment.streams[name]
+            good = status.status == "ok" and source.status == "ok" and system is not System.FEDEX
+            if good and source.state is not None:
+                previous = store.set_last_good(name, audit_id=audit_id, records=source.records,
+                                               pages=len(source.pages), taken_at=source.state.finished_at or 0.0,
+                                               kept=fallback, ttl_s=guard_ttl_s)
+                if fallback:
+                    store.keep(audit_id, name, keep_ttl_s)
+                if previous and previous.get("kept") and previous.get("audit_id") != audit_id:
+                    store.delete(str(previous["audit_id"]), name)
+                if fallback:
+                    continue
+            store.delete(audit_id, name)  # this audit's copy only (a stale stand-in belongs to an older audit)
+
+
+__all__ = ["FLEET_SYSTEMS", "bulk_snapshot_report", "fleet_report", "settle", "system_rows"]
