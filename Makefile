@@ -32,11 +32,32 @@ typecheck: setup
 drill: setup
 	$(BIN)/python -m pytest -q -m drill
 
-sim: setup
-	$(BIN)/nexus sim --people 200 --seed 7 --env-file .env.sim --truth truth.json
+## The services of docker-compose.yml without Docker, one per terminal (Redis at REDIS_URL, default
+## 127.0.0.1:6379). Settings come from the environment and .env; against the simulators, start `make sim` first
+## and give the others its env file: `NEXUS_ENV_FILE=.env.sim make worker` (likewise beat, flower, mcp).
+SIM_PEOPLE  ?= 200
+SIM_SEED    ?= 7
+QUEUES      ?=
+CONCURRENCY ?= 2
 
+sim: setup
+	$(BIN)/nexus sim --people $(SIM_PEOPLE) --seed $(SIM_SEED) --env-file .env.sim --truth truth.json
+
+## All queues by default; `make worker QUEUES=workday,ad,entra CONCURRENCY=4` for one group (as in compose).
 worker: setup
-	$(BIN)/nexus worker
+	$(BIN)/nexus worker --concurrency $(CONCURRENCY) $(if $(QUEUES),--queues $(QUEUES))
+
+## The weekly fleet audit (NEXUS_FLEET_AUDIT_CRON); several can run: redbeat's lock keeps one active.
+beat: setup
+	$(BIN)/nexus beat
+
+## http://127.0.0.1:5555, basic auth NEXUS_FLOWER_USER / NEXUS_FLOWER_PASSWORD (generated and printed when unset).
+flower: setup
+	$(BIN)/nexus flower
+
+## MCP over streamable HTTP on http://127.0.0.1:8765 (bearer token NEXUS_MCP_TOKEN when set).
+mcp: setup
+	$(BIN)/nexus mcp --transport http
 
 bench: setup
 	$(BIN)/python benchmarks/bench_orggen.py

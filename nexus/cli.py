@@ -102,6 +102,8 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
     pool: Annotated[str, typer.Option(help="Celery pool: prefork, threads or solo.")] = "prefork",
     hostname: Annotated[str, typer.Option(help="Worker node name (%h is the host).")] = "",
+    events: Annotated[bool, typer.Option("--events", help="Send task events from the start (Flower enables them "
+                                         "at runtime anyway; off by default: they cost Redis round trips).")] = False,
 ) -> None:
     """A Celery worker (a thin wrapper over `celery worker`)."""
     from workers.app import celery_app
@@ -115,6 +117,10 @@ def worker(
             f"--pool={pool}"]
     if hostname:
         argv.append(f"--hostname={hostname}")
+    if metrics_port is not None:
+        argv.append(f"--metrics-port={metrics_port}")
+    if events:
+        argv.append("--task-events")
     celery_app.worker_main(argv)
 
 

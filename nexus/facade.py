@@ -69,6 +69,7 @@ class Nexus:
         """Store and enqueue; returns the audit id. Nothing is left behind if enqueueing fails."""
         from tasks.audit import plan_audit
 
+        request.check(self.settings.bulk_max_emails)  # a request not built by request_for is validated here
         errors = _connection_errors()
         try:
             self.store.create(request)

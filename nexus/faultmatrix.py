@@ -209,9 +209,7 @@ def _expect(system: System, outcomes: Mapping[Fault, Outcome], notes: Mapping[Fa
         NOTES[(system, fault)] = note
 
 
-_MULTI_REQUEST_FLAKY = ("each attempt needs two requests ({}) and the retry repeats both, so with every 2nd "
-                        "request failing no attempt can complete: the fetch fails and the breaker opens "
-                        "(see the notes below the table)")
+_MULTI_REQUEST_FLAKY = "a fetch needs 2+ requests ({}): every attempt meets a failing one (see the notes)"
 
 _expect(System.WORKDAY, {
     Fault.DOWN: _down(503),
@@ -241,11 +239,11 @@ _expect(System.AD, {
 }, {
     Fault.DOWN: "LDAP: connection reset",
     Fault.SLOW: "ldap3 receive timeout (whole seconds: 1 s)",
-    Fault.FLAKY: _MULTI_REQUEST_FLAKY.format("search + manager read, and a bind after each dropped connection"),
-    Fault.THROTTLE: "LDAP `busy` (51) carries no Retry-After: the backoff applies; lifted after the first",
-    Fault.THROTTLE_PERSISTENT: "LDAP `busy` (51): no Retry-After, backoff waits",
-    Fault.EXPIRED_TOKEN: "bind refused (`invalidCredentials`, 49) on reconnect; a bound session outlives a password "
-                         "change, so the drill drops the worker's connection first",
+    Fault.FLAKY: _MULTI_REQUEST_FLAKY.format("search, manager read, bind"),
+    Fault.THROTTLE: "LDAP `busy` (51) carries no Retry-After: the backoff applies",
+    Fault.THROTTLE_PERSISTENT: "LDAP `busy` (51) carries no Retry-After: the backoff applies",
+    Fault.EXPIRED_TOKEN: "the bind is refused (`invalidCredentials`, 49); a bound session outlives its password, "
+                         "so the drill drops the worker's connection first",
     Fault.MALFORMED: "an undecodable LDAP message",
     Fault.TRUNCATED: "later pages answered `unavailable` (52)",
     Fault.REFUSED: "the LDAP port closed (the fault proxy stopped): nothing reaches the directory",
@@ -333,15 +331,7 @@ class Rig(Protocol):
 
     def nexus(self) -> Any: ...
 
-    def fault(self, system: str, mode: str, **params: Any) -> None: ...
-
-    def clear_faults(self) -> None: ...
-
-    def requests(self) -> dict[str, Any]: ...
-
-    def reset_requests(self) -> None: ...
-
-    def reset(self) -> None: ...
+    def reset_breakers(self) -> None: ...
 
     def worker_logs(self) -> str: ...
 
@@ -463,9 +453,11 @@ class FaultMatrix:
     # -- one cell --------------------------------------------------------------------------------------------------
     def _run(self, system: System, fault: Fault) -> tuple[Outcome, str, dict[str, Any]]:
         rig = self.rig
-        rig.reset()
+        self._reset()
         key, subject = self.subjects.for_system(system)
+        clock = time.monotonic()
         warm = self._audit(key, subject)
+        warm_s = time.monotonic() - clock
         if warm["status"] != "done" or warm["report"]["systems_failed"]:
             raise DrillError(f"warm-up audit of {subject} did not read every system: {warm.get('report')}")
         if _breaker(system) != ("closed", 0):
@@ -476,7 +468,9 @@ class FaultMatrix:
         self.http.delete("/_sim/requests").raise_for_status()
         logs_before = len(retry_waits(rig.worker_logs(), system))
 
+        clock = time.monotonic()
         view = self._audit(key, subject, lift=(system, logs_before) if fault is Fault.THROTTLE else None)
+        audit_s = time.monotonic() - clock
         report = view.get("report") or {}
         completed = view["status"] == "done" and bool(report)
         errors = report.get("errors") or {}
@@ -501,12 +495,19 @@ class FaultMatrix:
             breaker=state,
             breaker_failures=failures,
         )
-        detail: dict[str, Any] = {"subject": subject, "audit_id": view.get("audit_id"), "error": error}
+        detail: dict[str, Any] = {"subject": subject, "audit_id": view.get("audit_id"), "error": error,
+                                  "warm_up_s": round(warm_s, 3), "audit_s": round(audit_s, 3)}
         if state == "open":
             observed = replace(observed, **self._follow_up(system, key, subject))
         if fault is Fault.TRUNCATED:
             observed = replace(observed, listing=self._listing(system))
         return observed, str(error.get("message", "")), detail
+
+    def _reset(self) -> None:
+        """No faults, an empty request log, every breaker closed."""
+        self.http.delete("/_sim/faults").raise_for_status()
+        self.http.delete("/_sim/requests").raise_for_status()
+        self.rig.reset_breakers()
 
     def _fault(self, system: System, mode: str, **params: Any) -> None:
         self.http.post("/_sim/faults", json={"system": system.value, "mode": mode, **params}).raise_for_status()

@@ -45,6 +45,7 @@ from nexus.audits.spec import (
     validate_serial,
 )
 from nexus.audits.store import TERMINAL
+from nexus.drift.fields import SEVERITY_ORDER
 from nexus.facade import Nexus, ServiceUnavailable
 from nexus.settings import Settings, get_settings
 
@@ -78,8 +79,8 @@ WaitSeconds = Annotated[float, Field(
                 "If it finishes in time, the report is included; otherwise poll get_audit.")]
 MaxEntries = Annotated[int, Field(
     ge=0, le=10_000,
-    description="For bulk and fleet reports: the most per-person/device entries to include (entries with drift "
-                "first). The summary and counts always cover everything.")]
+    description="The most items of any list in the report to include: bulk entries (people with drift first), "
+                "fleet discrepancies (most severe first). Counts and summary always cover everything.")]
 
 
 # -- outputs ---------------------------------------------------------------------------------------------------------
@@ -105,7 +106,9 @@ class AuditView(BaseModel):
         None, description="The drift report once status is done (null before). A user report has email, "
                           "systems_checked, systems_available, systems_failed, <system>_found, discrepancy_count, "
                           "discrepancies[{field, system_a, value_a, system_b, value_b, severity}] and errors.")
-    entries_omitted: int = Field(0, description="Bulk/fleet entries left out of this answer (see max_entries).")
+    omitted: dict[str, int] = Field(
+        default_factory=dict, description="Report lists shortened in this answer: list name -> items left out "
+                                          "(see get_audit's max_entries). Empty when the report is complete.")
     next_step: str = Field(description="What to do next.")
 
 
@@ -148,18 +151,38 @@ async def _in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
                                   "then retry."), log_level=logging.WARNING) from None
 
 
-def trim_report(report: dict[str, Any], max_entries: int) -> tuple[dict[str, Any], int]:
-    """Keep at most ``max_entries`` of a bulk/fleet report's entries, those with drift first, in their order."""
-    entries = report.get("entries")
-    if not isinstance(entries, list) or len(entries) <= max_entries:
-        return report, 0
+def _has_drift(item: Any) -> bool:
+    return isinstance(item, dict) and bool(item.get("discrepancy_count") or item.get("discrepancies"))
 
-    def clean(i: int) -> bool:
-        entry = entries[i]
-        return not (isinstance(entry, dict) and (entry.get("discrepancy_count") or entry.get("discrepancies")))
 
-    keep = sorted(sorted(range(len(entries)), key=lambda i: (clean(i), i))[:max_entries])
-    return {**report, "entries": [entries[i] for i in keep]}, len(entries) - len(keep)
+def _severity_rank(item: Any) -> int:
+    severity = item.get("severity") if isinstance(item, dict) else None
+    ranks = {s.value: rank for s, rank in SEVERITY_ORDER.items()}
+    return ranks.get(str(severity), len(ranks))
+
+
+def trim_report(report: dict[str, Any], max_items: int) -> tuple[dict[str, Any], dict[str, int]]:
+    """Shorten every top-level list of the report to ``max_items``, keeping what matters first and the order.
+
+    Only lists of records are shortened: ``entries`` (bulk) people with drift first, ``discrepancies`` (fleet) most
+    severe first, other lists the first ones. Returns the report (a copy when trimmed) and how many items each
+    shortened list lost.
+    """
+    trimmed = dict(report)
+    omitted: dict[str, int] = {}
+    for key, value in report.items():
+        if not isinstance(value, list) or len(value) <= max_items or not all(isinstance(v, dict) for v in value):
+            continue  # short, or a list of names (systems_checked, ...): never shortened
+        if key == "entries":
+            ranked = [(int(not _has_drift(item)), i) for i, item in enumerate(value)]
+        elif key == "discrepancies":
+            ranked = [(_severity_rank(item), i) for i, item in enumerate(value)]
+        else:
+            ranked = [(0, i) for i in range(len(value))]
+        keep = sorted(i for _, i in sorted(ranked)[:max_items])
+        trimmed[key] = [value[i] for i in keep]
+        omitted[key] = len(value) - len(keep)
+    return (trimmed if omitted else report), omitted
 
 
 def to_view(raw: dict[str, Any], max_entries: int = DEFAULT_MAX_ENTRIES) -> AuditView:
@@ -167,14 +190,15 @@ def to_view(raw: dict[str, Any], max_entries: int = DEFAULT_MAX_ENTRIES) -> Audi
     audit_id = raw["audit_id"]
     status = raw["status"]
     report = raw.get("report")
-    omitted = 0
+    omitted: dict[str, int] = {}
     if isinstance(report, dict):
         report, omitted = trim_report(report, max_entries)
     if status == "done":
         next_step = "Finished: the report is in `report`."
         if omitted:
-            next_step += (f" {omitted} entries without drift are omitted here (raise max_entries, or run "
-                          f"`nexus audit result {audit_id} --format json` for everything).")
+            left_out = ", ".join(f"{n} {key}" for key, n in omitted.items())
+            next_step += (f" Shortened here ({left_out} left out; counts and summary cover everything): raise "
+                          f"max_entries, or run `nexus audit result {audit_id} --format json` for the whole report.")
     elif status == "failed":
         next_step = "The audit failed (see `error`). Run check_system_health, then retry the audit."
     else:
@@ -186,7 +210,7 @@ def to_view(raw: dict[str, Any], max_entries: int = DEFAULT_MAX_ENTRIES) -> Audi
         updated_at=_iso(raw["updated_at"]),
         progress=Progress(total=int(progress.get("total", 0)), done=int(progress.get("done", 0)),
                           systems=dict(progress.get("systems") or {})),
-        error=raw.get("error") or None, report=report, entries_omitted=omitted, next_step=next_step,
+        error=raw.get("error") or None, report=report, omitted=omitted, next_step=next_step,
     )
 
 

@@ -32,12 +32,13 @@ def people_part_signature(audit_id: str, part: int, total_parts: int, emails: li
     return chord(header, compare_people.s(audit_id, part, total_parts))
 
 
-def dispatch_people_part(audit_id: str, part: int) -> bool:
-    """Enqueue one part (once: a redelivered task that dispatches again is a no-op)."""
+def dispatch_people_part(audit_id: str, part: int, subjects_count: int | None = None) -> bool:
+    """Enqueue one part (once: a redelivered task that dispatches again is a no-op). ``subjects_count`` saves a
+    read when the caller already has the audit's meta."""
     store = get_store()
     settings = get_settings()
     size = settings.bulk_chunk_size
-    total = store.meta(audit_id)["subjects_count"]
+    total = store.meta(audit_id)["subjects_count"] if subjects_count is None else subjects_count
     total_parts = max(1, -(-total // size))
     if part >= total_parts:
         return False
@@ -60,19 +61,24 @@ def _bulk_by_snapshot(emails: int) -> bool:
         return False
 
 
-@celery_app.task(name="nexus.audit.plan", bind=True, acks_late=True, reject_on_worker_lost=True)
+# ignore_result: the return value is informational; storing it would cost result-backend writes on every audit's
+# critical path (and a result subscription in the submitting process).
+@celery_app.task(name="nexus.audit.plan", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def plan_audit(self: Task, audit_id: str) -> dict[str, Any]:
     store = get_store()
     meta = store.meta(audit_id)
-    store.mark_running(audit_id)
+    if meta["status"] == "queued":  # store.mark_running, without reading the meta a second time
+        store.set_status(audit_id, "running")
     kind = meta["kind"]
     if kind == "bulk" and _bulk_by_snapshot(meta["subjects_count"]):
         from tasks.fleet import start_fleet
 
         return start_fleet(audit_id)
     if kind in ("user", "bulk"):
-        window = get_settings().bulk_window
-        dispatched = sum(dispatch_people_part(audit_id, part) for part in range(window))
+        settings = get_settings()
+        count = meta["subjects_count"]
+        first = range(min(settings.bulk_window, max(1, -(-count // settings.bulk_chunk_size))))
+        dispatched = sum(dispatch_people_part(audit_id, part, count) for part in first)
         return {"audit_id": audit_id, "parts_dispatched": dispatched}
     if kind == "device":
         from tasks.compare import device_stage2

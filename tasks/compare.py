@@ -1,4 +1,7 @@
-"""Chord bodies: build reports from whatever the fetches returned (failure markers included) and store them."""
+"""Chord bodies: build reports from whatever the fetches returned (failure markers included) and store them.
+
+They run with ``ignore_result``: what they build lives in the audit store, and their return values (informational)
+would only cost result-backend writes on each audit's critical path."""
 
 from __future__ import annotations
 
@@ -79,7 +82,8 @@ def remediate_audit(self: Task, audit_id: str) -> dict[str, Any]:
     return {"audit_id": audit_id, **{k: v for k, v in section.items() if k != "items"}}
 
 
-@celery_app.task(name="nexus.compare.people", bind=True, acks_late=True, reject_on_worker_lost=True)
+@celery_app.task(name="nexus.compare.people", bind=True, acks_late=True, reject_on_worker_lost=True,
+                 ignore_result=True)
 def compare_people(self: Task, results: list[dict[str, Any]], audit_id: str, part: int, total_parts: int) -> int:
     from nexus.settings import get_settings
     from tasks.audit import dispatch_people_part
@@ -89,7 +93,8 @@ def compare_people(self: Task, results: list[dict[str, Any]], audit_id: str, par
     emails = store.subjects(audit_id, part * size, part * size + size - 1)
     entries = people_reports(emails, results)
     store.save_part(audit_id, part, entries, done_increment=len(emails))
-    dispatch_people_part(audit_id, part + get_settings().bulk_window)
+    if part + get_settings().bulk_window < total_parts:
+        dispatch_people_part(audit_id, part + get_settings().bulk_window)
     if store.parts_count(audit_id) >= total_parts:
         meta = store.meta(audit_id)
         if meta["kind"] == "user":
@@ -100,7 +105,8 @@ def compare_people(self: Task, results: list[dict[str, Any]], audit_id: str, par
     return len(entries)
 
 
-@celery_app.task(name="nexus.compare.device_stage2", bind=True, acks_late=True, reject_on_worker_lost=True)
+@celery_app.task(name="nexus.compare.device_stage2", bind=True, acks_late=True, reject_on_worker_lost=True,
+                 ignore_result=True)
 def device_stage2(self: Task, results: list[dict[str, Any]], audit_id: str) -> dict[str, Any]:
     """Stage 1 is in: look up the people the device records name, and the return shipments' tracking numbers."""
     store = get_store()
@@ -120,7 +126,8 @@ def device_stage2(self: Task, results: list[dict[str, Any]], audit_id: str) -> d
     return {"refs": len(refs), "tracking_numbers": len(numbers)}
 
 
-@celery_app.task(name="nexus.compare.device", bind=True, acks_late=True, reject_on_worker_lost=True)
+@celery_app.task(name="nexus.compare.device", bind=True, acks_late=True, reject_on_worker_lost=True,
+                 ignore_result=True)
 def compare_device(self: Task, results: list[dict[str, Any]], audit_id: str) -> int:
     store = get_store()
     serial = store.subjects(audit_id)[0]

@@ -28,7 +28,7 @@ INPUT_SCHEMAS: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
 }
 
 VIEW_KEYS = {"audit_id", "kind", "status", "finished", "description", "created_at", "updated_at", "progress", "error",
-             "report", "entries_omitted", "next_step"}
+             "report", "omitted", "next_step"}
 USER_REPORT_KEYS = {"email", "systems_checked", "systems_available", "systems_failed", "workday_found", "ad_found",
                     "entra_found", "discrepancy_count", "discrepancies", "errors"}
 DEVICE_REPORT_KEYS = {"serial", "systems_checked", "systems_available", "systems_failed", "intune_found",

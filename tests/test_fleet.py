@@ -29,11 +29,12 @@ from nexus.fleet.store import SnapshotStore
 from nexus.models import DeviceRecord, PersonRecord, ReturnTicket, ShipmentRecord
 from nexus.systems import System
 from tests._cluster import Cluster
+from tests._fleet_fixtures import WAIT, fleet_cluster, forget_last_good, run_fleet
 
 POLICY3 = RetryPolicy(max_attempts=3, backoff_base_s=0.25)
 
 
-# -- fakes ----------------------------------------------------------------------------------------------------------
+# -- fakes -----------------------------------------------------------------------------------------------------------
 class FakeSystem:
     """``n`` devices in pages of ``size``; ``fails[i]`` lists the errors page i raises on its next attempts."""
 
@@ -103,7 +104,7 @@ def loaded(store: SnapshotStore, stream: str = "intune") -> list[Any]:
     return [r for blob in store.iter_blobs("a1", stream) for r in decoder.decode(blob)]
 
 
-# -- the chain --------------------------------------------------------------------------------------------------------
+# -- the chain -------------------------------------------------------------------------------------------------------
 def test_chain_failure_retries_that_page_and_resumes_from_the_checkpoint(store: SnapshotStore) -> None:
     system = FakeSystem(23, 5, fails={2: [transient()]})
     first = runner(store, system.chain()).run()
@@ -200,7 +201,7 @@ def test_a_stream_already_decided_is_not_fetched_again(store: SnapshotStore) -> 
     assert system.calls == [0, 1]
 
 
-# -- offsets ------------------------------------------------------------------------------------------------------------
+# -- offsets ---------------------------------------------------------------------------------------------------------
 def test_offsets_with_a_total_are_fetched_concurrently_once_each(store: SnapshotStore) -> None:
     system = FakeSystem(98, 5, with_total=True, delay_s=0.01)  # Workday: page 0 says the total
     result = runner(store, system.offsets(), concurrency=4).run()
@@ -256,11 +257,11 @@ def test_fedex_chunks_are_pages_with_a_known_count(store: SnapshotStore) -> None
     assert sorted(len(c) for c in tracker.chunks) == [5, 30, 30, 30]
 
 
-# -- codec and cost --------------------------------------------------------------------------------------------------------
+# -- codec and cost --------------------------------------------------------------------------------------------------
 def test_codec_round_trips_every_record_kind_and_shares_strings() -> None:
     people = [PersonRecord("ad", f"CN=P{i},DC=corp", employee_id=str(i), email=f"p{i}@corp.example",
-                           title="Engineer " + "II", department="R&D", manager_ref="CN=Boss,DC=corp", enabled=i % 2 == 0,
-                           aliases=(f"p{i}@example.com",)) for i in range(3)]
+                           title="Engineer " + "II", department="R&D", manager_ref="CN=Boss,DC=corp",
+                           enabled=i % 2 == 0, aliases=(f"p{i}@example.com",)) for i in range(3)]
     decoder = codec.Decoder(codec.PERSON, "ad")
     back = decoder.decode(codec.encode_page(codec.PERSON, people))
     assert back == people
@@ -292,7 +293,7 @@ def test_ldap_listing_pages_on_its_own_connection() -> None:
     org, creds = make_org(7), SimCredentials()
     url = register_mock_directory(org, creds)
     try:
-        settings = Settings(_env_file=None, AD_LDAP_URL=url, AD_BIND_DN=creds.ad_bind_dn,  # type: ignore[call-arg]
+        settings = Settings(_env_file=None, AD_LDAP_URL=url, AD_BIND_DN=creds.ad_bind_dn,
                             AD_BIND_PASSWORD=creds.ad_bind_password, AD_BASE_DN=org.base_dn)
         source = ad_source(ADClient(settings, page_size=3))
         first = source.fetch(None)
@@ -301,7 +302,7 @@ def test_ldap_listing_pages_on_its_own_connection() -> None:
         with pytest.raises(ListingLost):
             other.fetch(first.next_cursor)
         rest: list[PersonRecord] = []
-        cursor = first.next_cursor
+        cursor: str | None = first.next_cursor
         while cursor is not None:
             page = source.fetch(cursor)
             rest += page.items
@@ -311,14 +312,7 @@ def test_ldap_listing_pages_on_its_own_connection() -> None:
         unregister_mock_directory(url)
 
 
-# -- integration: 2,000 people, real workers ------------------------------------------------------------------------------
-WAIT = 120.0
-FLEET_ENV = {
-    # budgets stay on (the limiter runs against the real Redis) but roomy: several audits run back to back here
-    "NEXUS_RATE_BUDGETS": "lansweeper=6000/60s,entra=1750/10s,intune=2000/20s,fedex=1400/10s",
-}
-
-
+# -- integration: 2,000 people, real workers -------------------------------------------------------------------------
 def key_of(d: dict[str, Any]) -> tuple[str, str, frozenset[str], str]:
     return (d["subject"].lower(), d["field"], frozenset({d["system_a"], d["system_b"]} - {POLICY}), d["severity"])
 
@@ -328,30 +322,22 @@ def truth_keys(truth: dict[str, Any]) -> set[tuple[str, str, frozenset[str], str
 
 
 @pytest.fixture(scope="module")
-def fleet_cluster() -> Iterator[Cluster]:
-    with Cluster.start(people=2000, seed=11, workers=2, concurrency=2, extra_env=FLEET_ENV) as c:
-        yield c
+def fleet_module(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    yield from fleet_cluster(request)
 
 
 @pytest.fixture()
-def fleet(fleet_cluster: Cluster) -> Iterator[Cluster]:
-    fleet_cluster.reset()
-    yield fleet_cluster
-    fleet_cluster.reset()
-
-
-def run_fleet(cluster: Cluster, on_progress: Any = None) -> dict[str, Any]:
-    nx = cluster.nexus()
-    view = nx.wait(nx.submit(nx.request_for(fleet=True)), timeout=WAIT, poll_s=0.02, on_progress=on_progress)
-    assert view["status"] == "done", (view, cluster.worker_logs()[-3000:])
-    return view
+def fleet(fleet_module: Cluster) -> Iterator[Cluster]:
+    fleet_module.reset()
+    yield fleet_module
+    fleet_module.reset()
 
 
 @pytest.mark.integration
 def test_fleet_audit_matches_ground_truth_with_progress_per_system(fleet: Cluster) -> None:
     fleet.fault("lansweeper", "slow", delay_ms=120)  # a slow chain, so the running audit can be watched
     seen: list[dict[str, Any]] = []
-    view = run_fleet(fleet, on_progress=lambda v: seen.append(v) if v["status"] == "running" else None)
+    view = run_fleet(fleet, on_progress=lambda v: seen.append(v) if v["status"] == "running" else None, poll_s=0.02)
     report = view["report"]
     assert report["kind"] == "fleet" and report["scope"] == "fleet"
     assert report["systems_failed"] == [] and report["errors"] == {}
@@ -397,6 +383,7 @@ def test_fleet_audit_matches_ground_truth_with_progress_per_system(fleet: Cluste
 
 @pytest.mark.integration
 def test_one_system_down_is_reported_failed_and_nothing_else_is_lost(fleet: Cluster) -> None:
+    forget_last_good(fleet, System.LANSWEEPER)  # no stand-in: the fallback is on in this cluster
     fleet.fault("lansweeper", "down")
     report = run_fleet(fleet)["report"]
     assert report["systems_failed"] == ["Lansweeper"]
@@ -425,6 +412,7 @@ def test_flaky_system_mid_paging_retries_the_page_never_the_chain(fleet: Cluster
 
 @pytest.mark.integration
 def test_truncated_listing_fails_the_system_instead_of_everyone_missing(fleet: Cluster) -> None:
+    forget_last_good(fleet, System.ENTRA)
     fleet.fault("entra", "truncated")  # page 1 answers, its nextLink fails (Directory_ExpiredPageToken)
     report = run_fleet(fleet)["report"]
     assert "Entra" in report["systems_failed"]
@@ -442,7 +430,8 @@ def test_truncated_listing_fails_the_system_instead_of_everyone_missing(fleet: C
 def test_a_long_bulk_list_is_audited_from_snapshots(fleet: Cluster) -> None:
     """After a fleet audit the people systems' sizes are known: 60 people cost more person by person than the
     24 pages of a people snapshot, so the bulk audit runs on snapshots, with the bulk report's shape."""
-    run_fleet(fleet)
+    if snapshot_requests(SnapshotStore(fleet.redis())) is None:
+        run_fleet(fleet)  # this test alone: learn the people systems' sizes first
     fleet.reset_requests()
     truth = fleet.truth
     drifted = sorted({e["subject"] for e in truth["drift"] if e["field"] in PERSON_FIELDS})[:50]

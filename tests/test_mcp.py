@@ -149,7 +149,7 @@ def test_user_audit_enqueues_then_polls_to_a_report_matching_the_truth(pipeline:
         assert discrepancy_keys(report, subject) == truth_keys(truth(pipeline), subject)
         assert report["discrepancy_count"] == len(report["discrepancies"]) > 0
         assert view["progress"]["total"] == 1 and view["progress"]["done"] == 1
-        assert view["created_at"].endswith("Z") and view["entries_omitted"] == 0
+        assert view["created_at"].endswith("Z") and view["omitted"] == {}
 
     run(body)
 
@@ -197,27 +197,34 @@ def test_bulk_audit_reports_everyone_and_get_audit_trims_entries(pipeline: Simul
             trimmed = await call(client, "get_audit", {"audit_id": queued["audit_id"], "max_entries": 1})
         assert full["status"] == "done", full
         report = full["report"]
-        assert report["people"] == 4 and len(report["entries"]) == 4 and full["entries_omitted"] == 0
+        assert report["people"] == 4 and len(report["entries"]) == 4 and full["omitted"] == {}
         assert report["people_with_drift"] >= 1 and report["systems_failed"] == []
-        assert trimmed["entries_omitted"] == 3 and len(trimmed["report"]["entries"]) == 1
+        assert trimmed["omitted"] == {"entries": 3} and len(trimmed["report"]["entries"]) == 1
         assert trimmed["report"]["entries"][0]["email"].lower() == drifted.lower()  # drift first
         assert trimmed["report"]["summary"] == report["summary"]
-        assert "omitted" in trimmed["next_step"]
+        assert "3 entries left out" in trimmed["next_step"]
 
     run(body)
 
 
-def test_fleet_audit_is_enqueued_and_listed(pipeline: SimulatorStack, server: FastMCP) -> None:
+def test_fleet_audit_runs_to_a_report_and_is_listed(pipeline: SimulatorStack, server: FastMCP) -> None:
     async def body() -> None:
         async with Client(server) as client:
             queued = await call(client, "audit_fleet_drift")
             assert queued["kind"] == "fleet" and HEX32.match(queued["audit_id"])
             listed = await call(client, "list_audits", {"limit": 3})
-            view = await call(client, "get_audit", {"audit_id": queued["audit_id"].upper()})
+            view = await poll(client, queued["audit_id"].upper())
+            trimmed = await call(client, "get_audit", {"audit_id": queued["audit_id"], "max_entries": 2})
         assert listed["count"] == len(listed["audits"]) <= 3
         assert listed["audits"][0]["audit_id"] == queued["audit_id"]  # newest first
         assert set(listed["audits"][0]) == {"audit_id", "kind", "status", "description", "created_at", "updated_at"}
         assert view["audit_id"] == queued["audit_id"] and set(view) == VIEW_KEYS
+        assert view["status"] == "done", view
+        report = view["report"]
+        assert report["systems_failed"] == [] and report["discrepancy_count"] == len(report["discrepancies"]) > 2
+        assert len(trimmed["report"]["discrepancies"]) == 2
+        assert trimmed["omitted"]["discrepancies"] == report["discrepancy_count"] - 2
+        assert trimmed["report"]["discrepancy_count"] == report["discrepancy_count"]
 
     run(body)
 
@@ -349,13 +356,20 @@ def test_internal_errors_are_masked() -> None:
     assert "hunter2" not in message and "get_audit" in message
 
 
-def test_trim_report_keeps_drift_first_in_order() -> None:
+def test_trim_report_keeps_what_matters_first_in_order() -> None:
     entries = [{"email": f"p{i}", "discrepancy_count": 1 if i in (3, 1) else 0, "discrepancies": []} for i in range(5)]
-    report = {"people": 5, "entries": entries, "summary": {"x": 1}}
+    severities = ["low", "critical", "medium", "high", "critical"]
+    discrepancies = [{"field": f"f{i}", "severity": sev} for i, sev in enumerate(severities)]
+    report = {"people": 5, "entries": entries, "discrepancies": discrepancies,
+              "systems_checked": ["A", "B", "C", "D"]}
     trimmed, omitted = trim_report(report, 3)
-    assert omitted == 2 and [e["email"] for e in trimmed["entries"]] == ["p0", "p1", "p3"]
-    assert trim_report(report, 5) == (report, 0)
-    assert trim_report({"email": "a"}, 0) == ({"email": "a"}, 0)
+    assert omitted == {"entries": 2, "discrepancies": 2}
+    assert [e["email"] for e in trimmed["entries"]] == ["p0", "p1", "p3"]
+    assert [d["field"] for d in trimmed["discrepancies"]] == ["f1", "f3", "f4"]
+    assert trimmed["people"] == 5 and trimmed["systems_checked"] == ["A", "B", "C", "D"]  # names: never cut
+    assert len(report["entries"]) == 5  # the original is left alone
+    assert trim_report(report, 5) == (report, {})
+    assert trim_report({"email": "a"}, 0) == ({"email": "a"}, {})
 
 
 # -- HTTP authentication (unit level; the end-to-end HTTP test is in test_mcp_e2e.py) --------------------------------

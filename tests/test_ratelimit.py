@@ -46,17 +46,18 @@ def redis() -> Any:
     return fakeredis.FakeRedis(server=fakeredis.FakeServer())
 
 
-# -- budgets and their arithmetic ---------------------------------------------------------------------------------
+# -- budgets and their arithmetic ------------------------------------------------------------------------------------
 def test_default_budgets_are_the_published_limits() -> None:
     budgets = parse_budgets(DEFAULT_RATE_BUDGETS)
     assert {name: (b.limit, b.window_s) for name, b in budgets.items()} == {
         "lansweeper": (150, 60.0), "entra": (1750, 10.0), "intune": (2000, 20.0), "fedex": (1400, 10.0),
     }
     assert "workday" not in budgets and "helix" not in budgets and "ad" not in budgets
-    assert Settings(_env_file=None).rate_budgets == DEFAULT_RATE_BUDGETS  # type: ignore[call-arg]
+    assert Settings(_env_file=None).rate_budgets == DEFAULT_RATE_BUDGETS
 
 
-@pytest.mark.parametrize("spec", ["lansweeper=150/60s", "lansweeper=150/1m", "LANSWEEPER = 150/min", "Lansweeper=150/60"])
+@pytest.mark.parametrize("spec", ["lansweeper=150/60s", "lansweeper=150/1m", "LANSWEEPER = 150/min",
+                                  "Lansweeper=150/60"])
 def test_budget_spellings(spec: str) -> None:
     assert parse_budgets(spec) == {"lansweeper": Budget("lansweeper", 150, 60.0)}
 
@@ -72,7 +73,7 @@ def test_bad_budgets_are_refused_at_settings_load(spec: str) -> None:
     with pytest.raises(ValueError):
         parse_budgets(spec)
     with pytest.raises(ValueError):
-        Settings(_env_file=None, NEXUS_RATE_BUDGETS=spec)  # type: ignore[call-arg]
+        Settings(_env_file=None, NEXUS_RATE_BUDGETS=spec)
 
 
 def test_no_window_ever_sees_more_than_the_limit() -> None:
@@ -155,7 +156,7 @@ def test_redis_down_means_no_limiting(caplog: pytest.LogCaptureFixture) -> None:
     assert Down.calls == 2
 
 
-# -- clients call it ----------------------------------------------------------------------------------------------------
+# -- clients call it -------------------------------------------------------------------------------------------------
 class Counting:
     def __init__(self) -> None:
         self.calls = 0
@@ -176,7 +177,7 @@ def test_http_clients_acquire_before_every_request() -> None:
             return httpx.Response(401, json={"errors": [{"message": "expired"}]})  # one re-authentication
         return httpx.Response(200, json={"data": {"site": {"id": "s", "name": "n"}}})
 
-    settings = Settings(_env_file=None, LANSWEEPER_TOKEN="t", LANSWEEPER_SITE_ID="s",  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, LANSWEEPER_TOKEN="t", LANSWEEPER_SITE_ID="s",
                         LANSWEEPER_GRAPHQL_URL="http://lansweeper.test/api/v2/graphql")
     client = LansweeperClient(settings, transport=httpx.MockTransport(handler))
     assert client.rate_limiter is NO_LIMIT  # a client built alone is never paced
@@ -195,7 +196,7 @@ def test_ad_client_acquires_before_every_search() -> None:
     org, creds = make_org(6), SimCredentials()
     url = register_mock_directory(org, creds)
     try:
-        settings = Settings(_env_file=None, AD_LDAP_URL=url, AD_BIND_DN=creds.ad_bind_dn,  # type: ignore[call-arg]
+        settings = Settings(_env_file=None, AD_LDAP_URL=url, AD_BIND_DN=creds.ad_bind_dn,
                             AD_BIND_PASSWORD=creds.ad_bind_password, AD_BASE_DN=org.base_dn)
         client = ADClient(settings, page_size=2)
         client.rate_limiter = counting = Counting()

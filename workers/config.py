@@ -20,6 +20,11 @@ def celery_config(
       worker holds at most one unacknowledged message per process.
     - ``visibility_timeout`` well above the longest countdown (Retry-After is capped at ``retry_after_max_s``), or
       Redis would redeliver a message that is only waiting for its countdown.
+    - Latency (benchmarks/bench_audit.py): every Redis round trip is on an audit's critical path, so no STARTED
+      state in the result backend (progress lives in the audit store), no ``task-sent`` events, and task events
+      off by default: Flower switches them on at runtime (``enable_events``), ``nexus worker --events`` at start.
+      Redis chords count header results natively (no ``chord_unlock`` polling); the prefork pool's default
+      scheduling is already ``fair``.
     """
     longest_countdown = max(settings.retry_backoff_max_s, settings.retry_after_max_s)
     visibility = max(3600, int(longest_countdown * 4))
@@ -40,9 +45,9 @@ def celery_config(
         "task_default_queue": AUDIT_QUEUE,
         "task_queues": [Queue(name) for name in ALL_QUEUES],
         "task_routes": task_routes(),
-        "task_track_started": True,
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "task_track_started": False,
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 5,
         "redis_socket_timeout": 10,

@@ -56,8 +56,9 @@ def embedded_worker(concurrency: int = 4) -> Iterator[Any]:
     logging.getLogger("kombu.connection").setLevel(logging.ERROR)
     saved = {k: celery_app.conf.get(k) for k in ("broker_url", "result_backend", "broker_transport_options",
                                                   "result_backend_transport_options")}
-    celery_app.conf.update(broker_url="memory://", result_backend="cache+memory://", broker_transport_options={},
-                           result_backend_transport_options={})
+    # kombu's in-memory transport polls its queues every second by default: one second per hop of an audit.
+    celery_app.conf.update(broker_url="memory://", result_backend="cache+memory://",
+                           broker_transport_options={"polling_interval": 0.05}, result_backend_transport_options={})
     reset_app_connections(celery_app)
     server = fakeredis.FakeServer()
     use_redis(fakeredis.FakeRedis(server=server))

@@ -96,22 +96,53 @@ class AuditRequest:
     kind: AuditKind
     subjects: list[str] = field(default_factory=list)
     audit_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # The subjects exactly as a validating constructor returned them; ``check`` re-validates anything else.
+    _validated: tuple[str, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def user(cls, email: str) -> AuditRequest:
-        return cls(AuditKind.USER, [validate_email(email)])
+        return cls(AuditKind.USER, [validate_email(email)])._mark()
 
     @classmethod
     def device(cls, serial: str) -> AuditRequest:
-        return cls(AuditKind.DEVICE, [validate_serial(serial)])
+        return cls(AuditKind.DEVICE, [validate_serial(serial)])._mark()
 
     @classmethod
     def bulk(cls, emails: list[Any], max_emails: int) -> AuditRequest:
-        return cls(AuditKind.BULK, validate_email_list(emails, max_emails))
+        return cls(AuditKind.BULK, validate_email_list(emails, max_emails))._mark()
 
     @classmethod
     def fleet(cls) -> AuditRequest:
-        return cls(AuditKind.FLEET, [])
+        return cls(AuditKind.FLEET, [])._mark()
+
+    def _mark(self) -> AuditRequest:
+        self._validated = tuple(self.subjects)
+        return self
+
+    def check(self, max_emails: int) -> None:
+        """Refuse a request that was built or changed around the validating constructors (the facade's ``submit``
+        calls this): its id becomes part of Redis keys, its subjects reach every system."""
+        if not isinstance(self.audit_id, str) or not _AUDIT_ID_RE.fullmatch(self.audit_id):
+            raise InvalidInput(f"{self.audit_id!r} is not an audit id (32 lower-case hex characters)")
+        if not isinstance(self.kind, AuditKind):
+            raise InvalidInput(f"unknown audit kind {self.kind!r}")
+        subjects = self.subjects
+        if not isinstance(subjects, list) or not all(isinstance(s, str) for s in subjects):
+            raise InvalidInput("the audit's subjects must be a list of strings")
+        if self._validated is not None and self._validated == tuple(subjects):
+            return
+        if self.kind is AuditKind.FLEET:
+            canonical: list[str] = []
+        elif self.kind is AuditKind.BULK:
+            canonical = validate_email_list(subjects, max_emails)
+        elif len(subjects) != 1:
+            raise InvalidInput(f"a {self.kind.value} audit has exactly one subject, not {len(subjects)}")
+        else:
+            check = validate_email if self.kind is AuditKind.USER else validate_serial
+            canonical = [check(subjects[0])]
+        if canonical != subjects:
+            raise InvalidInput(f"the subjects of this {self.kind.value} audit are not in canonical form")
+        self._mark()
 
     def describe(self) -> str:
         if self.kind is AuditKind.BULK:

@@ -1,0 +1,85 @@
+"""The benchmark rig: the test suite's Cluster (a private redis-server and every simulator, slapd for AD), with
+the PRODUCTION retry, breaker and bulk policy (the tests shorten them) and workers started the way an operator
+starts them, ``nexus worker``. Also CPU accounting for those worker processes, from /proc.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `tests` is not an installed package
+    sys.path.insert(0, str(ROOT))
+
+from nexus.settings import Settings  # noqa: E402
+from tests._cluster import TEST_POLICY_ENV, Cluster, WorkerProcess  # noqa: E402
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def production_policy_env() -> dict[str, str]:
+    """Every variable the test rig shortens, set back to the default in nexus.settings (metrics stay off)."""
+    by_alias = {f.alias: f.default for f in Settings.model_fields.values() if f.alias}
+    env = {name: str(by_alias[name]) for name in TEST_POLICY_ENV if name in by_alias}
+    env["NEXUS_METRICS_PORT"] = "0"
+    return env
+
+
+@contextlib.contextmanager
+def bench_cluster(*, people: int, seed: int, workers: int, concurrency: int, loglevel: str,
+                  extra_env: dict[str, str] | None = None) -> Iterator[Cluster]:
+    env = {**production_policy_env(), **(extra_env or {})}
+    with Cluster.start(people=people, seed=seed, workers=0, extra_env=env) as cluster:
+        for i in range(workers):
+            spawn_nexus_worker(cluster, f"bench{i + 1}", concurrency=concurrency, loglevel=loglevel)
+        cluster.wait_ready(workers)
+        yield cluster
+
+
+def spawn_nexus_worker(cluster: Cluster, name: str, *, concurrency: int, loglevel: str) -> WorkerProcess:
+    log_path = cluster.workdir / f"{name}.log"
+    cmd = [sys.executable, "-m", "nexus.cli", "--log-level", loglevel, "worker", f"--concurrency={concurrency}",
+           f"--hostname={name}@%h", f"--loglevel={loglevel}"]
+    env = {**os.environ, **cluster.env, "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    worker = WorkerProcess(name, proc, log_path)
+    cluster.workers.append(worker)  # Cluster.start stops it on exit
+    return worker
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def worker_pids(cluster: Cluster) -> set[int]:
+    """The worker main processes and their pool children."""
+    mains = {w.proc.pid for w in cluster.workers}
+    pids = set(mains)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None and int(fields[1]) in mains:
+                pids.add(int(entry.name))
+    return pids
+
+
+def cpu_ms(pids: set[int]) -> float:
+    """User + system CPU time of ``pids`` so far, in ms (a pool child that exited is no longer counted)."""
+    total = 0
+    for pid in pids:
+        fields = _stat(pid)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])
+    return total * 1000 / _TICKS
+
+
+__all__ = ["bench_cluster", "cpu_ms", "production_policy_env", "spawn_nexus_worker", "worker_pids"]
