@@ -23,7 +23,7 @@ test: setup lint typecheck
 	$(BIN)/python -m pytest -q -m "not drill"
 
 lint: setup
-	$(BIN)/ruff check nexus clients tasks workers tests benchmarks
+	$(BIN)/ruff check nexus clients tasks workers tests benchmarks scripts docker
 
 typecheck: setup
 	$(BIN)/mypy

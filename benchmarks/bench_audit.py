@@ -1,7 +1,7 @@
 """Benchmark distributed audits: latency of a single-user audit, the cost of a fetch behind an OPEN breaker, and
 how many requests reach a dead system during a bulk audit.
 
-Usage: ``python benchmarks/bench_audit.py [--runs 40] [--latency-ms 50] [--bulk 200]`` (``make bench-audit``)
+Usage: ``.venv/bin/python benchmarks/bench_audit.py [--runs 40] [--latency-ms 50] [--bulk 200] [--json F]``
 
 It starts its own redis-server, every simulator (slapd for AD) and 2 ``nexus worker`` processes of 2 pool children,
 with the production retry, breaker and bulk policy, then measures:
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from _rig import bench_cluster, cpu_ms, worker_pids  # noqa: I001  (benchmarks/ is the script's directory)
+from _rig import bench_cluster, cpu_ms, worker_pids  # benchmarks/ is the script's directory
 
 from nexus.settings import get_settings
 from nexus.systems import System

@@ -62,7 +62,7 @@ def bench_env(concurrency: int) -> dict[str, str]:
     }
 
 
-# -- measurements ---------------------------------------------------------------------------------------------------
+# -- measurements ----------------------------------------------------------------------------------------------------
 def vm_hwm_mb(pid: int) -> float:
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -129,7 +129,7 @@ def lower_bound(report: dict[str, Any], latency_s: float, concurrency: int) -> t
     return chains[longest] + compare_s, f"{longest} {chains[longest]:.1f}s + compare {compare_s:.1f}s"
 
 
-# -- the runs -----------------------------------------------------------------------------------------------------------
+# -- the runs --------------------------------------------------------------------------------------------------------
 def per_person(cluster: Cluster, people: int) -> float:
     assert cluster.stack.org is not None
     emails = [w.email for w in cluster.stack.org.workday[:people]]

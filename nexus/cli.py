@@ -102,6 +102,9 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
     pool: Annotated[str, typer.Option(help="Celery pool: prefork, threads or solo.")] = "prefork",
     hostname: Annotated[str, typer.Option(help="Worker node name (%h is the host).")] = "",
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", min=0, max=65535,
+                                                     help="Prometheus /metrics port of this worker (0: none; "
+                                                     "default NEXUS_METRICS_PORT).")] = None,
     events: Annotated[bool, typer.Option("--events", help="Send task events from the start (Flower enables them "
                                          "at runtime anyway; off by default: they cost Redis round trips).")] = False,
 ) -> None:

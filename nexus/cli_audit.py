@@ -64,7 +64,7 @@ def _wait(nx: Any, audit_id: str, timeout: float, quiet: bool) -> dict[str, Any]
             systems = " ".join(f"{k}:{v.get('status')}" for k, v in sorted(p.get("systems", {}).items()))
             bar.update(task, total=max(p.get("total", 0), 1), completed=p.get("done", 0), systems=systems)
 
-        return nx.wait(audit_id, timeout, on_progress=update)  # type: ignore[no-any-return]
+        return nx.wait(audit_id, timeout, on_progress=update)
 
 
 @audit_app.command("submit")
@@ -187,7 +187,7 @@ def _get(audit_id: str, *, include_report: bool) -> dict[str, Any]:
     from nexus.facade import ServiceUnavailable
 
     try:
-        return _facade().get(audit_id, include_report=include_report)  # type: ignore[no-any-return]
+        return _facade().get(audit_id, include_report=include_report)
     except InvalidInput as exc:
         fail(str(exc), EXIT_USAGE)
     except ServiceUnavailable as exc:

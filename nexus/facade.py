@@ -20,6 +20,10 @@ class ServiceUnavailable(RuntimeError):
     """Redis or the broker cannot be reached: the audit could not be stored or enqueued."""
 
 
+class AuditLost(ServiceUnavailable):
+    """The audit vanished while it was being waited on: Redis restarted without its data, or was flushed."""
+
+
 class WaitTimeout(TimeoutError):
     """``wait`` reached its deadline before the audit finished (CLI exit 124)."""
 
@@ -141,8 +145,16 @@ class Nexus:
         """
         deadline = clock() + timeout
         interval = min(0.002, poll_s)
+        seen = False
         while True:
-            view = self.get(audit_id)
+            try:
+                view = self.get(audit_id)
+            except InvalidInput:
+                if not seen:
+                    raise  # never existed (or expired): the caller's input
+                raise AuditLost(f"audit {audit_id} disappeared while waiting: Redis lost its data (restarted or "
+                                "flushed); submit it again") from None
+            seen = True
             if on_progress is not None:
                 on_progress(view)
             if view["status"] in TERMINAL:
@@ -154,4 +166,4 @@ class Nexus:
             interval = min(interval * 2, poll_s)
 
 
-__all__ = ["AuditKind", "InvalidInput", "Nexus", "ServiceUnavailable", "WaitTimeout"]
+__all__ = ["AuditKind", "AuditLost", "InvalidInput", "Nexus", "ServiceUnavailable", "WaitTimeout"]

@@ -7,7 +7,9 @@ Policies (retry, breaker, timeouts) are values built from these settings, never 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
+from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -133,6 +135,22 @@ class Settings(BaseSettings):
     @property
     def effective_breaker_redis_url(self) -> str:
         return self.breaker_redis_url or self.redis_url
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """repr() and str() mask a password inside a URL (``REDIS_URL`` may carry one) as pydantic masks SecretStr."""
+        for name, value in super().__repr_args__():
+            yield name, mask_url_password(value) if isinstance(value, str) else value
+
+
+def mask_url_password(url: str) -> str:
+    """``rediss://user:secret@host:6380/0`` -> ``rediss://user:***@host:6380/0``, for display; other text as is."""
+    scheme, sep, rest = url.partition("://")
+    head, question, query = rest.partition("?")
+    userinfo, at, location = head.rpartition("@")  # the last @: an unescaped one in a password stays hidden
+    user, colon, password = userinfo.partition(":")
+    if not sep or not at or not colon or not password:
+        return url
+    return f"{scheme}://{user}:***@{location}{question}{query}"
 
 
 @lru_cache(maxsize=1)

@@ -311,7 +311,9 @@ def compare_fleet(self: Task, results: list[Any], audit_id: str) -> dict[str, An
     """The chord body: results are the snapshot markers (the state itself is in Redis)."""
     store = get_store()
     if store.r.exists(store.key(audit_id, "final")):
-        return {"audit_id": audit_id, "duplicate": True}  # a redelivery after the report was stored
+        # a redelivery after the report was stored: only make sure what the audit leaves behind is settled
+        _assess_and_settle(audit_id, store.meta(audit_id)["kind"])
+        return {"audit_id": audit_id, "duplicate": True}
     try:
         return _compare(audit_id)
     except Exception as exc:
@@ -323,21 +325,42 @@ def compare_fleet(self: Task, results: list[Any], audit_id: str) -> dict[str, An
         return {"audit_id": audit_id, "error": type(exc).__name__}
 
 
-def _compare(audit_id: str) -> dict[str, Any]:
+def _assess(audit_id: str, kind: str, now: datetime) -> Any:
     from nexus.fleet.assess import assess
-    from nexus.fleet.compare import FleetComparer
-    from nexus.fleet.report import bulk_snapshot_report, fleet_report, settle
-    from tasks.compare import _finish
 
     settings = get_settings()
+    return assess(snapshot_store(), audit_id, audit_systems(kind), now=now.timestamp(),
+                  guard_drop=settings.fleet_guard_drop, fallback=settings.fleet_stale_fallback,
+                  stale_max_age_s=settings.fleet_stale_max_age_s)
+
+
+def _settle(audit_id: str, assessment: Any) -> None:
+    """Believed snapshots become the last good ones (kept for the fallback when it is on); the rest is deleted."""
+    from nexus.fleet.report import settle
+
+    settings = get_settings()
+    settle(snapshot_store(), audit_id, assessment, fallback=settings.fleet_stale_fallback,
+           keep_ttl_s=settings.fleet_stale_max_age_s, guard_ttl_s=settings.fleet_guard_ttl_s)
+
+
+def _assess_and_settle(audit_id: str, kind: str) -> None:
+    try:
+        _settle(audit_id, _assess(audit_id, kind, datetime.now(UTC)))
+    except Exception as exc:  # the report is stored; the snapshot TTL is the backstop
+        log.warning("fleet audit %s: snapshots not settled: %s", audit_id, exc, extra={"audit_id": audit_id})
+
+
+def _compare(audit_id: str) -> dict[str, Any]:
+    from nexus.fleet.compare import FleetComparer
+    from nexus.fleet.report import bulk_snapshot_report, fleet_report
+    from tasks.compare import _finish
+
     store = get_store()
     snaps = snapshot_store()
     meta = store.meta(audit_id)
     bulk = meta["kind"] == "bulk"
     now = datetime.now(UTC)
-    assessment = assess(snaps, audit_id, audit_systems(meta["kind"]), now=now.timestamp(),
-                        guard_drop=settings.fleet_guard_drop, fallback=settings.fleet_stale_fallback,
-                        stale_max_age_s=settings.fleet_stale_max_age_s)
+    assessment = _assess(audit_id, meta["kind"], now)
     comparer = FleetComparer(snaps, assessment, now)
     if bulk:
         report = bulk_snapshot_report(assessment, comparer.run(subjects=store.subjects(audit_id)))
@@ -350,8 +373,7 @@ def _compare(audit_id: str) -> dict[str, Any]:
                         (status.degraded or {}).get("reason") or f"last good snapshot of {status.stale}",
                         extra={"system": system.value, "audit_id": audit_id})
     _finish(audit_id, report)
-    settle(snaps, audit_id, assessment, fallback=settings.fleet_stale_fallback,
-           keep_ttl_s=settings.fleet_stale_max_age_s, guard_ttl_s=settings.fleet_guard_ttl_s)
+    _settle(audit_id, assessment)
     return {"audit_id": audit_id, "discrepancy_count": report.get("discrepancy_count")}
 
 

@@ -55,6 +55,12 @@ def repoint_celery_app() -> None:
         app._pool.force_close_all()
         app._pool = None
     app.amqp._producer_pool = None
+    backend = app._backend_cache or getattr(app._local, "backend", None)
+    consumer = getattr(backend, "result_consumer", None) if backend is not None else None
+    if consumer is not None:  # its pubsub would keep reconnecting to a Redis that is gone
+        with contextlib.suppress(Exception):
+            consumer.stop()
+        consumer._pubsub = None
     app._backend_cache = None
     vars(app._local).pop("backend", None)
 

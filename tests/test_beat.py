@@ -257,6 +257,7 @@ def test_two_beat_replicas_send_each_tick_exactly_once_and_fail_over(tmp_path: P
             assert len(holders) == 1, [b.log()[-1500:] for b in beats]
             holder, standby = holders[0], next(b for b in beats if b is not holders[0])
             assert len(observer.ticks) >= 3, observer.ticks
+            assert standby.proc.poll() is None, "the standby must be running (blocked on the lock), not gone"
             assert standby.sends() == 0 and holder.sends() == len(observer.ticks)
             _assert_one_message_per_tick(observer.ticks, _queued(r), observer.run_count)
             phase1 = len(observer.ticks)

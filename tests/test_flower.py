@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+TASK_EVENTS_ON = "Events of group {task} enabled by remote"  # celery/worker/control.py
 USER_FETCHES = {"nexus.fetch_workday", "nexus.fetch_ad", "nexus.fetch_entra"}
 
 
@@ -157,9 +158,13 @@ def flower_rig(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> It
 
     try:
         _wait(lambda: httpx.get(f"{url}/healthcheck", timeout=2).text == "OK", 60, "Flower to answer", read_log)
-        # Flower only shows tasks whose events it received: wait until it hears the workers' heartbeats.
+        # Flower only shows tasks whose events it received. Workers send task events only once told to
+        # (workers/config.py): Flower broadcasts `enable_events` every 5 s. Wait until it hears the workers'
+        # heartbeats and every worker has logged that Flower switched its task events on.
         _wait(lambda: httpx.get(f"{url}/workers?json=1", auth=(user, password), timeout=5).json()["data"], 30,
               "Flower to receive the workers' events", read_log)
+        _wait(lambda: all(TASK_EVENTS_ON in w.log() for w in cluster.workers if w.proc.poll() is None), 30,
+              "Flower to switch the workers' task events on", cluster.worker_logs)
         assert cluster.stack.org is not None
         email = cluster.stack.org.workday[0].email
         nx = cluster.nexus()

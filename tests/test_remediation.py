@@ -6,6 +6,7 @@ end run real workers with ``NEXUS_HELIX_REMEDIATION`` on (their own cluster) and
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -205,7 +206,7 @@ def test_client_reads_the_location_when_the_body_has_no_values() -> None:
 
     settings = Settings(_env_file=None, helix_base_url="https://helix.example", helix_username="u",
                         helix_password="p")
-    with HelixClient(settings, transport=httpx.MockTransport(handler)) as c:
+    with contextlib.closing(HelixClient(settings, transport=httpx.MockTransport(handler))) as c:
         assert c.create_incident(summary="s", details="d", first_name="a", last_name="b") == "INC000000000042"
     # The Location's host is never used: the GET went to the configured server.
     assert "GET helix.example/api/arsys/v1/entry/HPD:IncidentInterface_Create/000000000000042" in seen
@@ -371,7 +372,7 @@ def _created_incidents(cluster: Cluster) -> list[dict[str, Any]]:
     """Every incident Nexus created, read from the simulator over the Helix API (a fresh client)."""
     from nexus.settings import Settings
 
-    with HelixClient(Settings(_env_file=None, **_settings_kwargs(cluster.env))) as c:
+    with contextlib.closing(HelixClient(Settings(_env_file=None, **_settings_kwargs(cluster.env)))) as c:
         q = f"'{CORRELATION_FIELD}' LIKE \"nexus-%\""
         body = c.send("GET", TICKETS_PATH, params={"q": q, "fields": f"values(Incident Number,{CORRELATION_FIELD})",
                                                    "limit": 2000}).json()

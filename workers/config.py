@@ -49,6 +49,15 @@ def celery_config(
         "worker_send_task_events": False,
         "task_send_sent_event": False,
         "broker_connection_retry_on_startup": True,
+        # A Redis restart: the worker reconnects (2, 4, 6 ... 30 s apart) for as long as it takes, instead of giving
+        # up after Celery's default 100 attempts; see also workers/redis_recovery.py (tests/test_redis_restart.py).
+        "broker_connection_retry": True,
+        "broker_connection_max_retries": None,
+        # A task that ends while Redis is down keeps retrying to store its result (about 30 s) instead of failing.
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 20,
+        "result_backend_base_sleep_between_retries_ms": 50,
+        "result_backend_max_sleep_between_retries_ms": 2000,
         "broker_connection_timeout": 5,
         "redis_socket_timeout": 10,
         "redis_socket_connect_timeout": 5,

@@ -1,0 +1,271 @@
+"""Redis SIGKILLed in the middle of audits, then restarted EMPTY on the same port (``--save ""``).
+
+While Redis is down, every door (facade, CLI, MCP) gives a clear error quickly (ServiceUnavailable, exit 1,
+ToolError), and a CLI already waiting on an audit stops well before its ``--timeout``. Once Redis is back, new audits
+complete without restarting the workers or anything else: the worker processes are the very same, they reconnected
+(``broker_connection_retry``, workers/redis_recovery.py). An audit that was in flight is gone with Redis's data: it is
+reported as unknown (CLI exit 2), never waited on forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import fakeredis
+import pytest
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+
+from nexus.audits.spec import AuditRequest, InvalidInput
+from nexus.audits.store import AuditStore
+from nexus.facade import AuditLost, Nexus, ServiceUnavailable, WaitTimeout
+from tests._cluster import Cluster
+from tests._redis_server import REDIS_SERVER, _wait_ready, free_port
+
+pytestmark = pytest.mark.integration
+
+NEXUS = str(Path(sys.executable).parent / "nexus")
+WAIT = 60.0
+T = TypeVar("T")
+
+
+class RestartableRedis:
+    """A redis-server on a FIXED port that a test can SIGKILL and start again (empty: no persistence)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._dir = tempfile.TemporaryDirectory(prefix="nexus-restart-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self._dir.name,
+                "--save", "", "--appendonly", "no", "--loglevel", "warning"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not _wait_ready(self.proc, self.url, 10.0):
+            raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(5)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+        self._dir.cleanup()
+
+
+@pytest.fixture(scope="module")
+def restartable() -> Iterator[RestartableRedis]:
+    server = RestartableRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def restart_cluster(restartable: RestartableRedis) -> Iterator[Cluster]:
+    with Cluster.start(people=80, seed=17, workers=2, concurrency=2, redis_url=restartable.url) as c:
+        yield c
+
+
+def _until(probe: Callable[[], T | None], timeout: float, what: str) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[BaseException | None, float]:
+    started = time.monotonic()
+    try:
+        fn()
+    except BaseException as exc:  # the error is the result under test
+        return exc, time.monotonic() - started
+    return None, time.monotonic() - started
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([NEXUS, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _mcp(calls: list[tuple[str, dict[str, Any]]]) -> list[str | dict[str, Any]]:
+    from nexus.mcp_server import build_server
+
+    async def main() -> list[str | dict[str, Any]]:
+        out: list[str | dict[str, Any]] = []
+        async with Client(build_server()) as client:
+            for tool, args in calls:
+                try:
+                    out.append(dict((await client.call_tool(tool, args)).structured_content or {}))
+                except ToolError as exc:
+                    out.append(str(exc))
+        return out
+
+    return anyio.run(main)
+
+
+def test_redis_killed_mid_audit_then_restarted_empty(restartable: RestartableRedis,
+                                                      restart_cluster: Cluster) -> None:
+    c = restart_cluster
+    env = {**os.environ, **c.env}
+    nx = c.nexus()
+    assert c.stack.org is not None
+    people = [w.email for w in c.stack.org.workday[:12]]
+    worker_pids = sorted(w.proc.pid for w in c.workers)
+    assert nx.wait(nx.submit(nx.request_for(email=people[0])), timeout=WAIT)["status"] == "done"
+
+    # Audits in flight: Entra answers after 2 s, so fetches are running when Redis dies.
+    c.fault("entra", "slow", delay_ms=2000)
+    in_flight = [nx.submit(nx.request_for(emails=people[1:11])), nx.submit(nx.request_for(email=people[11]))]
+    waiting = _cli(["audit", "submit", "--email", people[0], "--wait", "--timeout", "30", "--json"], env)
+    assert waiting.stderr is not None
+    assert "submitted" in waiting.stderr.readline()
+    _until(lambda: any(s.get("status") == "running" for s in nx.get(in_flight[0])["progress"]["systems"].values()),
+           10.0, "fetches to be running")
+
+    restartable.kill()
+    killed_at = time.monotonic()
+
+    # The CLI that was waiting stops at once with a clear error, long before its 30 s timeout.
+    out, err = waiting.communicate(timeout=15)
+    assert waiting.returncode == 1, (out, err)
+    assert err.strip().splitlines()[-1].startswith("nexus: error: cannot read the audit: Redis unreachable")
+    assert time.monotonic() - killed_at < 10.0
+
+    # Every door, while Redis is down: a clear error, fast, never a hang.
+    for call in (lambda: nx.submit(nx.request_for(email=people[0])), lambda: nx.get(in_flight[0]),
+                 lambda: nx.wait(in_flight[1], timeout=3), lambda: nx.list(5)):
+        error, elapsed = _timed(call)
+        assert isinstance(error, ServiceUnavailable) and "Redis unreachable" in str(error), error
+        assert elapsed < 3.0, elapsed
+    submit_cli = _cli(["audit", "submit", "--email", people[0], "--wait", "--timeout", "5"], env)
+    status_cli = _cli(["audit", "status", in_flight[0]], env)
+    started = time.monotonic()
+    for proc in (submit_cli, status_cli):
+        _, err = proc.communicate(timeout=15)
+        assert proc.returncode == 1, err
+        assert err.startswith("nexus: error: ") and "Redis unreachable" in err and len(err.strip().splitlines()) == 1
+    assert time.monotonic() - started < 5.0 + 5.0  # within its --timeout (plus an interpreter start)
+    for answer in _mcp([("audit_user_drift", {"email": people[0]}), ("get_audit", {"audit_id": in_flight[0]})]):
+        assert isinstance(answer, str) and answer.startswith("Nexus is unavailable"), answer
+
+    # Back, on the same port, with nothing in it.
+    c.clear_faults()
+    restartable.start()
+    outage = time.monotonic() - killed_at
+
+    # New audits complete without restarting anything: the same worker processes reconnected.
+    started = time.monotonic()
+    view = nx.wait(nx.submit(nx.request_for(email=people[2])), timeout=WAIT)
+    recovered_in = time.monotonic() - started
+    assert view["status"] == "done" and view["report"]["systems_failed"] == [], view
+    print(f"outage {outage:.1f}s; first audit after the restart done in {recovered_in:.1f}s")
+    done = _cli(["audit", "submit", "--email", people[3], "--wait", "--timeout", "60", "--json"], env)
+    out, err = done.communicate(timeout=90)
+    assert done.returncode == 0, err[-2000:]
+    assert json.loads(out)["status"] == "done"
+    (answer,) = _mcp([("audit_user_drift", {"email": people[4], "wait_s": 30})])
+    assert isinstance(answer, dict) and answer["status"] == "done", answer
+    assert sorted(w.proc.pid for w in c.workers) == worker_pids
+    assert all(w.proc.poll() is None for w in c.workers)
+    c.wait_ready(len(c.workers), timeout=10.0)  # both answer the broker again
+
+    # The audits that were in flight went with Redis's data: reported as unknown, never waited on.
+    for audit_id in in_flight:
+        error, elapsed = _timed(lambda audit_id=audit_id: nx.wait(audit_id, timeout=5))
+        assert isinstance(error, InvalidInput) and "no audit with id" in str(error) and elapsed < 1.0
+    status = subprocess.run([NEXUS, "audit", "status", in_flight[0]], env=env, capture_output=True, text=True,
+                            timeout=30)
+    assert status.returncode == 2 and "no audit with id" in status.stderr
+
+    logs = c.worker_logs()
+    assert "Connection to broker lost" in logs
+    assert "Unrecoverable error" not in logs, logs[-3000:]
+    # Nothing that finished late resurrected a lost audit as a half-written record.
+    r = c.redis()
+    for audit_id in in_flight:
+        _until(lambda: not any(r.scan_iter(f"nexus:audit:{audit_id}*")) or True, 0.1, "")
+        meta = r.hgetall(f"nexus:audit:{audit_id}")
+        assert not meta or b"status" in meta, meta
+
+
+# -- the facade's part, without servers ---------------------------------------------------------------------------------
+
+def _fake_store() -> AuditStore:
+    return AuditStore(fakeredis.FakeRedis(), ttl_s=600)
+
+
+def test_wait_on_an_audit_that_disappears_is_audit_lost_not_bad_input() -> None:
+    store = _fake_store()
+    nx = Nexus(store=store)
+    request = AuditRequest.user("gone@corp.example")
+    store.create(request)
+    now = [0.0]
+
+    def sleep(s: float) -> None:
+        now[0] += s
+        if now[0] > 1.0:
+            store.r.flushall()  # what a Redis restart without persistence does
+
+    with pytest.raises(AuditLost, match="disappeared while waiting"):
+        nx.wait(request.audit_id, timeout=10, clock=lambda: now[0], sleep=sleep)
+    assert now[0] < 2.0
+    assert issubclass(AuditLost, ServiceUnavailable)  # the CLI's exit 1, MCP's "unavailable"
+    with pytest.raises(InvalidInput, match="no audit with id"):  # never existed: the caller's input
+        nx.wait("0" * 32, timeout=10, clock=lambda: now[0], sleep=sleep)
+
+
+def test_wait_never_passes_its_deadline() -> None:
+    store = _fake_store()
+    nx = Nexus(store=store)
+    request = AuditRequest.user("slow@corp.example")
+    store.create(request)
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    with pytest.raises(WaitTimeout):
+        nx.wait(request.audit_id, timeout=2.5, poll_s=0.7, clock=lambda: now[0], sleep=sleep)
+    assert now[0] == pytest.approx(2.5)
+    assert max(slept) <= 0.7
+
+
+@contextlib.contextmanager
+def _no_redis() -> Iterator[str]:
+    """A URL where nothing listens."""
+    yield f"redis://127.0.0.1:{free_port()}/0"
+
+
+def test_no_redis_at_all_is_service_unavailable_at_once() -> None:
+    import redis
+
+    with _no_redis() as url:
+        store = AuditStore(redis.Redis.from_url(url, socket_connect_timeout=1), ttl_s=600)
+        nx = Nexus(store=store)
+        for call in (lambda: nx.submit(nx.request_for(email="a@corp.example")), lambda: nx.get("0" * 32),
+                     lambda: nx.list(5)):
+            error, elapsed = _timed(call)
+            assert isinstance(error, ServiceUnavailable), error
+            assert elapsed < 2.0
