@@ -8,8 +8,8 @@ A *rig* is a running Nexus (Redis, the simulators, Celery worker processes): ``t
 2. the audit under the fault: a user audit for Workday, AD and Entra, a device audit for Intune, Lansweeper and
    Helix, a device audit of a serial with a return ticket for FedEx,
 3. a follow-up audit when the breaker opened (it must fail fast: nothing reaches the system),
-4. for ``truncated``: the system's listing (its ``fetch_page`` chain, behind ``resilient_http_call``) in this
-   process, because the per-subject lookups of an audit do not page,
+4. for ``truncated``: a fleet audit (every system's listing, paged by :mod:`tasks.fleet` through each client's
+   ``fetch_page`` chain), because the per-subject lookups of an audit do not page,
 
 and records an :class:`Outcome`: the error class and kind in the report's ``errors``, the attempts (the marker's
 ``attempts``, or the progress record's ``attempt`` when the system was read), the requests that reached the system
@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
@@ -38,7 +38,7 @@ import httpx
 
 from nexus.systems import System
 
-MATRIX_PEOPLE = 300
+MATRIX_PEOPLE = 1100  # every listing needs two pages or more (AD pages 1000, Graph 999, Helix/Lansweeper 500)
 MATRIX_SEED = 11
 RIG_WORKERS = 1
 RIG_CONCURRENCY = 1
@@ -57,11 +57,14 @@ RIG_ENV: dict[str, str] = {
     "NEXUS_BREAKER_RESET_TIMEOUT_S": "30",
     "NEXUS_BREAKER_ENABLED": "true",
     "NEXUS_TOKEN_REFRESH_MARGIN_S": "60",
+    # One page at a time: with concurrent pages, which failing page a fleet audit reports first, and whether a
+    # later page's success resets the breaker count, depend on thread timing.
+    "NEXUS_FLEET_PAGE_CONCURRENCY": "1",
+    "NEXUS_FLEET_STALE_FALLBACK": "false",
 }
 SLOW_DELAY_MS = 2500  # > NEXUS_HTTP_TIMEOUT_S (ldap3 rounds its receive timeout up to whole seconds: 1 s)
 FLAKY_EVERY = 2
 RETRY_AFTER_S = 1
-LISTING_PAGE_SIZE = 100
 WAIT_S = 60.0
 
 START_MARKER = "<!-- fault-matrix:start -->"
@@ -121,14 +124,15 @@ def all_cells() -> list[Cell]:
 
 
 @dataclass(frozen=True, slots=True)
-class Listing:
-    """The system's listing (``fetch_page`` chain behind ``resilient_http_call``) under ``truncated``."""
+class Fleet:
+    """A fleet audit under ``truncated``: every system's listing paged by the fleet pipeline (:mod:`tasks.fleet`)."""
 
+    failed: bool = True  # the system is in the fleet report's systems_failed
     error: str = ""
     kind: str = ""
-    attempts: int = 1
+    page: int | None = None  # the page that failed (0-based, as the report's error says)
+    attempts: int = 1  # attempts at that page
     requests: int = 0
-    waits: tuple[float, ...] = ()
     breaker: str = "closed"
     breaker_failures: int = 0
 
@@ -149,7 +153,7 @@ class Outcome:
     breaker_failures: int = 0
     next_error: str = ""  # a follow-up audit while the breaker is open: the system's error class
     next_requests: int | None = None  # ... and the requests it sent (must be 0)
-    listing: Listing | None = None
+    fleet: Fleet | None = None
 
     def diff(self, other: Outcome) -> dict[str, tuple[Any, Any]]:
         """{field: (self's value, other's value)} for every field that differs."""
@@ -186,13 +190,13 @@ def _malformed(requests: int = 1) -> Outcome:
     return _fail("MalformedResponseError", "malformed", 1, requests, breaker_failures=1)
 
 
-def _truncated(listing: Listing | None, requests: int = 1) -> Outcome:
-    """Lookups do not page: the audit reads the system; the listing shows the fault."""
-    return _read(requests=requests, listing=listing)
+def _truncated(fleet: Fleet | None, requests: int = 1) -> Outcome:
+    """Lookups do not page: the audit reads the system; the fleet audit shows the fault."""
+    return _read(requests=requests, fleet=fleet)
 
 
-def _listing_transient(requests: int) -> Listing:
-    return Listing("TransientError", "transient", 3, requests, _BACKOFF, "closed", 1)
+def _fleet_transient(page: int, requests: int) -> Fleet:
+    return Fleet(True, "TransientError", "transient", page, 3, requests, "closed", 1)
 
 
 EXPECTED: dict[Cell, Outcome] = {}  # filled below, per system
@@ -219,7 +223,7 @@ _expect(System.WORKDAY, {
     Fault.THROTTLE_PERSISTENT: _throttled(429, (_RA, _RA)),
     Fault.EXPIRED_TOKEN: _auth(401, 3),
     Fault.MALFORMED: _malformed(),
-    Fault.TRUNCATED: _truncated(Listing("MalformedResponseError", "malformed", 1, 3, (), "closed", 1)),
+    Fault.TRUNCATED: _truncated(Fleet(True, "MalformedResponseError", "malformed", 5, 1, 11, "closed", 1)),
 }, {
     Fault.TRUNCATED: "Workday states its total: a listing that stops short is an incomplete listing, not a short "
                      "fleet",
@@ -234,7 +238,7 @@ _expect(System.AD, {
     Fault.THROTTLE_PERSISTENT: _throttled(None, _BACKOFF),
     Fault.EXPIRED_TOKEN: _auth(None, 2),
     Fault.MALFORMED: _malformed(requests=2),
-    Fault.TRUNCATED: _truncated(_listing_transient(12), requests=2),
+    Fault.TRUNCATED: _truncated(_fleet_transient(1, 12), requests=2),
     Fault.REFUSED: _down(None, requests=0),
 }, {
     Fault.DOWN: "LDAP: connection reset",
@@ -257,7 +261,7 @@ _expect(System.ENTRA, {
     Fault.THROTTLE_PERSISTENT: _throttled(429, (_RA, _RA)),
     Fault.EXPIRED_TOKEN: _auth(401, 3),
     Fault.MALFORMED: _malformed(),
-    Fault.TRUNCATED: _truncated(_listing_transient(7)),
+    Fault.TRUNCATED: _truncated(_fleet_transient(1, 4)),
 }, {
     Fault.TRUNCATED: "the nextLink answers 400 `Directory_ExpiredPageToken`, classed transient",
 })
@@ -270,7 +274,7 @@ _expect(System.INTUNE, {
     Fault.THROTTLE_PERSISTENT: _throttled(429, (_RA, _RA)),
     Fault.EXPIRED_TOKEN: _auth(401, 2),
     Fault.MALFORMED: _malformed(),
-    Fault.TRUNCATED: _truncated(_listing_transient(6)),
+    Fault.TRUNCATED: _truncated(_fleet_transient(1, 4)),
 }, {
     Fault.EXPIRED_TOKEN: "the new Graph token comes from Entra's token endpoint (counted under Entra)",
     Fault.TRUNCATED: "the nextLink answers 400 `Directory_ExpiredPageToken`, classed transient",
@@ -284,7 +288,7 @@ _expect(System.LANSWEEPER, {
     Fault.THROTTLE_PERSISTENT: _throttled(429, (_RA, _RA)),
     Fault.EXPIRED_TOKEN: _auth(401, 2),
     Fault.MALFORMED: _malformed(),
-    Fault.TRUNCATED: _truncated(_listing_transient(6)),
+    Fault.TRUNCATED: _truncated(_fleet_transient(1, 4)),
 }, {
     Fault.EXPIRED_TOKEN: "a static API token: the retry re-sends it once",
 })
@@ -297,7 +301,7 @@ _expect(System.HELIX, {
     Fault.THROTTLE_PERSISTENT: _throttled(429, (_RA, _RA)),
     Fault.EXPIRED_TOKEN: _auth(401, 3),
     Fault.MALFORMED: _malformed(),
-    Fault.TRUNCATED: _truncated(_listing_transient(8), requests=2),
+    Fault.TRUNCATED: _truncated(_fleet_transient(2, 7), requests=2),
 }, {
     Fault.FLAKY: _MULTI_REQUEST_FLAKY.format("return tickets + asset"),
     Fault.TRUNCATED: "the `next` page answers 500 ARERR 552",
@@ -500,7 +504,7 @@ class FaultMatrix:
         if state == "open":
             observed = replace(observed, **self._follow_up(system, key, subject))
         if fault is Fault.TRUNCATED:
-            observed = replace(observed, listing=self._listing(system))
+            observed = replace(observed, fleet=self._fleet(system))
         return observed, str(error.get("message", "")), detail
 
     def _reset(self) -> None:
@@ -563,34 +567,26 @@ class FaultMatrix:
         snapshot = self.http.get("/_sim/requests").raise_for_status().json()
         return int(snapshot.get(system.value, {}).get("total", 0))
 
-    # -- listings --------------------------------------------------------------------------------------------------
-    def _listing(self, system: System) -> Listing | None:
-        """The whole listing through the client's page chain, with the seed's retry decorator and the shared
-        breaker, in this process (sleeps recorded, not slept). FedEx has no listing."""
+    # -- the fleet audit ---------------------------------------------------------------------------------------------
+    def _fleet(self, system: System) -> Fleet | None:
+        """A fleet audit while the fault is still set: the system's listing is paged by the fleet pipeline.
+        FedEx has no listing (it tracks numbers in chunks of 30): None."""
         if system is System.FEDEX:
             return None
-        from clients.errors import NexusClientError
-        from clients.resilience import resilient_http_call
-
-        waits: list[float] = []
         before = self._count(system)
-        client, chain = _listing_chain(system)
-        call = resilient_http_call(system.value, sleep=waits.append)(lambda: sum(1 for _ in chain()))
-        error: NexusClientError | None = None
-        try:
-            call()
-        except NexusClientError as exc:
-            error = exc
-        finally:
-            with contextlib.suppress(Exception):
-                client.close()
+        nx = self.rig.nexus()
+        view: dict[str, Any] = nx.wait(nx.submit(nx.request_for(fleet=True)), timeout=self.wait_s)
+        report = view.get("report") or {}
+        error = (report.get("errors") or {}).get(system.display) or {}
         state, failures = _breaker(system)
-        return Listing(
-            error=type(error).__name__ if error else "",
-            kind=error.kind if error else "",
-            attempts=len(waits) + 1,
+        page = error.get("page")
+        return Fleet(
+            failed=view["status"] == "done" and system.display in (report.get("systems_failed") or []),
+            error=str(error.get("type", "")),
+            kind=str(error.get("kind", "")),
+            page=int(page) if page is not None else None,
+            attempts=int(error.get("attempts") or 0),
             requests=self._count(system) - before,
-            waits=tuple(waits),
             breaker=state,
             breaker_failures=failures,
         )
@@ -645,47 +641,6 @@ def _breaker(system: System) -> tuple[str, int]:
     return str(state["state"]), int(str(state["failures"]))
 
 
-def _listing_chain(system: System) -> tuple[Any, Callable[[], Iterator[Any]]]:
-    """A fresh client for ``system`` (from the process settings) and a function that iterates its listing."""
-    from clients.paging import iter_all
-    from nexus.settings import get_settings
-
-    settings = get_settings()
-    client: Any
-    if system is System.AD:
-        from clients.ad import ADClient
-
-        client = ADClient(settings, page_size=LISTING_PAGE_SIZE)
-        return client, client.list_users
-    if system is System.WORKDAY:
-        from clients.workday import WorkdayClient
-
-        client = WorkdayClient(settings)
-    elif system is System.ENTRA:
-        from clients.entra import EntraClient
-
-        client = EntraClient(settings)
-    elif system is System.INTUNE:
-        from clients.intune import IntuneClient
-
-        client = IntuneClient(settings)
-    elif system is System.LANSWEEPER:
-        from clients.lansweeper import LansweeperClient
-
-        client = LansweeperClient(settings)
-    elif system is System.HELIX:
-        from clients.helix import HelixClient
-
-        client = HelixClient(settings)
-    else:
-        raise ValueError(f"{system.display} has no listing")
-
-    def chain() -> Iterator[Any]:
-        return iter_all(lambda cursor: client.fetch_page(cursor, page_size=LISTING_PAGE_SIZE))
-
-    return client, chain
-
-
 # -- rendering -----------------------------------------------------------------------------------------------------
 
 
@@ -699,7 +654,7 @@ def _fmt_breaker(state: str, failures: int) -> str:
     return f"closed → {state}"
 
 
-def _fmt_error(o: Outcome | Listing, status: int | None = None) -> str:
+def _fmt_error(o: Outcome, status: int | None = None) -> str:
     if not o.error:
         return "-"
     return f"`{o.error}` ({o.kind}{f', HTTP {status}' if status else ''})"
@@ -715,14 +670,14 @@ def _fmt_notes(cell: Cell, o: Outcome) -> str:
     parts: list[str] = []
     if o.next_error:
         parts.append(f"next audit: `{o.next_error}`, {o.next_requests} requests")
-    if o.listing is not None:
-        lst = o.listing
-        outcome = f"`{lst.error}` ({lst.kind})" if lst.error else "read"
-        parts.append(f"listing: {outcome} after {lst.attempts} attempt{'s' if lst.attempts != 1 else ''}, "
-                     f"{lst.requests} requests, waits {_fmt_waits(lst.waits)}, breaker "
-                     f"{_fmt_breaker(lst.breaker, lst.breaker_failures)}")
+    if o.fleet is not None:
+        f = o.fleet
+        what = f"`{f.error}` ({f.kind})" + (f" on page {f.page + 1}" if f.page is not None else "")
+        parts.append(f"fleet audit: {'failed' if f.failed else 'read'}, {what} after {f.attempts} "
+                     f"attempt{'s' if f.attempts != 1 else ''}, {f.requests} requests, breaker "
+                     f"{_fmt_breaker(f.breaker, f.breaker_failures)}")
     elif cell[1] is Fault.TRUNCATED:
-        parts.append("listing: n/a (FedEx has none)")
+        parts.append("fleet audit: n/a (FedEx has no listing)")
     if cell in NOTES:
         parts.append(NOTES[cell])
     return "; ".join(parts)
@@ -759,9 +714,9 @@ GENERAL_NOTES: tuple[str, ...] = (
     "prove the system is alive and reset the count. With `NEXUS_BREAKER_FAIL_MAX=3`, a dead system opens its "
     "breaker on the fetch's third attempt, and the next audit fails fast without sending anything.",
     "**Truncated paging**: an audit's per-subject lookups never page, so the audit itself is unaffected. The fault "
-    "is exercised through the system's listing (its `fetch_page` chain, as a fleet audit pages it) under the "
-    "seed's `resilient_http_call` (retries, then ONE breaker failure for the whole call), page size "
-    f"{LISTING_PAGE_SIZE}.",
+    "is exercised by a fleet audit (`tasks/fleet.py`), which pages every system's listing through its client's "
+    "`fetch_page` chain and retries a failed PAGE (not the whole listing) with countdowns; the page number is 1-based "
+    "here, 0-based in the report's `errors`. The org is large enough that every listing has two pages or more.",
     "**Flaky, every 2nd request**: the fault counts requests, so the drill spends one passing request first and the "
     "audit's first request is the failing one. A retry repeats the whole fetch: where one fetch needs two or more "
     "requests (Helix: return tickets and the asset; AD: the search, the manager read and a bind after a dropped "
@@ -826,7 +781,7 @@ __all__ = [
     "DrillError",
     "Fault",
     "FaultMatrix",
-    "Listing",
+    "Fleet",
     "Outcome",
     "Rig",
     "Subjects",

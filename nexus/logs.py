@@ -61,7 +61,7 @@ def configured_secrets() -> list[str]:
     s = get_settings()
     return [v.get_secret_value() for v in (s.workday_client_secret, s.workday_refresh_token, s.azure_client_secret,
                                            s.ad_bind_password, s.lansweeper_token, s.helix_password,
-                                           s.fedex_client_secret)]
+                                           s.fedex_client_secret, s.mcp_token)]
 
 
 def setup_logging(level: str | int | None = None) -> None:

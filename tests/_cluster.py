@@ -45,15 +45,17 @@ TEST_POLICY_ENV = {
 
 
 def repoint_celery_app() -> None:
-    """Drop the broker pool and result backend that ``celery_app`` caches, so a changed ``broker_url`` or
+    """Drop the broker pools and result backend that ``celery_app`` caches, so a changed ``broker_url`` or
     ``result_backend`` takes effect (``conf.update`` alone keeps publishing to the first Redis this process used,
-    which breaks a second Cluster in the same test session)."""
+    which breaks a second Cluster in the same test session), and so no connection from before a Redis restart is
+    reused."""
     from workers.app import celery_app
 
+    from kombu import pools
+
     app: Any = celery_app
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    pools.reset()  # kombu keeps one pool per broker URL: drop them all, stale connections with them
+    app._pool = None
     app.amqp._producer_pool = None
     backend = app._backend_cache or getattr(app._local, "backend", None)
     consumer = getattr(backend, "result_consumer", None) if backend is not None else None
@@ -82,6 +84,21 @@ class Cluster:
     env: dict[str, str]
     workdir: Path
     workers: list[WorkerProcess] = field(default_factory=list)
+    _saved_env: dict[str, str | None] = field(default_factory=dict)
+    _active: bool = True
+
+    def deactivate(self) -> None:
+        """Give this process back its own environment while the cluster keeps running (a session-wide cluster
+        must not leak its short test policies into unit tests that run between integration tests)."""
+        if self._active:
+            self._restore_env(self._saved_env)
+            self._active = False
+
+    def activate(self) -> None:
+        """Point this process at the cluster again (after :meth:`deactivate`)."""
+        if not self._active:
+            self._saved_env = self._apply_env_here()
+            self._active = True
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     @classmethod
@@ -95,6 +112,7 @@ class Cluster:
             env = {**stack.env(), "REDIS_URL": url, **TEST_POLICY_ENV, **(extra_env or {})}
             cluster = cls(stack=stack, redis_url=url, env=env, workdir=Path(tmp))
             saved = cluster._apply_env_here()
+            cluster._saved_env = saved
             try:
                 for i in range(workers):
                     cluster.spawn_worker(f"w{i + 1}", concurrency=concurrency)

@@ -1,4 +1,10 @@
-"""Shared fixtures. The integration rig (real Redis, simulators, worker processes) starts only when a test asks."""
+"""Shared fixtures. The integration rig (real Redis, simulators, worker processes) starts only when a test asks.
+
+The session-wide cluster is started once; its environment (short retry and breaker policies, the simulators'
+URLs, the private Redis) is applied to this process only while a test that uses it runs, so unit tests collected in
+between see the defaults. Module-scoped fixtures built on ``cluster`` run with the environment NOT applied: they
+should pass ``cluster.env`` explicitly (as subprocesses do) or call ``cluster.activate()`` themselves.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,25 @@ from tests._cluster import Cluster
 def cluster() -> Iterator[Cluster]:
     """300 people, seed 11, two worker processes of two pool children each."""
     with Cluster.start(people=300, seed=11, workers=2, concurrency=2) as c:
-        yield c
+        c.deactivate()
+        try:
+            yield c
+        finally:
+            c.activate()  # Cluster.start restores the original environment on exit
+
+
+@pytest.fixture(autouse=True)
+def _cluster_environment(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Point this process at the session cluster for the duration of a test that uses it."""
+    if "cluster" not in request.fixturenames and "rig" not in request.fixturenames:
+        yield
+        return
+    c: Cluster = request.getfixturevalue("cluster")
+    c.activate()
+    try:
+        yield
+    finally:
+        c.deactivate()
 
 
 @pytest.fixture()

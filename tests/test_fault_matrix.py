@@ -80,9 +80,11 @@ def test_expected_outcomes_follow_the_error_tree(cell: Cell) -> None:
         assert (o.error, o.attempts, o.breaker, o.breaker_failures) == ("MalformedResponseError", 1, "closed", 1)
     if fault is Fault.TRUNCATED:
         assert not o.failed, "lookups do not page"
-        assert (o.listing is None) == (system is System.FEDEX)
-        if o.listing is not None:
-            assert o.listing.error and o.listing.breaker_failures == 1  # one failed call, after its retries
+        assert (o.fleet is None) == (system is System.FEDEX)
+        if o.fleet is not None:  # the fleet audit completes and names the system it could not list completely
+            assert o.fleet.failed and o.fleet.error and o.fleet.page is not None and o.fleet.page >= 1
+            assert o.fleet.attempts == (3 if o.fleet.kind == "transient" else 1)  # the PAGE is retried
+            assert o.fleet.breaker == "closed"
 
 
 def test_published_table_is_the_expected_table() -> None:
@@ -98,6 +100,7 @@ def test_render_marks_failures_transitions_and_listings() -> None:
     assert "| Workday | down | user | failed, in `systems_failed` | `TransientError` (transient, HTTP 503) | 3 | " \
            "0.25, 0.5 | 3 | closed → open | next audit: `BreakerOpenError`, 0 requests |" in section
     assert "| FedEx | truncated paging | device+return | read |" in section
+    assert "fleet audit: failed, `TransientError` (transient) on page 2 after 3 attempts" in section
     with pytest.raises(ValueError, match="markers"):
         update_document("no markers here")
 

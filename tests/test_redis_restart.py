@@ -30,7 +30,7 @@ from fastmcp.exceptions import ToolError
 from nexus.audits.spec import AuditRequest, InvalidInput
 from nexus.audits.store import AuditStore
 from nexus.facade import AuditLost, Nexus, ServiceUnavailable, WaitTimeout
-from tests._cluster import Cluster
+from tests._cluster import Cluster, repoint_celery_app
 from tests._redis_server import REDIS_SERVER, _wait_ready, free_port
 
 pytestmark = pytest.mark.integration
@@ -123,8 +123,44 @@ def _mcp(calls: list[tuple[str, dict[str, Any]]]) -> list[str | dict[str, Any]]:
     return anyio.run(main)
 
 
+def test_redis_restart_new_audits_work_without_restarting_workers(restartable: RestartableRedis,
+                                                                   restart_cluster: Cluster) -> None:
+    """The quick version (in ``make test``): killed mid-fetch, clear errors while down, new audits once back."""
+    from typer.testing import CliRunner
+
+    from nexus.cli import app
+
+    c = restart_cluster
+    nx = c.nexus()
+    assert c.stack.org is not None
+    people = [w.email for w in c.stack.org.workday[20:24]]
+    worker_pids = sorted(w.proc.pid for w in c.workers)
+    assert nx.wait(nx.submit(nx.request_for(email=people[0])), timeout=WAIT)["status"] == "done"
+    c.fault("entra", "slow", delay_ms=1500)
+    audit_id = nx.submit(nx.request_for(email=people[1]))
+    _until(lambda: nx.get(audit_id)["progress"]["systems"].get("entra", {}).get("status") == "running", 10.0,
+           "fetch_entra to be running")
+    restartable.kill()
+    try:
+        error, elapsed = _timed(lambda: nx.wait(audit_id, timeout=5))
+        assert isinstance(error, ServiceUnavailable) and elapsed < 3.0, (error, elapsed)
+        for args in (["audit", "submit", "--email", people[2], "--wait", "--timeout", "5"],
+                     ["audit", "status", audit_id]):
+            result = CliRunner().invoke(app, args)
+            assert result.exit_code == 1 and "Redis unreachable" in result.output, result.output
+    finally:
+        c.clear_faults()
+        restartable.start()
+    view = nx.wait(nx.submit(nx.request_for(email=people[3])), timeout=WAIT)
+    assert view["status"] == "done" and view["report"]["systems_failed"] == [], view
+    assert sorted(w.proc.pid for w in c.workers) == worker_pids and all(w.proc.poll() is None for w in c.workers)
+    assert "Unrecoverable error" not in c.worker_logs()
+
+
+@pytest.mark.drill
 def test_redis_killed_mid_audit_then_restarted_empty(restartable: RestartableRedis,
                                                       restart_cluster: Cluster) -> None:
+    """Every door (facade, CLI subprocesses, MCP), a CLI already waiting, the lost audits and their leftovers."""
     c = restart_cluster
     env = {**os.environ, **c.env}
     nx = c.nexus()
@@ -180,22 +216,23 @@ def test_redis_killed_mid_audit_then_restarted_empty(restartable: RestartableRed
     assert view["status"] == "done" and view["report"]["systems_failed"] == [], view
     print(f"outage {outage:.1f}s; first audit after the restart done in {recovered_in:.1f}s")
     done = _cli(["audit", "submit", "--email", people[3], "--wait", "--timeout", "60", "--json"], env)
+    lost = _cli(["audit", "status", in_flight[0]], env)
+    (answer,) = _mcp([("audit_user_drift", {"email": people[4], "wait_s": 30})])
+    assert isinstance(answer, dict) and answer["status"] == "done", answer
     out, err = done.communicate(timeout=90)
     assert done.returncode == 0, err[-2000:]
     assert json.loads(out)["status"] == "done"
-    (answer,) = _mcp([("audit_user_drift", {"email": people[4], "wait_s": 30})])
-    assert isinstance(answer, dict) and answer["status"] == "done", answer
     assert sorted(w.proc.pid for w in c.workers) == worker_pids
     assert all(w.proc.poll() is None for w in c.workers)
-    c.wait_ready(len(c.workers), timeout=10.0)  # both answer the broker again
+    repoint_celery_app()  # this process's pooled broker connections predate the restart
+    c.wait_ready(len(c.workers), timeout=10.0)  # both workers answer on the broker again
 
     # The audits that were in flight went with Redis's data: reported as unknown, never waited on.
     for audit_id in in_flight:
         error, elapsed = _timed(lambda audit_id=audit_id: nx.wait(audit_id, timeout=5))
         assert isinstance(error, InvalidInput) and "no audit with id" in str(error) and elapsed < 1.0
-    status = subprocess.run([NEXUS, "audit", "status", in_flight[0]], env=env, capture_output=True, text=True,
-                            timeout=30)
-    assert status.returncode == 2 and "no audit with id" in status.stderr
+    _, err = lost.communicate(timeout=30)
+    assert lost.returncode == 2 and "no audit with id" in err  # unknown now, like an expired one
 
     logs = c.worker_logs()
     assert "Connection to broker lost" in logs
@@ -203,9 +240,10 @@ def test_redis_killed_mid_audit_then_restarted_empty(restartable: RestartableRed
     # Nothing that finished late resurrected a lost audit as a half-written record.
     r = c.redis()
     for audit_id in in_flight:
-        _until(lambda: not any(r.scan_iter(f"nexus:audit:{audit_id}*")) or True, 0.1, "")
         meta = r.hgetall(f"nexus:audit:{audit_id}")
         assert not meta or b"status" in meta, meta
+        leftovers = {key.decode(): r.ttl(key) for key in r.scan_iter(f"nexus:audit:{audit_id}*")}
+        assert all(ttl > 0 for ttl in leftovers.values()), f"keys without expiry: {leftovers}"
 
 
 # -- the facade's part, without servers ---------------------------------------------------------------------------------

@@ -29,6 +29,18 @@ STATUSES = ("queued", "running", "done", "failed")
 TERMINAL = ("done", "failed")
 
 
+# Writes from tasks that may outlive their audit (Redis restarted without its data, or the audit expired while a
+# task still ran): touch the audit's keys only while its record exists, so nothing is resurrected without an expiry.
+_HSET_IF_AUDIT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+"""
+_HSETNX_IF_AUDIT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
+"""
+
+
 class AuditNotFound(KeyError):
     """No audit with that id (never existed, or expired)."""
 
@@ -80,7 +92,7 @@ class AuditStore:
 
     def meta(self, audit_id: str) -> dict[str, Any]:
         raw = self.r.hgetall(self.key(audit_id))
-        if not raw:
+        if not raw or (b"status" not in raw and "status" not in raw):  # nothing, or a fragment of a lost audit
             raise AuditNotFound(audit_id)
         meta: dict[str, Any] = {_s(k): _s(v) for k, v in raw.items()}
         for name in ("created_at", "updated_at"):
@@ -126,23 +138,26 @@ class AuditStore:
 
     def set_system_progress(self, audit_id: str, system: str, info: dict[str, Any]) -> None:
         key = self.key(audit_id, "progress")
-        self.r.hset(key, f"sys:{system}", json.dumps(info, separators=(",", ":")))
+        self.r.eval(_HSET_IF_AUDIT, 2, self.key(audit_id), key, f"sys:{system}",
+                    json.dumps(info, separators=(",", ":")))
 
     def set_total(self, audit_id: str, total: int) -> None:
         self.r.hset(self.key(audit_id, "progress"), "total", total)
 
     def save_part(self, audit_id: str, part: int, result: Any, done_increment: int) -> bool:
         """Store one part's result. Returns False if that part was already stored (a redelivered task): the
-        progress counter is only advanced the first time, so nothing is counted twice."""
+        progress counter is only advanced the first time, so nothing is counted twice. Also False, writing nothing,
+        when the audit no longer exists."""
         key = self.key(audit_id, "parts")
-        stored = self.r.hsetnx(key, str(part), json.dumps(result, separators=(",", ":"), default=str))
-        if stored:
+        stored = self.r.eval(_HSETNX_IF_AUDIT, 2, self.key(audit_id), key, str(part),
+                             json.dumps(result, separators=(",", ":"), default=str))
+        if stored == 1:
             pipe = self.r.pipeline(transaction=True)
             pipe.expire(key, self.ttl_s)
             pipe.hincrby(self.key(audit_id, "progress"), "done", done_increment)
             pipe.hset(self.key(audit_id), "updated_at", self.clock())
             pipe.execute()
-        return bool(stored)
+        return stored == 1
 
     def parts_count(self, audit_id: str) -> int:
         return int(self.r.hlen(self.key(audit_id, "parts")))
