@@ -17,7 +17,8 @@ request budgets ON (``NEXUS_RATE_BUDGETS`` defaults), and ``--workers`` Celery w
      cursor listings (Graph, Lansweeper, LDAP):  pages x latency, or (requests - burst) / rate under a budget
      offset listings (Workday, Helix):           ceil(pages / page concurrency) x latency, or its budget
      Helix, then FedEx:                          the two chains one after the other
-   and the comparison is the compare task's own measured time;
+   and the comparison is the final compare task's own measured time (the device rules and the report: the people
+   rules run earlier, while the device systems are still paging, so they are off the critical path);
 
 3. requests sent (listing requests from the simulators' request log; tokens, logins and LDAP binds excluded)
    against the minimum number of pages (records / page size per listing, numbers / 30 for FedEx);
@@ -125,8 +126,9 @@ def lower_bound(report: dict[str, Any], latency_s: float, concurrency: int) -> t
     chains["helix+fedex"] = (chain("helix", helix_assets, True) + chain("helix", helix_tickets, True)
                              + chain("fedex", pages["fedex"], True))
     longest = max(chains, key=lambda k: chains[k])
-    compare_s = float(report["stats"]["timings"]["compare_s"])
-    return chains[longest] + compare_s, f"{longest} {chains[longest]:.1f}s + compare {compare_s:.1f}s"
+    timings = report["stats"]["timings"]
+    compare_s = float(timings.get("final_s", timings.get("compare_s", 0.0)))
+    return chains[longest] + compare_s, f"{longest} {chains[longest]:.1f}s + final comparison {compare_s:.1f}s"
 
 
 # -- the runs --------------------------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from clients._log import Throttle, display_name, log, system_id
-from clients.errors import CircuitOpenError, counts_against_breaker
+from clients.errors import CircuitOpenError, counts_against_breaker, is_retryable
 from clients.policy import BreakerPolicy
 
 T = TypeVar("T")
@@ -610,8 +610,10 @@ class NexusBreaker(pybreaker.CircuitBreaker):
         if not self.is_system_error(exc):
             self._succeeded(ticket)  # the system answered (404, 401, 429...): it is alive
             return None
-        if not count_failure and not ticket.token:
-            return None  # an attempt the caller will retry: neither a failure nor a success (a trial still counts)
+        if not count_failure and not ticket.token and is_retryable(exc):
+            # An attempt the caller will retry: neither a failure nor a success (a trial still counts). A failure no
+            # retry follows (a malformed answer) is the caller's final outcome whatever its plans: it counts.
+            return None
         verdict, failures = self.storage.record_failure(ticket, self._now_ms(), self.fail_max)
         for listener in self.listeners:
             listener.failure(self, exc)
@@ -660,8 +662,9 @@ class NexusBreaker(pybreaker.CircuitBreaker):
         """``with breaker.calling(): ...``: the block is the guarded call.
 
         ``count_failure=False`` is for a caller that retries by itself across runs (a Celery task on a non-final
-        attempt): a failure of the block then leaves the count alone, so one failed task, not each of its runs,
-        is one breaker failure. A half-open trial's failure re-opens the circuit all the same.
+        attempt): a retryable failure of the block then leaves the count alone, so one failed task, not each of its
+        runs, is one breaker failure. A failure that is never retried (a malformed answer) counts all the same, and
+        so does a half-open trial's failure (it re-opens the circuit).
         """
         if not self.policy.enabled:
             yield

@@ -151,7 +151,7 @@ def _retry_options(service_name: str, policy: RetryPolicy, breaker: NexusBreaker
             logging.WARNING,
             service_name,
             f"Retry attempt {state.attempt_number}/{policy.max_attempts} after {error_type}: {exc} "
-            f"(waiting {wait_s:.1f}s)",
+            f"(waiting {round(wait_s, 3)}s)",
             attempt=state.attempt_number,
             max_attempts=policy.max_attempts,
             wait_s=wait_s,

@@ -76,10 +76,13 @@ class Nexus:
         request.check(self.settings.bulk_max_emails)  # a request not built by request_for is validated here
         errors = _connection_errors()
         try:
-            self.store.create(request)
+            self.store.create(request, total=2 if request.kind is AuditKind.DEVICE else None)
         except errors as exc:
             raise ServiceUnavailable(f"cannot store the audit: Redis unreachable ({type(exc).__name__})") from exc
         try:
+            # Planning (and every chord) happens in a worker: a chord applied here would subscribe this process to
+            # the result backend's pub/sub, which a long-running front end (MCP server) must not accumulate, and
+            # which cannot recover once Redis restarts ("the Celery application must be restarted").
             plan_audit.apply_async(args=[request.audit_id], retry=False)
         except errors as exc:
             try:

@@ -223,7 +223,7 @@ _expect(System.WORKDAY, {
     Fault.THROTTLE_PERSISTENT: _throttled(429, (_RA, _RA)),
     Fault.EXPIRED_TOKEN: _auth(401, 3),
     Fault.MALFORMED: _malformed(),
-    Fault.TRUNCATED: _truncated(Fleet(True, "MalformedResponseError", "malformed", 5, 1, 11, "closed", 1)),
+    Fault.TRUNCATED: _truncated(Fleet(True, "MalformedResponseError", "malformed", 5, 1, 6, "closed", 1)),
 }, {
     Fault.TRUNCATED: "Workday states its total: a listing that stops short is an incomplete listing, not a short "
                      "fleet",
@@ -291,6 +291,7 @@ _expect(System.LANSWEEPER, {
     Fault.TRUNCATED: _truncated(_fleet_transient(1, 4)),
 }, {
     Fault.EXPIRED_TOKEN: "a static API token: the retry re-sends it once",
+    Fault.TRUNCATED: "the cursor answers `INTERNAL_SERVER_ERROR` (result set gone), classed transient",
 })
 
 _expect(System.HELIX, {
@@ -301,7 +302,7 @@ _expect(System.HELIX, {
     Fault.THROTTLE_PERSISTENT: _throttled(429, (_RA, _RA)),
     Fault.EXPIRED_TOKEN: _auth(401, 3),
     Fault.MALFORMED: _malformed(),
-    Fault.TRUNCATED: _truncated(_fleet_transient(2, 7), requests=2),
+    Fault.TRUNCATED: _truncated(_fleet_transient(1, 6), requests=2),
 }, {
     Fault.FLAKY: _MULTI_REQUEST_FLAKY.format("return tickets + asset"),
     Fault.TRUNCATED: "the `next` page answers 500 ARERR 552",
@@ -424,6 +425,7 @@ class FaultMatrix:
         # One client for the control API: a new httpx client per call costs ~0.1 s (it builds an SSL context),
         # longer than the 0.25 s countdown the throttle cell must beat.
         self.http = httpx.Client(base_url=str(rig.stack.url), timeout=10.0)
+        self._ldap_stopped = False
 
     def close(self) -> None:
         self.http.close()
@@ -525,8 +527,11 @@ class FaultMatrix:
             self._fault(system, "flaky", fail_every=FLAKY_EVERY)
             # The fault counts requests from 1 and fails every FLAKY_EVERY-th: spend the passing ones here, so the
             # audit's FIRST request is the one that fails and the retry is what the cell shows.
+            before = self._count(system)
             for _ in range(FLAKY_EVERY - 1):
                 self._prime(system)
+            if self._count(system) - before < FLAKY_EVERY - 1:  # (AD logs the prime's unbind too)
+                raise DrillError(f"priming {system.display} did not reach its fault board")
         elif fault in (Fault.THROTTLE, Fault.THROTTLE_PERSISTENT):
             self._fault(system, "throttle", retry_after=RETRY_AFTER_S)
         elif fault is Fault.EXPIRED_TOKEN:
@@ -537,6 +542,7 @@ class FaultMatrix:
             self._fault(system, "truncated")
         elif fault is Fault.REFUSED:
             self._ldap_proxy().stop()
+            self._ldap_stopped = True
 
     def _audit(self, key: str, subject: str, *, lift: tuple[System, int] | None = None) -> dict[str, Any]:
         nx = self.rig.nexus()
@@ -593,7 +599,9 @@ class FaultMatrix:
 
     # -- the AD proxy and priming ----------------------------------------------------------------------------------
     def _ldap_proxy(self) -> Any:
-        proxy = getattr(self.rig.stack, "_proxy", None)  # the stack's LDAP fault proxy (slapd mode only)
+        """The stack's LDAP fault proxy (``nexus.sim.ldap_proxy.LdapProxy``; slapd mode only). Stopping it closes
+        the LDAP port: clients get "connection refused". ``start()`` listens on the same port again."""
+        proxy = getattr(self.rig.stack, "_proxy", None)
         if proxy is None:
             raise DrillError("AD cells need the slapd-backed simulator (ldap_mode='slapd')")
         return proxy
@@ -606,9 +614,9 @@ class FaultMatrix:
     def _restore(self) -> None:
         """Faults off, and the LDAP proxy listening again on its port (after ``refused``)."""
         self.http.delete("/_sim/faults").raise_for_status()
-        proxy = getattr(self.rig.stack, "_proxy", None)
-        if proxy is not None and getattr(proxy, "_thread", None) is None:
-            proxy.start()
+        if self._ldap_stopped:
+            self._ldap_proxy().start()
+            self._ldap_stopped = False
 
     def _prime(self, system: System) -> None:
         """One request the fault board counts for ``system`` (it is answered with an error; nothing is read)."""

@@ -5,6 +5,7 @@ would only cost result-backend writes on each audit's critical path."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -54,11 +55,13 @@ def _enqueue_remediation(audit_id: str) -> None:
         log.warning("remediation of audit %s not enqueued: %s", audit_id, exc, extra={"audit_id": audit_id})
         from nexus.remediation import write_section
 
-        write_section(get_store(), audit_id, {"status": "failed", "error": {
-            "type": type(exc).__name__, "kind": "unexpected", "message": f"not enqueued: {str(exc)[:200]}"}})
+        with contextlib.suppress(Exception):  # the audit is done; a note that cannot be written is only logged
+            write_section(get_store(), audit_id, {"status": "failed", "error": {
+                "type": type(exc).__name__, "kind": "unexpected", "message": f"not enqueued: {str(exc)[:200]}"}})
 
 
-@celery_app.task(name="nexus.compare.remediate", bind=True, acks_late=True, reject_on_worker_lost=True)
+@celery_app.task(name="nexus.compare.remediate", bind=True, acks_late=True, reject_on_worker_lost=True,
+                 ignore_result=True)
 def remediate_audit(self: Task, audit_id: str) -> dict[str, Any]:
     """Open one Helix incident per critical discrepancy of a finished audit (nexus/remediation.py)."""
     from clients.breaker import get_breaker
@@ -75,10 +78,8 @@ def remediate_audit(self: Task, audit_id: str) -> dict[str, Any]:
         log.exception("remediation of audit %s failed", audit_id, extra={"audit_id": audit_id})
         section = {"status": "failed", "error": {"type": type(exc).__name__, "kind": "unexpected",
                                                  "message": str(exc)[:300]}}
-        try:
+        with contextlib.suppress(Exception):
             write_section(store, audit_id, section)
-        except Exception:
-            pass
     return {"audit_id": audit_id, **{k: v for k, v in section.items() if k != "items"}}
 
 

@@ -1,8 +1,10 @@
 """Fleet audits (everyone and every device) on snapshots, and bulk audits that are cheaper that way.
 
-    chord([snapshot_workday, snapshot_ad, snapshot_entra, snapshot_intune, snapshot_lansweeper,
-           chain(snapshot_helix, snapshot_fedex)],            one task per system, each on its system's queue
-          compare.fleet)                                      on the compare queue, once every snapshot is settled
+    chord([chord([snapshot_workday, snapshot_ad, snapshot_entra],    one task per system, on its system's queue
+                 compare.fleet_people),                              the people part, as soon as they are in
+           snapshot_intune, snapshot_lansweeper,
+           chain(snapshot_helix, snapshot_fedex)],
+          compare.fleet)                                             the device part and the report, at the end
 
 Each ``nexus.snapshot_<system>`` pages through the system's listing into Redis (:mod:`nexus.fleet.runner`), page by
 page with a checkpoint, and returns a small marker; arguments and results carry the audit id only, never records
@@ -12,9 +14,12 @@ error) is recorded as failed and the task still returns normally, so the chord b
 reported failed, never as "everyone missing". FedEx runs after Helix (it tracks the numbers Helix's return tickets
 name), in chunks of 30 numbers (FedEx's maximum per request) fetched with bounded concurrency.
 
-``nexus.compare.fleet`` judges the snapshots (mass-drift guard, last-known-good fallback), runs the drift engine over
-them, annotates history and waivers and stores the report; then it records the good snapshots' sizes for the guard,
-keeps them for the fallback when it is on, and deletes the rest.
+``nexus.compare.fleet_people`` compares the people (Workday, AD, Entra) while the device systems are still paging and
+stores its findings; ``nexus.compare.fleet`` judges the snapshots (mass-drift guard, last-known-good fallback), runs
+the device rules, merges both parts, annotates history and waivers and stores the report; then it records the good
+snapshots' sizes for the guard, keeps them for the fallback when it is on, and deletes the rest. Splitting the
+comparison halves what one process holds (the people part never meets the device records) and takes the people part
+off the critical path. A bulk audit answered from snapshots compares its people in the one body.
 """
 
 from __future__ import annotations
@@ -69,10 +74,19 @@ def start_fleet(audit_id: str) -> dict[str, Any]:
     if not store.r.set(store.key(audit_id, "fleet_started"), "1", nx=True, ex=store.ttl_s):
         return {"audit_id": audit_id, "duplicate": True}
     store.set_total(audit_id, len(systems))
-    header: list[Any] = [SNAPSHOT_TASKS[s].si(audit_id) for s in systems if s not in (System.HELIX, System.FEDEX)]
-    if System.HELIX in systems:
-        header.append(chain(snapshot_helix.si(audit_id), snapshot_fedex.s(audit_id)))
-    chord(header, compare_fleet.s(audit_id)).apply_async()
+    people = [SNAPSHOT_TASKS[s].si(audit_id) for s in USER_SYSTEMS]
+    if kind == "bulk":
+        chord(people, compare_fleet.s(audit_id)).apply_async()
+    else:
+        # the people part of the comparison starts as soon as the people systems are in, while the device
+        # systems are still paging (Lansweeper's budget makes it the longest chain)
+        header: list[Any] = [
+            chord(people, compare_fleet_people.s(audit_id)),
+            snapshot_intune.si(audit_id),
+            snapshot_lansweeper.si(audit_id),
+            chain(snapshot_helix.si(audit_id), snapshot_fedex.s(audit_id)),
+        ]
+        chord(header, compare_fleet.s(audit_id)).apply_async()
     log.info("%s audit %s: snapshots of %s", kind, audit_id, ", ".join(s.display for s in systems),
              extra={"audit_id": audit_id})
     return {"audit_id": audit_id, "snapshots": [s.value for s in systems]}
@@ -160,7 +174,39 @@ def _retry_or_fail(task: Task, system: System, audit_id: str, source: Source, re
     raise task.retry(countdown=countdown, max_retries=None)
 
 
+def _never_raise(task: Task, system: System, audit_id: str, run: Any) -> dict[str, Any]:
+    """A chord header that raises stops the chord body: anything unexpected becomes a failed stream and a marker
+    (a countdown retry still propagates)."""
+    from celery.exceptions import Retry
+
+    from nexus.fleet.runner import error_dict
+
+    try:
+        result: dict[str, Any] = run()
+        return result
+    except Retry:
+        raise
+    except Exception as exc:
+        log.exception("[%s] snapshot for audit %s broke", system.display, audit_id,
+                      extra={"system": system.value, "audit_id": audit_id})
+        error = error_dict(exc)
+        try:
+            snaps = snapshot_store()
+            for stream in STREAMS[system]:
+                if snaps.state(audit_id, stream).status not in ("ok", "failed", "skipped"):
+                    snaps.begin(audit_id, stream)
+                    snaps.finish(audit_id, stream, "failed", error=error)
+            _Progress(audit_id, system, task.request.retries + 1).report("failed", error=error)
+        except Exception:  # Redis itself is gone: the marker below is all there is
+            log.debug("snapshot state not recorded for %s/%s", audit_id, system.value)
+        return {"system": system.value, "ok": False, "error": error}
+
+
 def run_snapshot(task: Task, system: System, audit_id: str) -> dict[str, Any]:
+    return _never_raise(task, system, audit_id, lambda: _run_snapshot(task, system, audit_id))
+
+
+def _run_snapshot(task: Task, system: System, audit_id: str) -> dict[str, Any]:
     """Thin: build the system's sources, run each stream, turn the outcome into a marker or a countdown retry."""
     from tasks.clients import get_client
 
@@ -225,6 +271,10 @@ def _tracking_numbers(audit_id: str) -> tuple[list[str] | None, str]:
 
 
 def run_fedex(task: Task, audit_id: str) -> dict[str, Any]:
+    return _never_raise(task, System.FEDEX, audit_id, lambda: _run_fedex(task, audit_id))
+
+
+def _run_fedex(task: Task, audit_id: str) -> dict[str, Any]:
     from tasks.clients import get_client
 
     system = System.FEDEX
@@ -306,6 +356,27 @@ SNAPSHOT_TASKS = {
 
 
 # -- comparison -----------------------------------------------------------------------------------------------------
+PEOPLE_RESULT = "people"
+
+
+@celery_app.task(name="nexus.compare.fleet_people", bind=True, acks_late=True, reject_on_worker_lost=True)
+def compare_fleet_people(self: Task, results: list[Any], audit_id: str) -> dict[str, Any]:
+    """The people part of a fleet comparison, stored for the final part (which redoes it if this one failed)."""
+    from nexus.fleet.compare import FleetComparer
+
+    try:
+        assessment = _assess(audit_id, "fleet", datetime.now(UTC), USER_SYSTEMS)
+        part = FleetComparer(snapshot_store(), assessment, datetime.now(UTC)).people()
+        snapshot_store().put_result(audit_id, PEOPLE_RESULT, {
+            "discrepancies": part.discrepancies, "people": part.people, "timings": part.timings,
+            "rss_mb": round(peak_rss_mb(), 1), "available": sorted(assessment.available)})
+    except Exception as exc:  # the final part compares the people itself
+        log.warning("fleet audit %s: people comparison failed early (%s): redone at the end", audit_id, exc,
+                    extra={"audit_id": audit_id})
+        return {"audit_id": audit_id, "ok": False}
+    return {"audit_id": audit_id, "ok": True, "discrepancies": len(part.discrepancies)}
+
+
 @celery_app.task(name="nexus.compare.fleet", bind=True, acks_late=True, reject_on_worker_lost=True)
 def compare_fleet(self: Task, results: list[Any], audit_id: str) -> dict[str, Any]:
     """The chord body: results are the snapshot markers (the state itself is in Redis)."""
@@ -325,11 +396,11 @@ def compare_fleet(self: Task, results: list[Any], audit_id: str) -> dict[str, An
         return {"audit_id": audit_id, "error": type(exc).__name__}
 
 
-def _assess(audit_id: str, kind: str, now: datetime) -> Any:
+def _assess(audit_id: str, kind: str, now: datetime, systems: tuple[System, ...] | None = None) -> Any:
     from nexus.fleet.assess import assess
 
     settings = get_settings()
-    return assess(snapshot_store(), audit_id, audit_systems(kind), now=now.timestamp(),
+    return assess(snapshot_store(), audit_id, systems or audit_systems(kind), now=now.timestamp(),
                   guard_drop=settings.fleet_guard_drop, fallback=settings.fleet_stale_fallback,
                   stale_max_age_s=settings.fleet_stale_max_age_s)
 
@@ -339,8 +410,10 @@ def _settle(audit_id: str, assessment: Any) -> None:
     from nexus.fleet.report import settle
 
     settings = get_settings()
-    settle(snapshot_store(), audit_id, assessment, fallback=settings.fleet_stale_fallback,
+    snaps = snapshot_store()
+    settle(snaps, audit_id, assessment, fallback=settings.fleet_stale_fallback,
            keep_ttl_s=settings.fleet_stale_max_age_s, guard_ttl_s=settings.fleet_guard_ttl_s)
+    snaps.delete_result(audit_id, PEOPLE_RESULT)
 
 
 def _assess_and_settle(audit_id: str, kind: str) -> None:
@@ -350,23 +423,40 @@ def _assess_and_settle(audit_id: str, kind: str) -> None:
         log.warning("fleet audit %s: snapshots not settled: %s", audit_id, exc, extra={"audit_id": audit_id})
 
 
+def _people_part(comparer: Any, audit_id: str) -> tuple[Any, float | None]:
+    """The stored people part when it judged the same systems available, else the people compared here."""
+    from nexus.fleet.compare import Comparison
+
+    stored = snapshot_store().get_result(audit_id, PEOPLE_RESULT)
+    people_available = sorted(comparer.available & {s.value for s in USER_SYSTEMS})
+    if stored is not None and stored.get("available") == people_available:
+        return Comparison(stored["discrepancies"], None, stored["people"], 0, dict(stored["timings"])), \
+            stored.get("rss_mb")
+    return comparer.people(), None
+
+
 def _compare(audit_id: str) -> dict[str, Any]:
-    from nexus.fleet.compare import FleetComparer
+    from nexus.fleet.compare import FleetComparer, merge
     from nexus.fleet.report import bulk_snapshot_report, fleet_report
     from tasks.compare import _finish
 
     store = get_store()
     snaps = snapshot_store()
     meta = store.meta(audit_id)
-    bulk = meta["kind"] == "bulk"
     now = datetime.now(UTC)
     assessment = _assess(audit_id, meta["kind"], now)
     comparer = FleetComparer(snaps, assessment, now)
-    if bulk:
-        report = bulk_snapshot_report(assessment, comparer.run(subjects=store.subjects(audit_id)))
+    started = time.perf_counter()
+    people_rss: float | None = None
+    if meta["kind"] == "bulk":
+        comparison = comparer.run(subjects=store.subjects(audit_id))
+        report = bulk_snapshot_report(assessment, comparison)
     else:
-        report = fleet_report(audit_id, assessment, comparer.run(), now)
-    report["stats"]["compare_peak_rss_mb"] = round(peak_rss_mb(), 1)
+        people, people_rss = _people_part(comparer, audit_id)
+        comparison = merge(people, comparer.devices())
+        comparison.timings["final_s"] = round(time.perf_counter() - started, 3)
+        report = fleet_report(audit_id, assessment, comparison, now)
+    report["stats"]["compare_peak_rss_mb"] = round(max(peak_rss_mb(), people_rss or 0.0), 1)
     for system, status in assessment.systems.items():
         if status.status in ("degraded", "stale"):
             log.warning("[%s] %s in fleet audit %s: %s", system.display, status.status, audit_id,
@@ -377,4 +467,5 @@ def _compare(audit_id: str) -> dict[str, Any]:
     return {"audit_id": audit_id, "discrepancy_count": report.get("discrepancy_count")}
 
 
-__all__ = ["FLEET_SYSTEMS", "SNAPSHOT_SYSTEMS", "SNAPSHOT_TASKS", "compare_fleet", "run_snapshot", "start_fleet"]
+__all__ = ["FLEET_SYSTEMS", "SNAPSHOT_SYSTEMS", "SNAPSHOT_TASKS", "compare_fleet", "compare_fleet_people",
+           "run_snapshot", "start_fleet"]

@@ -49,9 +49,9 @@ def repoint_celery_app() -> None:
     ``result_backend`` takes effect (``conf.update`` alone keeps publishing to the first Redis this process used,
     which breaks a second Cluster in the same test session), and so no connection from before a Redis restart is
     reused."""
-    from workers.app import celery_app
-
     from kombu import pools
+
+    from workers.app import celery_app
 
     app: Any = celery_app
     pools.reset()  # kombu keeps one pool per broker URL: drop them all, stale connections with them

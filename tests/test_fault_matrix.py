@@ -124,6 +124,23 @@ def test_outcome_diff_names_the_fields_that_differ() -> None:
     assert a.diff(a) == {}
 
 
+def test_a_failure_no_retry_follows_counts_even_for_a_retrying_caller() -> None:
+    """``calling(count_failure=False)`` (a fleet page before its last attempt) spares only errors the caller will
+    retry: a malformed answer is never retried, so it counts against the breaker as it does for lookups."""
+    from clients.breaker import get_breaker
+    from clients.errors import MalformedResponseError, TransientError
+    from clients.policy import BreakerPolicy
+
+    breaker = get_breaker("helix", redis="memory://fault-matrix", policy=BreakerPolicy(fail_max=3))
+    breaker.close()
+    with pytest.raises(TransientError), breaker.calling(count_failure=False):
+        raise TransientError("503", system="helix")
+    assert breaker.snapshot().failures == 0
+    with pytest.raises(MalformedResponseError), breaker.calling(count_failure=False):
+        raise MalformedResponseError("not JSON", system="helix")
+    assert breaker.snapshot().failures == 1
+
+
 # -- the drill (a private rig) --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def matrix() -> Iterator[FaultMatrix]:
@@ -155,3 +172,4 @@ def test_fault_cell(matrix: FaultMatrix, cell: Cell) -> None:
 @pytest.mark.parametrize("cell", all_cells(), ids=_id)
 def test_fault_cell_drill(matrix: FaultMatrix, cell: Cell) -> None:
     _check(matrix, cell)
+

@@ -113,12 +113,16 @@ def _workers_idle(cluster: Cluster) -> None:
     """Once: no task of an earlier module is still queued or running (this module's tests wait for their own)."""
     from workers.app import celery_app
 
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline:
-        _queues_empty(cluster)
-        if not any((celery_app.control.inspect(timeout=0.5).active() or {}).values()):
-            return
-        time.sleep(0.2)
+    cluster.activate()  # module fixtures run without the session cluster's environment (tests/conftest.py)
+    try:
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline:
+            _queues_empty(cluster)
+            if not any((celery_app.control.inspect(timeout=0.5).active() or {}).values()):
+                return
+            time.sleep(0.2)
+    finally:
+        cluster.deactivate()
 
 
 @pytest.fixture()

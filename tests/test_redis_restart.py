@@ -246,7 +246,7 @@ def test_redis_killed_mid_audit_then_restarted_empty(restartable: RestartableRed
         assert all(ttl > 0 for ttl in leftovers.values()), f"keys without expiry: {leftovers}"
 
 
-# -- the facade's part, without servers ---------------------------------------------------------------------------------
+# -- the facade's part, without servers --------------------------------------------------------------------------------
 
 def _fake_store() -> AuditStore:
     return AuditStore(fakeredis.FakeRedis(), ttl_s=600)
@@ -307,3 +307,19 @@ def test_no_redis_at_all_is_service_unavailable_at_once() -> None:
             error, elapsed = _timed(call)
             assert isinstance(error, ServiceUnavailable), error
             assert elapsed < 2.0
+
+
+def test_late_task_writes_never_resurrect_a_lost_audit() -> None:
+    """What a fetch or compare task finishing after an empty restart does: nothing (and no key without expiry)."""
+    store = _fake_store()
+    request = AuditRequest.bulk(["a@corp.example", "b@corp.example"], 10)
+    store.create(request)
+    store.set_system_progress(request.audit_id, "entra", {"status": "running"})
+    assert store.save_part(request.audit_id, 0, [{"email": "a@corp.example"}], done_increment=1) is True
+    store.r.flushall()
+    store.set_system_progress(request.audit_id, "entra", {"status": "ok"})
+    assert store.save_part(request.audit_id, 1, [{"email": "b@corp.example"}], done_increment=1) is False
+    assert list(store.r.scan_iter("nexus:audit:*")) == []
+    store.r.hset(store.key(request.audit_id), "updated_at", 1.0)  # a fragment, as an older version could leave
+    with pytest.raises(InvalidInput, match="no audit with id"):
+        Nexus(store=store).get(request.audit_id)

@@ -394,43 +394,7 @@ def _flower_views(fl: Flower, ids: list[str]) -> tuple[list[str], int]:
     return texts, len(mine)
 
 
-# -- the checks -----------------------------------------------------------------------------------------------------
-SOURCES = ["worker log", "this process's logs", "redis", "reports", "request log", "metrics", "flower",
-           "flower log"]
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("source", SOURCES)
-def test_no_credential_in(haystack: Haystack, source: str) -> None:
-    assert haystack.sources[source], f"nothing collected from {source}"
-    leaks = haystack.leaks(source)
-    assert not leaks, "\n".join(leaks)
-
-
-@pytest.mark.integration
-def test_the_greps_looked_where_the_credentials_travel(haystack: Haystack) -> None:
-    """Not vacuous: the Redis scan caught fetch task messages with their arguments, Flower listed the audits'
-    tasks, the worker log shows the faults, and the request log holds token requests and the LDAP binds."""
-    assert haystack.task_messages > 0, "no fetch task message seen in Redis while the audits ran"
-    assert haystack.flower_tasks >= len(haystack.audit_ids)
-    logs = haystack.sources["worker log"][0]
-    for needle in ("Retry attempt", "ThrottledError", "AuthError", "MalformedResponseError"):
-        assert needle in logs
-    recorded = "\n".join(haystack.sources["request log"])
-    for path in ("/ccx/oauth2/", "/oauth2/v2.0/token", "/api/jwt/login", "/oauth/token", '"bind"'):
-        assert path in recorded, path
-    assert "svc-nexus" in recorded  # the AD bind DN is logged by the proxy, its password is not
-
-
-@pytest.mark.integration
-def test_reports_name_the_failures_without_credentials(haystack: Haystack) -> None:
-    reports = [json.loads(t) for t in haystack.sources["reports"] if t.startswith('{"audit_id"')]
-    errors = [e for r in reports for e in (r.get("report") or {}).get("errors", {}).values()]
-    kinds = {e["kind"] for e in errors}
-    assert {"transient", "auth", "malformed", "throttled"} <= kinds, kinds
-    assert all(e["message"] for e in errors)
-
-
+# -- no rig -------------------------------------------------------------------------------------------------------
 def test_settings_and_clients_never_show_a_secret_in_repr() -> None:
     """SecretStr fields, and passwords inside URLs (a Redis URL may carry one), never print."""
     values = {
@@ -491,3 +455,40 @@ def test_the_redis_decoder_finds_a_credential_inside_a_queued_task_message() -> 
                    sources={"redis": texts})
     assert hay.leaks("redis") and "<HELIX_PASSWORD>" in hay.leaks("redis")[0]
     assert "hxpw-planted" not in hay.leaks("redis")[0]  # a failing test does not print the secret either
+
+
+# -- the checks -----------------------------------------------------------------------------------------------------
+SOURCES = ["worker log", "this process's logs", "redis", "reports", "request log", "metrics", "flower",
+           "flower log"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("source", SOURCES)
+def test_no_credential_in(haystack: Haystack, source: str) -> None:
+    assert haystack.sources[source], f"nothing collected from {source}"
+    leaks = haystack.leaks(source)
+    assert not leaks, "\n".join(leaks)
+
+
+@pytest.mark.integration
+def test_the_greps_looked_where_the_credentials_travel(haystack: Haystack) -> None:
+    """Not vacuous: the Redis scan caught fetch task messages with their arguments, Flower listed the audits'
+    tasks, the worker log shows the faults, and the request log holds token requests and the LDAP binds."""
+    assert haystack.task_messages > 0, "no fetch task message seen in Redis while the audits ran"
+    assert haystack.flower_tasks >= len(haystack.audit_ids)
+    logs = haystack.sources["worker log"][0]
+    for needle in ("Retry attempt", "ThrottledError", "AuthError", "MalformedResponseError"):
+        assert needle in logs
+    recorded = "\n".join(haystack.sources["request log"])
+    for path in ("/ccx/oauth2/", "/oauth2/v2.0/token", "/api/jwt/login", "/oauth/token", '"bind"'):
+        assert path in recorded, path
+    assert "svc-nexus" in recorded  # the AD bind DN is logged by the proxy, its password is not
+
+
+@pytest.mark.integration
+def test_reports_name_the_failures_without_credentials(haystack: Haystack) -> None:
+    reports = [json.loads(t) for t in haystack.sources["reports"] if t.startswith('{"audit_id"')]
+    errors = [e for r in reports for e in (r.get("report") or {}).get("errors", {}).values()]
+    kinds = {e["kind"] for e in errors}
+    assert {"transient", "auth", "malformed", "throttled"} <= kinds, kinds
+    assert all(e["message"] for e in errors)

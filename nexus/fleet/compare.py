@@ -8,6 +8,7 @@ loaded, and records are slotted dataclasses. Nothing here talks to a system; onl
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import gc
 import time
@@ -34,14 +35,52 @@ class Comparison:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def load(store: SnapshotStore, source: StreamInput) -> list[Any]:
-    """Every record of one stream, page by page."""
+#: The fields the drift engine reads, per stream (nexus.drift.people / devices / correlate): a comparison decodes
+#: only these. Names, models and the systems' own device ids never reach a finding; only Intune's last sync does.
+_PERSON_FIELDS = ("key", "employee_id", "email", "upn", "username", "display_name", "title", "department",
+                  "manager_ref", "manager_employee_id", "manager_email", "enabled", "status", "termination_date",
+                  "aliases")
+ENGINE_FIELDS: dict[str, tuple[str, ...] | None] = {
+    "workday": _PERSON_FIELDS, "ad": _PERSON_FIELDS, "entra": _PERSON_FIELDS,
+    "intune": ("serial", "owner", "last_seen", "compliance"),
+    "lansweeper": ("serial", "owner"),
+    "helix": ("serial", "owner", "status"),
+    "helix_tickets": None,
+    "fedex": None,
+}
+
+
+def load(store: SnapshotStore, source: StreamInput, *, memo: dict[str, str] | None = None,
+         keep: tuple[str, ...] | None = None, token_keys: bool = False) -> list[Any]:
+    """Every record of one stream, page by page (``keep``: only these fields, e.g. ``ENGINE_FIELDS[stream]``)."""
     system = STREAM_SYSTEM[source.stream]
-    decoder = Decoder(STREAM_KIND[source.stream], system.value)
+    decoder = Decoder(STREAM_KIND[source.stream], system.value, memo=memo, keep=keep, token_keys=token_keys)
     records: list[Any] = []
     for blob in store.iter_blobs(source.audit_id, source.stream, source.pages):
         records.extend(decoder.decode(blob))
     return records
+
+
+#: What resolving a device's owner and judging their standing needs of a person record (nexus.drift.correlate,
+#: nexus.drift.devices): identities, and Workday's status and termination date.
+OWNER_FIELDS = ("key", "employee_id", "email", "upn", "username", "enabled", "status", "termination_date", "aliases")
+
+
+def merge(people: Comparison, devices: Comparison) -> Comparison:
+    """One comparison from the two parts (people findings first, as the engine orders each part)."""
+    timings = {**people.timings, **devices.timings}
+    return Comparison(people.discrepancies + devices.discrepancies, people.entries, people.people,
+                      devices.devices, timings)
+
+
+def release_memory() -> None:
+    """Collect, then hand freed heap back to the OS (glibc keeps it otherwise, and RSS is what a worker is
+    judged by)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def resolve_ad_managers(records: list[PersonRecord]) -> None:
@@ -55,31 +94,51 @@ def resolve_ad_managers(records: list[PersonRecord]) -> None:
 
 
 class FleetComparer:
+    """The comparison in two parts that can run in different processes (and at different times):
+
+    - :meth:`people`: Workday, AD and Entra with the people rules (or, for a bulk audit, one user report per email);
+    - :meth:`devices`: Intune, Lansweeper, Helix and FedEx with the device rules, the people systems' records
+      reloaded with only what owner resolution needs.
+
+    The fleet pipeline runs the people part as soon as the people snapshots are in (while the device systems are
+    still paging) and the device part last, so each process holds one half of the fleet: at 100,000 people that
+    is what keeps a worker well under 500 MB. :meth:`run` does both, one after the other.
+    """
+
     def __init__(self, store: SnapshotStore, assessment: Assessment, now: datetime) -> None:
         self.store = store
         self.assessment = assessment
         self.now = now
         self.available = assessment.available
 
-    def _records(self, stream: str) -> list[Any] | None:
+    def _records(self, stream: str, memo: dict[str, str], fields: tuple[str, ...] | None = None,
+                 token_keys: bool = False) -> list[Any] | None:
         source = self.assessment.streams.get(stream)
         if source is None or not source.usable:
             return None
-        return load(self.store, source)
+        return load(self.store, source, memo=memo, keep=fields or ENGINE_FIELDS[stream], token_keys=token_keys)
 
-    def _people(self) -> dict[System, list[PersonRecord] | None]:
+    def _people(self, memo: dict[str, str], *, owners: bool = False) -> dict[System, list[PersonRecord] | None]:
+        """Workday, AD and Entra (None: not available); ``owners``: only what device owner resolution needs."""
         people: dict[System, list[PersonRecord] | None] = {}
         for system in USER_SYSTEMS:
             status = self.assessment.systems.get(system)
-            people[system] = self._records(system.value) if status is not None and status.available else None
-        if people[System.AD]:
+            if status is None or not status.available:
+                people[system] = None
+            elif owners:
+                # No device system names an owner by AD DN or Entra object id: those keys become short tokens.
+                people[system] = self._records(system.value, memo, OWNER_FIELDS,
+                                               token_keys=system is not System.WORKDAY)
+            else:
+                people[system] = self._records(system.value, memo)
+        if people[System.AD] and not owners:
             resolve_ad_managers(people[System.AD])  # type: ignore[arg-type]
         return people
 
-    def run(self, subjects: Sequence[str] | None = None) -> Comparison:
+    def people(self, subjects: Sequence[str] | None = None) -> Comparison:
         out = Comparison()
         started = time.perf_counter()
-        people = self._people()
+        people = self._people({})  # one memo for the three: one string per email, employee id, name, DN
         out.timings["load_people_s"] = round(time.perf_counter() - started, 3)
         mark = time.perf_counter()
         result = audit_people(people[System.WORKDAY], people[System.AD], people[System.ENTRA], self.available)
@@ -88,25 +147,38 @@ class FleetComparer:
             out.entries = self._entries(result, people, subjects)
         else:
             out.discrepancies = [d.to_dict() for d in result.discrepancies]
-        del result
-        gc.collect()
+        del result, people
+        release_memory()
         out.timings["people_s"] = round(time.perf_counter() - mark, 3)
-        if subjects is None:
-            mark = time.perf_counter()
-            devices = self._devices([r for recs in people.values() for r in recs or ()])
-            out.devices = len(devices.serials)
-            out.discrepancies += [d.to_dict() for d in devices.discrepancies]
-            out.timings["devices_s"] = round(time.perf_counter() - mark, 3)
-        out.timings["compare_s"] = round(time.perf_counter() - started, 3)
         return out
 
-    def _devices(self, people_records: list[PersonRecord]) -> Any:
-        intune: list[DeviceRecord] | None = self._records("intune")
-        lansweeper: list[DeviceRecord] | None = self._records("lansweeper")
-        helix: list[DeviceRecord] | None = self._records("helix")
-        tickets = self._records("helix_tickets")
-        shipments = self._records("fedex") or []
-        return audit_devices(intune, lansweeper, helix, tickets, shipments, people_records, self.available, self.now)
+    def devices(self) -> Comparison:
+        out = Comparison()
+        started = time.perf_counter()
+        memo: dict[str, str] = {}  # owners' addresses and serials repeat across the people and device systems
+        owners = [r for recs in self._people(memo, owners=True).values() for r in recs or ()]
+        intune: list[DeviceRecord] | None = self._records("intune", memo)
+        lansweeper: list[DeviceRecord] | None = self._records("lansweeper", memo)
+        helix: list[DeviceRecord] | None = self._records("helix", memo)
+        tickets = self._records("helix_tickets", memo)
+        shipments = self._records("fedex", memo) or []
+        del memo
+        out.timings["load_devices_s"] = round(time.perf_counter() - started, 3)
+        mark = time.perf_counter()
+        result = audit_devices(intune, lansweeper, helix, tickets, shipments, owners, self.available, self.now)
+        out.devices = len(result.serials)
+        out.discrepancies = [d.to_dict() for d in result.discrepancies]
+        del result
+        out.timings["devices_s"] = round(time.perf_counter() - mark, 3)
+        return out
+
+    def run(self, subjects: Sequence[str] | None = None) -> Comparison:
+        started = time.perf_counter()
+        out = self.people(subjects)
+        if subjects is None:
+            out = merge(out, self.devices())
+        out.timings["compare_s"] = round(time.perf_counter() - started, 3)
+        return out
 
     def _entries(self, result: Any, people: dict[System, list[PersonRecord] | None],
                  subjects: Sequence[str]) -> list[dict[str, Any]]:
@@ -127,4 +199,4 @@ class FleetComparer:
         return entries
 
 
-__all__ = ["Comparison", "FleetComparer", "load", "resolve_ad_managers"]
+__all__ = ["ENGINE_FIELDS", "OWNER_FIELDS", "Comparison", "FleetComparer", "load", "merge", "resolve_ad_managers"]

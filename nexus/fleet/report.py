@@ -22,7 +22,9 @@ Report (``kind: fleet`` and ``audit_id``/``generated_at`` are added by ``tasks.c
     history                {previous_audit_id, new, persisting, resolved, unknown}
     resolved, unknown      the previous fleet audit's findings now gone / not re-checkable (a system failed)
     suppressed             {count, by_system}: absence findings the mass-drift guard dropped
-    stats                  timings and peak memory of the processes involved
+    stats                  {timings: {load_people_s, people_s (the people part, run while the device systems
+                           were still paging), load_devices_s, devices_s, final_s (the final part: device rules,
+                           merge)}, compare_peak_rss_mb}
 
 A bulk audit answered from snapshots has the bulk report's shape (``nexus.audits.assemble.bulk_report``) plus
 ``path: "snapshot"``, ``systems``, ``degraded`` and ``stale``.

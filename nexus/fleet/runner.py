@@ -220,14 +220,18 @@ class SnapshotRunner:
         waits: list[_Outcome] = []
         given_up: set[int] = set()
 
+        # Without a page count, requests past the end are wasted: speculate with half the concurrency (ramping up
+        # from one page), so at most that many minus one are lost. The last good size, when known, is trusted.
+        speculative = max(1, self.concurrency // 2)
+
         def allowed() -> int:
             """Indices below this may be requested now."""
             if end is not None:
                 return end + 1
             frontier = max(done) if done else -1
             if self.hint_pages is not None:
-                return max(self.hint_pages, frontier + 1 + min(self.concurrency, 1 + beyond_hint))
-            return frontier + 1 + min(self.concurrency, 1 + ran)
+                return max(self.hint_pages, frontier + 1 + min(speculative, 1 + beyond_hint))
+            return frontier + 1 + min(speculative, 1 + ran)
 
         def candidates() -> Iterator[int]:
             index = 0

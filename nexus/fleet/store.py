@@ -4,6 +4,7 @@ Keys::
 
     nexus:snap:<audit>:<stream>        hash, the stream's state (below); TTL NEXUS_FLEET_SNAPSHOT_TTL_S
     nexus:snap:<audit>:<stream>:<n>    page n: compressed rows (nexus.fleet.codec); same TTL
+    nexus:snap:<audit>:result:<name>   an intermediate result (the people part of the comparison); same TTL
     nexus:fleet:lastgood:<stream>      hash, the last GOOD snapshot of that stream (guard + fallback); long TTL
 
 State fields: ``status`` (running | ok | failed), ``started_at``, ``finished_at``, ``cursor`` and ``next`` (the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,6 +180,18 @@ class SnapshotStore:
                 if blob is None:
                     raise LookupError(f"snapshot page {stream}:{n} of audit {audit_id} is gone (expired?)")
                 yield blob
+
+    # -- intermediate results (the people part of a comparison, for the final part) ------------------------------
+    def put_result(self, audit_id: str, name: str, value: Any) -> None:
+        blob = zlib.compress(json.dumps(value, separators=(",", ":"), default=str).encode(), 1)
+        self.r.set(f"{PREFIX}:{audit_id}:result:{name}", blob, ex=self.ttl_s)
+
+    def get_result(self, audit_id: str, name: str) -> Any:
+        blob = self.r.get(f"{PREFIX}:{audit_id}:result:{name}")
+        return None if blob is None else json.loads(zlib.decompress(blob))
+
+    def delete_result(self, audit_id: str, name: str) -> None:
+        self.r.delete(f"{PREFIX}:{audit_id}:result:{name}")
 
     # -- lifetime ---------------------------------------------------------------------------------------------------
     def delete(self, audit_id: str, stream: str) -> None:
