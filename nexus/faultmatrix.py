@@ -297,14 +297,15 @@ _expect(System.LANSWEEPER, {
 _expect(System.HELIX, {
     Fault.DOWN: _down(503),
     Fault.SLOW: _down(None),
-    Fault.FLAKY: _fail("TransientError", "transient", 3, 5, status=503, waits=_BACKOFF, **_OPENED),
+    Fault.FLAKY: _read(requests=4, attempts=3, waits=(0.25, 0.5)),
     Fault.THROTTLE: _read(requests=3, attempts=2, waits=(_RA,)),
     Fault.THROTTLE_PERSISTENT: _throttled(429, (_RA, _RA)),
     Fault.EXPIRED_TOKEN: _auth(401, 3),
     Fault.MALFORMED: _malformed(),
     Fault.TRUNCATED: _truncated(_fleet_transient(1, 6), requests=2),
 }, {
-    Fault.FLAKY: _MULTI_REQUEST_FLAKY.format("return tickets + asset"),
+    Fault.FLAKY: "two requests per serial (return tickets, asset): a retry asks only for what the failed attempt "
+                 "did not get",
     Fault.TRUNCATED: "the `next` page answers 500 ARERR 552",
 })
 

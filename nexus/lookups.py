@@ -7,7 +7,7 @@ travel through the broker and the result backend.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from nexus.systems import System
@@ -31,10 +31,17 @@ def _rec(record: Any) -> dict[str, Any] | None:
     return None if record is None else record.to_dict()
 
 
-def lookup_people(system: System, client: Any, refs: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+def lookup_people(
+    system: System, client: Any, refs: Iterable[str], memo: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any] | None]:
     """One record (or None) per reference, from Workday, AD or Entra."""
+    memo = {} if memo is None else memo
     out: dict[str, dict[str, Any] | None] = {}
     for ref in refs:
+        key = f"people:{ref}"
+        if key in memo:
+            out[ref] = memo[key]
+            continue
         kind = ref_kind(ref)
         record: Any = None
         if system is System.WORKDAY:
@@ -56,21 +63,34 @@ def lookup_people(system: System, client: Any, refs: Iterable[str]) -> dict[str,
                 record = client.find_user(employee_id=ref)
         else:
             raise ValueError(f"{system.display} holds no people")
-        out[ref] = _rec(record)
+        out[ref] = memo[key] = _rec(record)
     return out
 
 
-def lookup_devices(system: System, client: Any, serials: Iterable[str]) -> dict[str, Any]:
+def _memoised(memo: dict[str, Any], key: str, compute: Callable[[], Any]) -> Any:
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
+
+
+def lookup_devices(
+    system: System, client: Any, serials: Iterable[str], memo: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Per serial: the device record (or None); Helix adds the serial's return tickets."""
+    memo = {} if memo is None else memo
     out: dict[str, Any] = {}
     for serial in serials:
         if system is System.INTUNE:
-            out[serial] = {"device": _rec(client.find_device(serial))}
+            device = _memoised(memo, f"device:{serial}", lambda s=serial: _rec(client.find_device(s)))
+            out[serial] = {"device": device}
         elif system is System.LANSWEEPER:
-            out[serial] = {"device": _rec(client.find_asset(serial))}
+            device = _memoised(memo, f"device:{serial}", lambda s=serial: _rec(client.find_asset(s)))
+            out[serial] = {"device": device}
         elif system is System.HELIX:
-            tickets = client.tickets_for_serial(serial)
-            out[serial] = {"device": _rec(client.find_asset(serial)), "tickets": [t.to_dict() for t in tickets]}
+            tickets = _memoised(memo, f"tickets:{serial}",
+                                lambda s=serial: [t.to_dict() for t in client.tickets_for_serial(s)])
+            device = _memoised(memo, f"device:{serial}", lambda s=serial: _rec(client.find_asset(s)))
+            out[serial] = {"device": device, "tickets": tickets}
         else:
             raise ValueError(f"{system.display} holds no devices")
     return out
@@ -80,11 +100,16 @@ def track_shipments(client: Any, numbers: Iterable[str]) -> dict[str, Any]:
     return {number: record.to_dict() for number, record in client.track(list(numbers)).items()}
 
 
-def run_lookup(system: System, client: Any, op: str, subjects: list[str]) -> dict[str, Any]:
+def run_lookup(
+    system: System, client: Any, op: str, subjects: list[str], memo: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Run one lookup. ``memo`` keeps each answer obtained so far: an attempt that fails part-way leaves its
+    answers there, and the next attempt (a Celery retry) asks only for what is still missing, so a flaky system
+    that drops one request in a few still lets a many-request fetch complete within its attempts."""
     if op == "people":
-        return lookup_people(system, client, subjects)
+        return lookup_people(system, client, subjects, memo)
     if op == "devices":
-        return lookup_devices(system, client, subjects)
+        return lookup_devices(system, client, subjects, memo)
     if op == "track":
         return track_shipments(client, subjects)
     raise ValueError(f"unknown lookup {op!r}")

@@ -11,6 +11,7 @@ until attempts are used up, then a marker;  breaker open, auth, bad request, mal
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -34,6 +35,44 @@ def failure_marker(system: System, exc: BaseException, attempts: int) -> dict[st
     return {"system": system.value, "ok": False, "error": error}
 
 
+def _partial_key(task: Task) -> str:
+    return f"nexus:fetch-partial:{task.request.id}"
+
+
+def load_partial(task: Task) -> dict[str, Any]:
+    """The answers an earlier attempt of this task obtained before it failed (empty if none or unreadable)."""
+    from nexus.redis_conn import get_redis
+
+    try:
+        raw = get_redis().get(_partial_key(task))
+        return dict(json.loads(raw)) if raw else {}
+    except Exception as exc:  # a lost memo only costs requests
+        log.debug("partial results not loaded: %s", exc)
+        return {}
+
+
+def save_partial(task: Task, memo: dict[str, Any], policy: Any) -> None:
+    """Keep this attempt's answers for the retry. Written only on the failure path: the happy path pays nothing."""
+    if not memo:
+        return
+    from nexus.redis_conn import get_redis
+
+    ttl = int(policy.backoff_max_s + policy.retry_after_max_s + 3600)
+    try:
+        get_redis().set(_partial_key(task), json.dumps(memo, separators=(",", ":")), ex=ttl)
+    except Exception as exc:  # best effort
+        log.debug("partial results not saved: %s", exc)
+
+
+def drop_partial(task: Task) -> None:
+    from nexus.redis_conn import get_redis
+
+    try:
+        get_redis().delete(_partial_key(task))
+    except Exception as exc:  # best effort
+        log.debug("partial results not dropped: %s", exc)
+
+
 def run_fetch(task: Task, system: System, audit_id: str, op: str, subjects: list[str]) -> dict[str, Any]:
     """Thin: call the system's lookup through its breaker, classify the outcome, return or retry."""
     from clients.breaker import get_breaker
@@ -44,11 +83,13 @@ def run_fetch(task: Task, system: System, audit_id: str, op: str, subjects: list
     policy = RetryPolicy.from_settings()
     attempt = task.request.retries + 1
     report_fetch_progress(audit_id, system, "running", attempt)
+    memo = load_partial(task) if attempt > 1 else {}
     try:
         client = get_client(system)
-        data = get_breaker(system.value).call(lambda: run_lookup(system, client, op, subjects))
+        data = get_breaker(system.value).call(lambda: run_lookup(system, client, op, subjects, memo))
     except TransientError as exc:
         if attempt < policy.max_attempts:
+            save_partial(task, memo, policy)
             countdown = policy.delay_for(exc, task.request.retries)
             log.warning(
                 "[resilience] [%s] Retry attempt %d/%d after %s: %s (countdown %ss)",
@@ -64,9 +105,13 @@ def run_fetch(task: Task, system: System, audit_id: str, op: str, subjects: list
     except Exception as exc:
         marker = failure_marker(system, exc, attempt)
     else:
+        if attempt > 1:
+            drop_partial(task)
         report_fetch_progress(audit_id, system, "ok", attempt)
         metrics.fetch_attempt(system.value, "ok")
         return {"system": system.value, "ok": True, "data": data, "attempts": attempt}
+    if attempt > 1:
+        drop_partial(task)
     log.warning("[%s] %s unavailable for audit %s: %s", system.display, system.display, audit_id,
                 marker["error"]["message"], extra={"system": system.value, "audit_id": audit_id})
     report_fetch_progress(audit_id, system, "failed", attempt, error=marker["error"])
