@@ -8,6 +8,7 @@ travel through the broker and the result backend.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any, Protocol
 
 from nexus.systems import System
@@ -67,6 +68,14 @@ def lookup_people(
     return out
 
 
+def _device(find: Callable[[str], Any], serial: str) -> dict[str, Any] | None:
+    return _rec(find(serial))
+
+
+def _tickets(client: Any, serial: str) -> list[dict[str, Any]]:
+    return [t.to_dict() for t in client.tickets_for_serial(serial)]
+
+
 def _memoised(memo: dict[str, Any], key: str, compute: Callable[[], Any]) -> Any:
     if key not in memo:
         memo[key] = compute()
@@ -81,15 +90,14 @@ def lookup_devices(
     out: dict[str, Any] = {}
     for serial in serials:
         if system is System.INTUNE:
-            device = _memoised(memo, f"device:{serial}", lambda s=serial: _rec(client.find_device(s)))
+            device = _memoised(memo, f"device:{serial}", partial(_device, client.find_device, serial))
             out[serial] = {"device": device}
         elif system is System.LANSWEEPER:
-            device = _memoised(memo, f"device:{serial}", lambda s=serial: _rec(client.find_asset(s)))
+            device = _memoised(memo, f"device:{serial}", partial(_device, client.find_asset, serial))
             out[serial] = {"device": device}
         elif system is System.HELIX:
-            tickets = _memoised(memo, f"tickets:{serial}",
-                                lambda s=serial: [t.to_dict() for t in client.tickets_for_serial(s)])
-            device = _memoised(memo, f"device:{serial}", lambda s=serial: _rec(client.find_asset(s)))
+            tickets = _memoised(memo, f"tickets:{serial}", partial(_tickets, client, serial))
+            device = _memoised(memo, f"device:{serial}", partial(_device, client.find_asset, serial))
             out[serial] = {"device": device, "tickets": tickets}
         else:
             raise ValueError(f"{system.display} holds no devices")
