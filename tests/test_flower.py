@@ -167,9 +167,13 @@ def flower_rig(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> It
               "Flower to switch the workers' task events on", cluster.worker_logs)
         assert cluster.stack.org is not None
         email = cluster.stack.org.workday[0].email
-        nx = cluster.nexus()
-        audit_id = nx.submit(nx.request_for(email=email))
-        view = nx.wait(audit_id, timeout=90)
+        cluster.activate()  # module fixtures run without the session cluster's environment (tests/conftest.py)
+        try:
+            nx = cluster.nexus()
+            audit_id = nx.submit(nx.request_for(email=email))
+            view = nx.wait(audit_id, timeout=90)
+        finally:
+            cluster.deactivate()
         assert view["status"] == "done", view
         yield FlowerRig(cluster, url, user, password, audit_id, email, log_path)
     finally:
