@@ -380,14 +380,16 @@ def _check_people_lookups(cluster: Cluster, emails: list[str]) -> None:
     wanted = set(emails)
     # Workday: one report query per address, the address as the Email prompt.
     workday = [parse_qs(q["query"]) for q in _recent(cluster, "workday") if "customreport2" in q["path"]]
-    assert sorted(p["Email"][0] for p in workday) == sorted(emails)
+    assert {p["Email"][0] for p in workday} == set(emails) and len(workday) >= len(emails)
     # Entra: one $filter per address, exactly the three comparisons of find_user, the address as literals.
     entra = [parse_qs(q["query"]) for q in _recent(cluster, "entra") if q["path"] == "/v1.0/users"]
     filters = [odata.parse_filter(p["$filter"][0]) for p in entra]
-    assert len(filters) == len(emails) and all("$filter" in p for p in entra)  # never an unfiltered listing
-    assert sorted(filters, key=repr) == sorted(
-        (odata.Or((odata.Compare("mail", "eq", e), odata.AnyEq("otherMails", e),
-                   odata.Compare("userPrincipalName", "eq", e))) for e in emails), key=repr)
+    assert all("$filter" in p for p in entra)  # never an unfiltered listing
+    # One filter per address (a lookup the loaded machine timed out is asked again by the retry: same filter).
+    assert {repr(f) for f in filters} == {
+        repr(odata.Or((odata.Compare("mail", "eq", e), odata.AnyEq("otherMails", e),
+                       odata.Compare("userPrincipalName", "eq", e)))) for e in emails}
+    assert len(filters) >= len(emails)
     # AD: equality assertions only, the address as the exact wire value, nothing matching a pattern.
     searches = [q["query"] for q in _recent(cluster, "ad") if q["path"] == "search"]
     assert searches
