@@ -18,16 +18,15 @@ is incomplete through no fault of the request.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
 
 from clients._http import HttpSystemClient
 from clients.errors import MalformedResponseError, TransientError
-from nexus.settings import Settings, get_settings
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 #: Graph's limit for ``$top`` on directory collections (users); the clients ask for full pages.
@@ -56,18 +55,7 @@ class GraphPage:
 class GraphClient(HttpSystemClient):
     """Base of :class:`~clients.entra.EntraClient` and :class:`~clients.intune.IntuneClient`."""
 
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        settings = settings or get_settings()
-        super().__init__(settings.graph_base_url, settings, transport=transport, clock=clock)
-
-    def __enter__(self) -> Self:
-        return self
+    base_url_setting = "graph_base_url"
 
     # -- auth ---------------------------------------------------------------------------------------------------
     def token_url(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import httpx
 
@@ -54,18 +54,25 @@ class HttpSystemClient:
     #: installs the shared bucket (tasks.clients), so a client built alone is never paced.
     rate_limiter: RateLimiter = NO_LIMIT
 
+    #: The Settings field holding this system's base URL (a service root, as in production).
+    base_url_setting: ClassVar[str] = ""
+
     def __init__(
         self,
-        base_url: str,
         settings: Settings | None = None,
         *,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings or get_settings()
+        base_url = str(getattr(self.settings, self.base_url_setting))
         timeout = httpx.Timeout(self.settings.http_timeout_s, connect=self.settings.http_connect_timeout_s)
         self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport)
         self.tokens = TokenCache(self._fetch_token, margin_s=self.settings.token_refresh_margin_s, clock=clock)
+        self._configure(self.settings)
+
+    def _configure(self, settings: Settings) -> None:
+        """Per-system set-up after the shared parts (API paths from the tenant, session state). Optional."""
 
     # -- to implement -----------------------------------------------------------------------------------------
     def _fetch_token(self) -> tuple[str, float]:
@@ -83,7 +90,7 @@ class HttpSystemClient:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> HttpSystemClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +23,6 @@ import httpx
 from clients._http import HttpSystemClient
 from clients.errors import MalformedResponseError
 from nexus.models import ShipmentRecord
-from nexus.settings import Settings, get_settings
 
 MAX_PER_REQUEST = 30
 HEALTH_PROBE_NUMBER = "123456789012"
@@ -45,15 +44,7 @@ def _iso_utc(value: Any) -> str | None:
 class FedexClient(HttpSystemClient):
     system = "fedex"
 
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        s = settings or get_settings()
-        super().__init__(s.fedex_base_url, s, transport=transport, clock=clock)
+    base_url_setting = "fedex_base_url"
 
     def _fetch_token(self) -> tuple[str, float]:
         s = self.settings

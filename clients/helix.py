@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -37,7 +37,7 @@ from clients._http import HttpSystemClient
 from clients.errors import AuthError, MalformedResponseError, TransientError
 from clients.paging import Page, iter_all
 from nexus.models import DeviceRecord, ReturnTicket
-from nexus.settings import Settings, get_settings
+from nexus.settings import Settings
 
 ASSET_FORM = "AST:ComputerSystem"
 TICKET_FORM = "HPD:Help Desk"
@@ -87,15 +87,9 @@ class HelixClient(HttpSystemClient):
     system = "helix"
     auth_scheme = "AR-JWT"
 
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        s = settings or get_settings()
-        super().__init__(s.helix_base_url, s, transport=transport, clock=clock)
+    base_url_setting = "helix_base_url"
+
+    def _configure(self, settings: Settings) -> None:
         self._session_token: str | None = None
 
     # -- auth ----------------------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ Lansweeper allows 150 requests a minute; nothing here waits: a 429 is ThrottledE
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Self
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import httpx
 
@@ -30,7 +30,7 @@ from clients.errors import (
 )
 from clients.paging import Page, iter_all, iter_pages
 from nexus.models import DeviceRecord
-from nexus.settings import Settings, get_settings
+from nexus.settings import Settings
 
 MAX_PAGE_SIZE = 500
 
@@ -81,19 +81,10 @@ class LansweeperClient(HttpSystemClient):
     system = "lansweeper"
     auth_scheme = "Token"
 
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        settings = settings or get_settings()
-        super().__init__(settings.lansweeper_graphql_url, settings, transport=transport, clock=clock)
-        self.endpoint = settings.lansweeper_graphql_url
+    base_url_setting = "lansweeper_graphql_url"
 
-    def __enter__(self) -> Self:
-        return self
+    def _configure(self, settings: Settings) -> None:
+        self.endpoint = settings.lansweeper_graphql_url
 
     def _fetch_token(self) -> tuple[str, float]:
         token = self.settings.lansweeper_token.get_secret_value()

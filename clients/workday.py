@@ -20,7 +20,7 @@ so ``first_name``/``last_name`` are set only by RaaS lookups.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date
 from typing import Any
 from urllib.parse import quote
@@ -31,7 +31,7 @@ from clients._http import HttpSystemClient
 from clients.errors import MalformedResponseError
 from clients.paging import Page, iter_all
 from nexus.models import PersonRecord
-from nexus.settings import Settings, get_settings
+from nexus.settings import Settings
 
 PAGE_MAX = 100  # Workday's cap on `limit` for /workers
 
@@ -54,15 +54,9 @@ def _str(value: Any) -> str | None:
 class WorkdayClient(HttpSystemClient):
     system = "workday"
 
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        s = settings or get_settings()
-        super().__init__(s.workday_base_url, s, transport=transport, clock=clock)
+    base_url_setting = "workday_base_url"
+
+    def _configure(self, s: Settings) -> None:
         tenant = quote(s.workday_tenant, safe="")
         self._token_path = f"/ccx/oauth2/{tenant}/token"
         self._workers_path = f"/ccx/api/staffing/v6/{tenant}/workers"
