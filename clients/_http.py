@@ -148,10 +148,10 @@ class HttpSystemClient:
             raise ThrottledError(message, system=self.system, status=status,
                                  retry_after=parse_retry_after(response.headers.get("retry-after")))
         if status >= 500:
-            if status == 503 and response.headers.get("retry-after"):
-                raise ThrottledError(message, system=self.system, status=status,
-                                     retry_after=parse_retry_after(response.headers.get("retry-after")))
-            raise TransientError(message, system=self.system, status=status)
+            error = TransientError(message, system=self.system, status=status)
+            # A 503 with Retry-After: wait as told, but it is an outage, not throttling (the breaker counts it).
+            error.retry_after = parse_retry_after(response.headers.get("retry-after"))
+            raise error
         if status in (401, 403):
             raise AuthError(message, system=self.system, status=status)
         if status == 404:

@@ -56,7 +56,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from clients._log import Throttle, display_name, log, system_id
-from clients.errors import CircuitOpenError, counts_against_breaker, is_retryable
+from clients.errors import CircuitOpenError, counts_against_breaker, is_retryable, is_system_answer
 from clients.policy import BreakerPolicy
 
 T = TypeVar("T")
@@ -608,7 +608,12 @@ class NexusBreaker(pybreaker.CircuitBreaker):
             self.storage.release(ticket)
             return None
         if not self.is_system_error(exc):
-            self._succeeded(ticket)  # the system answered (404, 401, 429...): it is alive
+            if is_system_answer(exc):
+                self._succeeded(ticket)  # the system answered (404, 401, 429...): it is alive
+            else:
+                # Nothing came from the system (a local rate-budget refusal, a bug in our code): neutral, and a
+                # half-open trial gives its slot back.
+                self.storage.release(ticket)
             return None
         if not count_failure and not ticket.token and is_retryable(exc):
             # An attempt the caller will retry: neither a failure nor a success (a trial still counts). A failure no

@@ -3,8 +3,8 @@
     NexusClientError                 base; ``system`` names the system (lower-case id)
     +-- TransientError               no usable answer, worth retrying: 5xx, timeout, connection refused/reset
     |   +-- ThrottledError           429 / busy; ``retry_after`` seconds (None when the system gave none)
-    +-- MalformedResponseError       the system answered 2xx but the body cannot be understood (retryable once
-    |                                more is pointless; treated as transient by the breaker, NOT retried)
+    +-- MalformedResponseError       the system answered 2xx but the body cannot be understood: never retried
+    |                                (the same request would get the same body), but counted by the breaker
     +-- AuthError                    401/403 after one re-authentication, or bad credentials at the token endpoint
     +-- NotFoundError                404 / no such subject (the seed's handle_404_gracefully turns it into None)
     +-- BadRequestError              any other 4xx: our request is wrong; never retried
@@ -49,9 +49,14 @@ def _rebuild(
 
 
 class TransientError(NexusClientError):
-    """No usable answer this time (5xx, timeout, connection error); a later attempt may succeed."""
+    """No usable answer this time (5xx, timeout, connection error); a later attempt may succeed.
+
+    ``retry_after`` is set when the system said when to come back (a 503 with Retry-After): the retry honours it,
+    and unlike throttling the failure still counts against the breaker (the system is not serving).
+    """
 
     kind = "transient"
+    retry_after: float | None = None
 
 
 class ThrottledError(TransientError):
@@ -104,9 +109,29 @@ class CircuitOpenError(NexusClientError):
 CircuitBreakerOpenError = CircuitOpenError
 
 
+def error_text(exc: BaseException, limit: int = 300) -> str:
+    """``Type: message`` of any exception, bounded (for report errors and logs)."""
+    message = getattr(exc, "message", None) or str(exc) or ""
+    return f"{type(exc).__name__}: {message}"[:limit]
+
+
+def error_dict(exc: BaseException) -> dict[str, object]:
+    """The JSON shape of an error in reports and task markers: the tree's own ``to_dict``, or ``unexpected``."""
+    if isinstance(exc, NexusClientError):
+        return exc.to_dict()
+    return {"type": type(exc).__name__, "kind": "unexpected", "message": str(exc)[:300]}
+
+
 def is_retryable(exc: BaseException) -> bool:
     """True for failures another attempt may cure: transient and throttled errors only."""
     return isinstance(exc, TransientError)
+
+
+def is_system_answer(exc: BaseException) -> bool:
+    """True when the error is the system's own answer (a 4xx, a 429, a not-found): proof that it is alive.
+    Errors raised before or without a request reaching the system (a local rate-budget refusal, a bug) are not."""
+    from_system = (ThrottledError, AuthError, NotFoundError, BadRequestError)
+    return isinstance(exc, from_system) and getattr(exc, "local", False) is False
 
 
 def counts_against_breaker(exc: BaseException) -> bool:
@@ -130,5 +155,8 @@ __all__ = [
     "ThrottledError",
     "TransientError",
     "counts_against_breaker",
+    "error_dict",
+    "error_text",
     "is_retryable",
+    "is_system_answer",
 ]

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from clients.errors import ThrottledError
+from clients.errors import TransientError
 
 if TYPE_CHECKING:
     from nexus.settings import Settings
@@ -70,8 +70,9 @@ class RetryPolicy:
         A Retry-After is honoured as given (no jitter, not lengthened to the backoff): the system named the moment
         it expects to be ready.
         """
-        if isinstance(exc, ThrottledError) and exc.retry_after is not None:
-            return float(min(max(exc.retry_after, 0.0), self.retry_after_max_s))
+        retry_after = getattr(exc, "retry_after", None) if isinstance(exc, TransientError) else None
+        if retry_after is not None:
+            return float(min(max(retry_after, 0.0), self.retry_after_max_s))
         return self.countdown(retries, rng)
 
     def with_max_attempts(self, max_attempts: int) -> RetryPolicy:

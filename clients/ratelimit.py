@@ -60,6 +60,9 @@ _ITEM = re.compile(r"^\s*([a-z]+)\s*=\s*(?:(off|0)|(\d+)\s*/\s*(\d*(?:\.\d+)?)\s
 class BudgetExceededError(ThrottledError):
     """Our own request budget for the system is used up for longer than the caller may wait (nothing was sent)."""
 
+    #: Raised locally, not answered by the system: the breaker treats it as neutral (clients.errors.is_system_answer).
+    local = True
+
 
 @dataclass(frozen=True, slots=True)
 class Budget:

@@ -1,8 +1,9 @@
 """Logging to stderr, structured: the message (the seed's ``[resilience] ...`` lines stay readable) followed by
 the record's extra fields as ``key=value`` pairs, or one JSON object per line with ``NEXUS_LOG_FORMAT=json``.
 
-Secrets never reach a log line: clients never put credentials in messages or extras, and :class:`RedactingFilter`
-masks any configured secret value that still slips into a message (defence in depth).
+Secrets never reach a log line: clients never put credentials in messages or extras, and the formatters mask every
+configured secret value (credentials, tokens, Redis URL passwords) in the final line, tracebacks and extras included
+(defence in depth).
 """
 
 from __future__ import annotations
@@ -20,7 +21,21 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
 
 
-class KeyValueFormatter(logging.Formatter):
+class _RedactingFormatter(logging.Formatter):
+    """Masks every configured secret in the FINAL line (message, extras and traceback alike)."""
+
+    def __init__(self, secrets: list[str] | None = None) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets or () if s and len(s) >= 6}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+
+class KeyValueFormatter(_RedactingFormatter):
     def format(self, record: logging.LogRecord) -> str:
         base = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.getMessage()}"
         extras = _extras(record)
@@ -28,40 +43,39 @@ class KeyValueFormatter(logging.Formatter):
             base += "  " + " ".join(f"{k}={v}" for k, v in extras.items())
         if record.exc_info:
             base += "\n" + self.formatException(record.exc_info)
-        return base
+        return self.redact(base)
 
 
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(_RedactingFormatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {"ts": self.formatTime(record), "level": record.levelname, "logger": record.name,
                "message": record.getMessage(), **_extras(record)}
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
-
-
-class RedactingFilter(logging.Filter):
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if s and len(s) >= 6]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            if any(s in message for s in self.secrets):
-                for secret in self.secrets:
-                    message = message.replace(secret, "***")
-                record.msg, record.args = message, None
-        return True
+        return self.redact(json.dumps(out, default=str))
 
 
 def configured_secrets() -> list[str]:
+    """Every secret value of the settings: credentials, tokens, and passwords inside Redis URLs."""
+    from urllib.parse import urlsplit
+
     from nexus.settings import get_settings
 
     s = get_settings()
-    return [v.get_secret_value() for v in (s.workday_client_secret, s.workday_refresh_token, s.azure_client_secret,
-                                           s.ad_bind_password, s.lansweeper_token, s.helix_password,
-                                           s.fedex_client_secret, s.mcp_token)]
+    values = [v.get_secret_value() for v in (s.workday_client_secret, s.workday_refresh_token, s.azure_client_secret,
+                                             s.ad_bind_password, s.lansweeper_token, s.helix_password,
+                                             s.fedex_client_secret, s.mcp_token)]
+    flower = getattr(s, "flower_password", None)
+    if flower is not None:
+        values.append(flower.get_secret_value() if hasattr(flower, "get_secret_value") else str(flower))
+    for url in (s.redis_url, s.breaker_redis_url):
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        if password:
+            values.append(password)
+    return values
 
 
 def setup_logging(level: str | int | None = None) -> None:
@@ -75,11 +89,11 @@ def setup_logging(level: str | int | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler._nexus = True  # type: ignore[attr-defined]
     json_format = os.environ.get("NEXUS_LOG_FORMAT", "").lower() == "json"
-    handler.setFormatter(JsonFormatter() if json_format else KeyValueFormatter())
     try:
-        handler.addFilter(RedactingFilter(configured_secrets()))
-    except Exception:
-        pass
+        secrets = configured_secrets()
+    except Exception:  # invalid settings must not stop logging (the error is reported by whoever reads them)
+        secrets = []
+    handler.setFormatter(JsonFormatter(secrets) if json_format else KeyValueFormatter(secrets))
     root.addHandler(handler)
     for noisy in ("httpx", "httpcore", "uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

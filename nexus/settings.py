@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The published limits (sources in :mod:`clients.ratelimit`); Workday, AD and Helix publish none: unlimited.
@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     http_timeout_s: float = Field(10.0, gt=0, alias="NEXUS_HTTP_TIMEOUT_S")
     http_connect_timeout_s: float = Field(5.0, gt=0, alias="NEXUS_HTTP_CONNECT_TIMEOUT_S")
     report_ttl_s: int = Field(30 * 86400, ge=60, alias="NEXUS_REPORT_TTL_S")
+    # Redis broker: a message a worker took and did not acknowledge (it died, or it holds a countdown retry until
+    # its ETA) is handed out again after this many seconds. Above the longest countdown (checked below) and the
+    # longest task run, or a live worker's task runs twice; it is also how long a killed worker's tasks wait.
+    visibility_timeout_s: int = Field(3600, ge=1, alias="NEXUS_VISIBILITY_TIMEOUT_S")
     bulk_max_emails: int = Field(100_000, ge=1, alias="NEXUS_BULK_MAX_EMAILS")
     bulk_window: int = Field(8, ge=1, le=1000, alias="NEXUS_BULK_WINDOW")
     bulk_chunk_size: int = Field(25, ge=1, le=500, alias="NEXUS_BULK_CHUNK_SIZE")
@@ -86,6 +90,16 @@ class Settings(BaseSettings):
     # Request budgets per system (clients.ratelimit): "<system>=<requests>/<window>", comma separated; "" = off.
     rate_budgets: str = Field(DEFAULT_RATE_BUDGETS, alias="NEXUS_RATE_BUDGETS")
     rate_max_wait_s: float = Field(30.0, ge=0, alias="NEXUS_RATE_MAX_WAIT_S")
+
+    @model_validator(mode="after")
+    def _check_visibility_timeout(self) -> Settings:
+        longest = max(self.retry_backoff_max_s, self.retry_after_max_s)
+        if self.visibility_timeout_s <= longest:
+            raise ValueError(
+                f"NEXUS_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must be above the longest retry countdown "
+                f"({longest:g} s: NEXUS_RETRY_BACKOFF_MAX_S / NEXUS_RETRY_AFTER_MAX_S), or Redis would hand a "
+                "message waiting for its countdown to a second worker")
+        return self
 
     @field_validator("rate_budgets")
     @classmethod

@@ -25,19 +25,26 @@ log = logging.getLogger("nexus.tasks")
 DEVICE_STAGE1 = (System.INTUNE, System.LANSWEEPER, System.HELIX)
 
 
-def people_part_signature(audit_id: str, part: int, total_parts: int, emails: list[str]) -> Any:
+def people_part_signature(audit_id: str, part: int, total_parts: int, emails: list[str], chunk_size: int) -> Any:
     from tasks.compare import compare_people
 
     header = [FETCH_TASKS[s].s(audit_id, "people", emails) for s in USER_SYSTEMS]
-    return chord(header, compare_people.s(audit_id, part, total_parts))
+    return chord(header, compare_people.s(audit_id, part, total_parts, chunk_size))
+
+
+def audit_chunk_size(store: Any, audit_id: str) -> int:
+    """The part size of this audit, fixed by the first dispatcher and stored with the audit: every worker then cuts
+    the subject list the same way, whatever its own NEXUS_BULK_CHUNK_SIZE."""
+    key = store.key(audit_id)
+    store.r.hsetnx(key, "chunk_size", get_settings().bulk_chunk_size)
+    return int(store.r.hget(key, "chunk_size") or get_settings().bulk_chunk_size)
 
 
 def dispatch_people_part(audit_id: str, part: int, subjects_count: int | None = None) -> bool:
     """Enqueue one part (once: a redelivered task that dispatches again is a no-op). ``subjects_count`` saves a
     read when the caller already has the audit's meta."""
     store = get_store()
-    settings = get_settings()
-    size = settings.bulk_chunk_size
+    size = audit_chunk_size(store, audit_id)
     total = store.meta(audit_id)["subjects_count"] if subjects_count is None else subjects_count
     total_parts = max(1, -(-total // size))
     if part >= total_parts:
@@ -45,7 +52,7 @@ def dispatch_people_part(audit_id: str, part: int, subjects_count: int | None = 
     if not store.r.set(store.key(audit_id, f"dispatched:{part}"), "1", nx=True, ex=store.ttl_s):
         return False
     emails = store.subjects(audit_id, part * size, part * size + size - 1)
-    people_part_signature(audit_id, part, total_parts, emails).apply_async()
+    people_part_signature(audit_id, part, total_parts, emails, size).apply_async()
     return True
 
 
@@ -75,9 +82,9 @@ def plan_audit(self: Task, audit_id: str) -> dict[str, Any]:
 
         return start_fleet(audit_id)
     if kind in ("user", "bulk"):
-        settings = get_settings()
         count = meta["subjects_count"]
-        first = range(min(settings.bulk_window, max(1, -(-count // settings.bulk_chunk_size))))
+        size = audit_chunk_size(store, audit_id)
+        first = range(min(get_settings().bulk_window, max(1, -(-count // size))))
         dispatched = sum(dispatch_people_part(audit_id, part, count) for part in first)
         return {"audit_id": audit_id, "parts_dispatched": dispatched}
     if kind == "device":
@@ -92,6 +99,6 @@ def plan_audit(self: Task, audit_id: str) -> dict[str, Any]:
         from tasks.fleet import start_fleet
 
         return start_fleet(audit_id)
-    store.finish(audit_id, {}, status="failed", error=f"unknown audit kind {kind!r}")
-    metrics.audit_failed(kind, time.time() - meta["created_at"])
+    if store.finish_once(audit_id, {}, status="failed", error=f"unknown audit kind {kind!r}"):
+        metrics.audit_failed(kind, time.time() - meta["created_at"])
     return {"audit_id": audit_id, "error": "unknown kind"}

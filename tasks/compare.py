@@ -8,11 +8,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from celery import Task, chord
+from celery.exceptions import Retry
 
+from clients.errors import error_text
 from nexus.audits.assemble import bulk_report, device_full_report, device_owner_refs, people_reports, split_results
 from nexus.audits.progress import get_store
 from nexus.systems import System
@@ -24,18 +27,18 @@ log = logging.getLogger("nexus.tasks")
 
 def _finish(audit_id: str, report: dict[str, Any]) -> None:
     store = get_store()
-    if store.claim_finish(audit_id):
-        meta = store.meta(audit_id)
-        report = {"audit_id": audit_id, "kind": meta["kind"], "generated_at": datetime.now(UTC).isoformat(),
-                  **report}
-        from nexus.settings import get_settings
+    if store.is_finished(audit_id):
+        return
+    meta = store.meta(audit_id)
+    report = {"audit_id": audit_id, "kind": meta["kind"], "generated_at": datetime.now(UTC).isoformat(), **report}
+    from nexus.settings import get_settings
 
-        remediate = get_settings().helix_remediation
-        if remediate:
-            from nexus.remediation import pending_section
+    remediate = get_settings().helix_remediation
+    if remediate:
+        from nexus.remediation import pending_section
 
-            report["remediation"] = pending_section(report)
-        store.finish(audit_id, report)
+        report["remediation"] = pending_section(report)
+    if store.finish_once(audit_id, report):
         from nexus import metrics
         from nexus.exports import discrepancies_of
 
@@ -45,6 +48,27 @@ def _finish(audit_id: str, report: dict[str, Any]) -> None:
                  extra={"audit_id": audit_id})
         if remediate:
             _enqueue_remediation(audit_id)
+
+
+@contextlib.contextmanager
+def audit_failure_guard(audit_id: str, step: str) -> Iterator[None]:
+    """An unexpected error in a step that builds the report fails the AUDIT (status failed, with the error), instead
+    of leaving it running forever. Failed fetches never get here: they are markers, and the report is built."""
+    try:
+        yield
+    except Retry:
+        raise
+    except Exception as exc:
+        log.exception("%s of audit %s failed", step, audit_id, extra={"audit_id": audit_id})
+        try:
+            store = get_store()
+            meta = store.meta(audit_id)
+            if store.finish_once(audit_id, {}, status="failed", error=f"{step} failed: {error_text(exc)}"):
+                from nexus import metrics
+
+                metrics.audit_failed(meta["kind"], max(time.time() - meta["created_at"], 0.0))
+        except Exception as inner:  # Redis gone too: nothing more can be recorded
+            log.warning("audit %s could not be marked failed: %s", audit_id, inner, extra={"audit_id": audit_id})
 
 
 def _enqueue_remediation(audit_id: str) -> None:
@@ -85,55 +109,65 @@ def remediate_audit(self: Task, audit_id: str) -> dict[str, Any]:
 
 @celery_app.task(name="nexus.compare.people", bind=True, acks_late=True, reject_on_worker_lost=True,
                  ignore_result=True)
-def compare_people(self: Task, results: list[dict[str, Any]], audit_id: str, part: int, total_parts: int) -> int:
+def compare_people(
+    self: Task, results: list[dict[str, Any]], audit_id: str, part: int, total_parts: int, chunk_size: int = 0
+) -> int:
     from nexus.settings import get_settings
     from tasks.audit import dispatch_people_part
 
-    store = get_store()
-    size = get_settings().bulk_chunk_size
-    emails = store.subjects(audit_id, part * size, part * size + size - 1)
-    entries = people_reports(emails, results)
-    store.save_part(audit_id, part, entries, done_increment=len(emails))
-    if part + get_settings().bulk_window < total_parts:
-        dispatch_people_part(audit_id, part + get_settings().bulk_window)
-    if store.parts_count(audit_id) >= total_parts:
-        meta = store.meta(audit_id)
-        if meta["kind"] == "user":
-            _finish(audit_id, entries[0])
-        else:
-            ordered = [e for _, part_entries in sorted(store.iter_parts(audit_id)) for e in part_entries]
-            _finish(audit_id, bulk_report(ordered))
-    return len(entries)
+    with audit_failure_guard(audit_id, "the comparison"):
+        store = get_store()
+        size = chunk_size or get_settings().bulk_chunk_size
+        emails = store.subjects(audit_id, part * size, part * size + size - 1)
+        entries = people_reports(emails, results)
+        store.save_part(audit_id, part, entries, done_increment=len(emails))
+        if part + get_settings().bulk_window < total_parts:
+            dispatch_people_part(audit_id, part + get_settings().bulk_window)
+        if store.parts_count(audit_id) >= total_parts:
+            meta = store.meta(audit_id)
+            if meta["kind"] == "user":
+                _finish(audit_id, entries[0])
+            else:
+                ordered = [e for _, part_entries in sorted(store.iter_parts(audit_id)) for e in part_entries]
+                _finish(audit_id, bulk_report(ordered))
+        return len(entries)
+    return 0
 
 
 @celery_app.task(name="nexus.compare.device_stage2", bind=True, acks_late=True, reject_on_worker_lost=True,
                  ignore_result=True)
 def device_stage2(self: Task, results: list[dict[str, Any]], audit_id: str) -> dict[str, Any]:
     """Stage 1 is in: look up the people the device records name, and the return shipments' tracking numbers."""
-    store = get_store()
-    serial = store.subjects(audit_id)[0]
-    data, _errors = split_results(results)
-    refs, numbers = device_owner_refs(serial, data)
-    store.save_part(audit_id, 0, {"stage1": results}, done_increment=1)
-    header = []
-    if refs:
-        header += [FETCH_TASKS[s].s(audit_id, "people", refs) for s in (System.WORKDAY, System.AD, System.ENTRA)]
-    if numbers:
-        header.append(FETCH_TASKS[System.FEDEX].s(audit_id, "track", numbers))
-    if not header:
-        compare_device.delay([], audit_id)
-    else:
-        chord(header, compare_device.s(audit_id)).apply_async()
-    return {"refs": len(refs), "tracking_numbers": len(numbers)}
+    with audit_failure_guard(audit_id, "the device audit's second stage"):
+        store = get_store()
+        serial = store.subjects(audit_id)[0]
+        data, _errors = split_results(results)
+        refs, numbers = device_owner_refs(serial, data)
+        store.save_part(audit_id, 0, {"stage1": results}, done_increment=1)
+        if not store.r.set(store.key(audit_id, "dispatched:stage2"), "1", nx=True, ex=store.ttl_s):
+            return {"duplicate": True}  # a redelivered stage 1: stage 2 is already on its way
+        header = []
+        if refs:
+            header += [FETCH_TASKS[s].s(audit_id, "people", refs) for s in (System.WORKDAY, System.AD, System.ENTRA)]
+        if numbers:
+            header.append(FETCH_TASKS[System.FEDEX].s(audit_id, "track", numbers))
+        if not header:
+            compare_device.delay([], audit_id)
+        else:
+            chord(header, compare_device.s(audit_id)).apply_async()
+        return {"refs": len(refs), "tracking_numbers": len(numbers)}
+    return {}
 
 
 @celery_app.task(name="nexus.compare.device", bind=True, acks_late=True, reject_on_worker_lost=True,
                  ignore_result=True)
 def compare_device(self: Task, results: list[dict[str, Any]], audit_id: str) -> int:
-    store = get_store()
-    serial = store.subjects(audit_id)[0]
-    stage1 = dict(store.iter_parts(audit_id))[0]["stage1"]
-    report = device_full_report(serial, stage1, results, datetime.now(UTC))
-    store.save_part(audit_id, 1, {"stage2": results}, done_increment=1)
-    _finish(audit_id, report)
-    return int(report["discrepancy_count"])
+    with audit_failure_guard(audit_id, "the device comparison"):
+        store = get_store()
+        serial = store.subjects(audit_id)[0]
+        stage1 = dict(store.iter_parts(audit_id))[0]["stage1"]
+        report = device_full_report(serial, stage1, results, datetime.now(UTC))
+        store.save_part(audit_id, 1, {"stage2": results}, done_increment=1)
+        _finish(audit_id, report)
+        return int(report["discrepancy_count"])
+    return 0

@@ -390,8 +390,8 @@ def compare_fleet(self: Task, results: list[Any], audit_id: str) -> dict[str, An
     except Exception as exc:
         log.exception("fleet comparison of audit %s failed", audit_id, extra={"audit_id": audit_id})
         meta = store.meta(audit_id)
-        if store.claim_finish(audit_id):
-            store.finish(audit_id, {}, status="failed", error=f"the comparison failed: {type(exc).__name__}: {exc}")
+        if store.finish_once(audit_id, {}, status="failed",
+                             error=f"the comparison failed: {type(exc).__name__}: {exc}"):
             metrics.audit_failed(meta["kind"], time.time() - meta["created_at"])
         return {"audit_id": audit_id, "error": type(exc).__name__}
 

@@ -76,6 +76,35 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def children(self) -> list[int]:
+        """The pids of this worker's pool children (processes whose parent is the worker's main process)."""
+        return [pid for pid in _all_pids() if parent_pid(pid) == self.proc.pid]
+
+
+def _all_pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (field 3 onwards), or None if there is no such pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may contain spaces: split after the last ')'.
+    return stat.rsplit(")", 1)[1].split()
+
+
+def parent_pid(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else None
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] != "Z"
+
 
 @dataclass
 class Cluster:
@@ -84,6 +113,8 @@ class Cluster:
     env: dict[str, str]
     workdir: Path
     workers: list[WorkerProcess] = field(default_factory=list)
+    #: Workers killed by :meth:`kill_worker` (kept for their logs).
+    retired: list[WorkerProcess] = field(default_factory=list)
     _saved_env: dict[str, str | None] = field(default_factory=dict)
     _active: bool = True
 
@@ -244,7 +275,45 @@ class Cluster:
         self.reset_breakers()
 
     def worker_logs(self) -> str:
-        return "\n".join(w.log() for w in self.workers)
+        """Every worker's log, killed workers' included."""
+        return "\n".join(w.log() for w in (*self.retired, *self.workers))
+
+    # -- killing workers (tests/test_worker_kill.py, tests/test_worker_death.py) ----------------------------------
+    def owner_of(self, pid: int) -> WorkerProcess | None:
+        """The worker of this cluster whose pool child ``pid`` is (None for any other process)."""
+        parent = parent_pid(pid)
+        return next((w for w in self.workers if parent is not None and w.proc.pid == parent), None)
+
+    def kill_pool_child(self, pid: int) -> WorkerProcess:
+        """SIGKILL one pool child of one of this cluster's workers; refuses any pid that is not one. The worker
+        notices (``WorkerLostError``), requeues the child's task (``task_reject_on_worker_lost``) and forks a new
+        child. Returns the child's worker."""
+        owner = self.owner_of(pid)
+        if owner is None:
+            raise ValueError(f"pid {pid} is not a pool child of this cluster's workers")
+        os.kill(pid, signal.SIGKILL)
+        return owner
+
+    def kill_worker(self, worker: WorkerProcess, timeout: float = 10.0) -> list[int]:
+        """SIGKILL a whole worker: its main process and every pool child (one process group: workers are started
+        in their own session). Nothing acknowledges or requeues its messages: they wait in the broker's unacked
+        index until a consumer restores them after the visibility timeout. Returns the pids that were killed; the
+        worker moves to :attr:`retired`."""
+        if worker not in self.workers:
+            raise ValueError(f"worker {worker.name} is not a running worker of this cluster")
+        pids = [worker.proc.pid, *worker.children()]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.proc.pid, signal.SIGKILL)
+        worker.proc.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while any(alive(pid) for pid in pids[1:]) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the children are reaped by init once their parent is gone
+        left = [pid for pid in pids[1:] if alive(pid)]
+        if left:
+            raise RuntimeError(f"pool children {left} of {worker.name} survived SIGKILL")
+        self.workers.remove(worker)
+        self.retired.append(worker)
+        return pids
 
     @property
     def truth(self) -> dict[str, Any]:

@@ -18,17 +18,18 @@ def celery_config(
     - JSON only, so nothing a worker receives can execute code.
     - ``acks_late`` + ``task_reject_on_worker_lost`` + prefetch 1: a SIGKILLed pool child's task is re-run, and a
       worker holds at most one unacknowledged message per process.
-    - ``visibility_timeout`` well above the longest countdown (Retry-After is capped at ``retry_after_max_s``), or
-      Redis would redeliver a message that is only waiting for its countdown.
+    - ``visibility_timeout`` (``NEXUS_VISIBILITY_TIMEOUT_S``, validated above the longest countdown: Retry-After is
+      capped at ``retry_after_max_s``), or Redis would redeliver a message that is only waiting for its countdown.
+      It is also how long the tasks of a worker killed outright (no requeue) wait: kombu restores a message once it
+      is that old, in the sweep a consuming worker runs when it starts and then every ``unacked_restore_interval``
+      x ``unacked_restore_throttle`` seconds (10 x 10 by default; tests/test_worker_death.py).
     - Latency (benchmarks/bench_audit.py): every Redis round trip is on an audit's critical path, so no STARTED
       state in the result backend (progress lives in the audit store), no ``task-sent`` events, and task events
       off by default: Flower switches them on at runtime (``enable_events``), ``nexus worker --events`` at start.
       Redis chords count header results natively (no ``chord_unlock`` polling); the prefork pool's default
       scheduling is already ``fair``.
     """
-    longest_countdown = max(settings.retry_backoff_max_s, settings.retry_after_max_s)
-    visibility = max(3600, int(longest_countdown * 4))
-    transport_options: dict[str, Any] = {"visibility_timeout": visibility}
+    transport_options: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout_s}
     return {
         "broker_url": broker_url or settings.redis_url,
         "result_backend": backend_url or settings.redis_url,

@@ -79,6 +79,7 @@ def device_full_report(
         device = entry.get("device")
         records[system.value] = [DeviceRecord.from_dict(device)] if device else []
         tickets += [ReturnTicket.from_dict(t) for t in entry.get("tickets") or ()]
+    fedex_asked = System.FEDEX.value in data2 or System.FEDEX.value in errors2
     if System.FEDEX.value in data2:
         records[System.FEDEX.value] = [ShipmentRecord.from_dict(s) for s in data2[System.FEDEX.value].values()]
     elif System.FEDEX.value in errors2:
@@ -91,7 +92,15 @@ def device_full_report(
             people[system.value] = [PersonRecord.from_dict(r) for r in data2[system.value].values() if r]
         elif system.value in errors2:
             people[system.value] = None
-    return device_report(serial, records, {**errors1, **errors2}, now, tickets=tickets, people=people)
+    report = device_report(serial, records, {**errors1, **errors2}, now, tickets=tickets, people=people)
+    if not fedex_asked:
+        # FedEx was not read: it is neither found nor failed. Say why instead of reporting fedex_found: false.
+        report["fedex_found"] = None
+        report["systems_available"] = [s for s in report["systems_available"] if s != System.FEDEX.display]
+        helix_failed = System.HELIX.display in report["systems_failed"]
+        report["systems_skipped"] = {System.FEDEX.display: "Helix unavailable: no return tickets to track"
+                                     if helix_failed else "no return ticket for this device"}
+    return report
 
 
 def bulk_report(entries: list[dict[str, Any]]) -> dict[str, Any]:

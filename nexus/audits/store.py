@@ -166,9 +166,20 @@ class AuditStore:
         for part, raw in self.r.hscan_iter(self.key(audit_id, "parts"), count=500):
             yield int(_s(part)), json.loads(raw)
 
-    def claim_finish(self, audit_id: str) -> bool:
-        """True for exactly one caller: the one that builds the final report."""
-        return bool(self.r.set(self.key(audit_id, "final"), "1", nx=True, ex=self.ttl_s))
+    def is_finished(self, audit_id: str) -> bool:
+        return bool(self.r.exists(self.key(audit_id, "final")))
+
+    def finish_once(self, audit_id: str, report: dict[str, Any], status: str = "done", error: str = "") -> bool:
+        """Store the final report and status, exactly once: True for the one caller that stored it.
+
+        One Lua script does the check and the writes, so a finisher killed half-way leaves nothing behind and the
+        redelivered task finishes the audit (a flag taken before the writes would leave the audit running forever).
+        """
+        stored = self.r.eval(
+            _FINISH_ONCE, 3, self.key(audit_id, "final"), self.key(audit_id, "report"), self.key(audit_id),
+            json.dumps(report, separators=(",", ":"), default=str), self.ttl_s, status, self.clock(), error,
+        )
+        return bool(stored)
 
     def finish(self, audit_id: str, report: dict[str, Any], status: str = "done", error: str = "") -> None:
         pipe = self.r.pipeline(transaction=True)
@@ -178,6 +189,16 @@ class AuditStore:
             mapping["error"] = error
         pipe.hset(self.key(audit_id), mapping=mapping)  # type: ignore[arg-type]
         pipe.execute()
+
+
+_FINISH_ONCE = """
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+redis.call('HSET', KEYS[3], 'status', ARGV[3], 'updated_at', ARGV[4])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[3], 'error', ARGV[5]) end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[2])
+return 1
+"""
 
 
 def _s(value: Any) -> str:
