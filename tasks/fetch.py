@@ -119,7 +119,10 @@ def run_fetch(task: Task, system: System, audit_id: str, op: str, subjects: list
     return marker
 
 
-_FETCH_OPTIONS: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}
+# Time limits bound a fetch that hangs (a lookup of a whole part, each request bounded by the HTTP timeouts and the
+# rate budget's maximum wait): the soft limit raises inside the task, which returns a failure marker like any error.
+_FETCH_OPTIONS: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True,
+                                  "soft_time_limit": 300, "time_limit": 330}
 
 
 @celery_app.task(name="nexus.fetch_workday", **_FETCH_OPTIONS)

@@ -106,12 +106,19 @@ def device_full_report(
 def bulk_report(entries: list[dict[str, Any]]) -> dict[str, Any]:
     """One report for many people: per-person entries plus a summary by severity, field and system."""
     failed = sorted({s for e in entries for s in e.get("systems_failed", [])})
+    # A system may fail for some parts of a bulk audit and not others: say for how many people, with one reason.
+    errors: dict[str, Any] = {}
+    for entry in entries:
+        for system, error in (entry.get("errors") or {}).items():
+            slot = errors.setdefault(system, {**error, "people": 0})
+            slot["people"] += 1
     all_discrepancies = [dict(d, subject=d.get("subject") or e["email"]) for e in entries for d in e["discrepancies"]]
     return {
         "people": len(entries),
         "people_with_drift": sum(1 for e in entries if e["discrepancy_count"]),
         "systems_checked": entries[0]["systems_checked"] if entries else [],
         "systems_failed": failed,
+        "errors": errors,
         "discrepancy_count": len(all_discrepancies),
         "summary": summarize(all_discrepancies),
         "entries": entries,

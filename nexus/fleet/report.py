@@ -121,7 +121,9 @@ def fleet_report(audit_id: str, assessment: Assessment, comparison: Comparison, 
     kept, dropped = suppress(comparison.discrepancies, assessment.degraded)
     extra: dict[str, Any] = {}
     if annotate:
-        kept, extra = _annotate(audit_id, kept, frame["systems_available"], now)
+        # A degraded system was not fully read: its earlier findings cannot be judged resolved (the guard hid them).
+        judged = [s for s in frame["systems_available"] if s not in set(frame.get("systems_degraded") or ())]
+        kept, extra = _annotate(audit_id, kept, judged, now)
     report: dict[str, Any] = {"scope": "fleet", **frame, "people": comparison.people, "devices": comparison.devices,
                               "discrepancy_count": len(kept), "summary": summarize(kept), "discrepancies": kept,
                               **extra}
