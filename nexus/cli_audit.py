@@ -152,9 +152,12 @@ def result(
                                                                      else ""), EXIT_FAILED)
     text = render(view["report"], fmt)
     if output is not None:
-        from nexus.sim.stack import _atomic_write
+        from nexus.fileutil import atomic_write
 
-        _atomic_write(output, text)
+        try:
+            atomic_write(output, text)
+        except OSError as exc:
+            fail(f"cannot write {output}: {exc.strerror}", EXIT_FAILED)
         print(f"wrote {output}", file=sys.stderr)
     else:
         sys.stdout.write(text)

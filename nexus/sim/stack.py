@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nexus.fileutil import atomic_write
 from nexus.sim.base import SimContext, SimCredentials, SystemSim
 from nexus.sim.org_model import Org
 from nexus.sim.tokens import TokenIssuer
@@ -174,29 +174,14 @@ class SimulatorStack:
     def write_env_file(self, path: str | os.PathLike[str], extra: dict[str, str] | None = None) -> Path:
         env = {**self.env(), **(extra or {})}
         text = "".join(f"{k}={_quote_env(v)}\n" for k, v in env.items())
-        return _atomic_write(Path(path), text, mode=0o600)
+        return atomic_write(Path(path), text, mode=0o600)
 
     def write_truth(self, path: str | os.PathLike[str]) -> Path:
         assert self.org is not None
-        return _atomic_write(Path(path), json.dumps(self.org.truth, indent=2, ensure_ascii=False) + "\n")
+        return atomic_write(Path(path), json.dumps(self.org.truth, indent=2, ensure_ascii=False) + "\n")
 
 
 def _quote_env(value: str) -> str:
     if value and all(ch.isalnum() or ch in "-_./:@=,\\+" for ch in value):
         return value
     return "'" + value.replace("'", "'\"'\"'") + "'"
-
-
-def _atomic_write(path: Path, text: str, mode: int = 0o644) -> Path:
-    """Write to a temp file beside ``path`` and rename it over, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
