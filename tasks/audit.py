@@ -42,17 +42,24 @@ def audit_chunk_size(store: Any, audit_id: str) -> int:
 
 def dispatch_people_part(audit_id: str, part: int, subjects_count: int | None = None) -> bool:
     """Enqueue one part (once: a redelivered task that dispatches again is a no-op). ``subjects_count`` saves a
-    read when the caller already has the audit's meta."""
+    read when the caller already has the audit's meta.
+
+    The part is marked dispatched AFTER it is published: a dispatcher killed in between leaves the part to its
+    redelivered task, which publishes it again (a duplicate part only repeats its lookups: its result is stored
+    once). A mark taken before the publish would leave the part, and the audit, waiting forever
+    (tests/test_worker_death.py)."""
     store = get_store()
     size = audit_chunk_size(store, audit_id)
     total = store.meta(audit_id)["subjects_count"] if subjects_count is None else subjects_count
     total_parts = max(1, -(-total // size))
     if part >= total_parts:
         return False
-    if not store.r.set(store.key(audit_id, f"dispatched:{part}"), "1", nx=True, ex=store.ttl_s):
+    mark = store.key(audit_id, f"dispatched:{part}")
+    if store.r.exists(mark):
         return False
     emails = store.subjects(audit_id, part * size, part * size + size - 1)
     people_part_signature(audit_id, part, total_parts, emails, size).apply_async()
+    store.r.set(mark, "1", ex=store.ttl_s)
     return True
 
 

@@ -144,7 +144,8 @@ def device_stage2(self: Task, results: list[dict[str, Any]], audit_id: str) -> d
         data, _errors = split_results(results)
         refs, numbers = device_owner_refs(serial, data)
         store.save_part(audit_id, 0, {"stage1": results}, done_increment=1)
-        if not store.r.set(store.key(audit_id, "dispatched:stage2"), "1", nx=True, ex=store.ttl_s):
+        mark = store.key(audit_id, "dispatched:stage2")
+        if store.r.exists(mark):
             return {"duplicate": True}  # a redelivered stage 1: stage 2 is already on its way
         header = []
         if refs:
@@ -155,6 +156,9 @@ def device_stage2(self: Task, results: list[dict[str, Any]], audit_id: str) -> d
             compare_device.delay([], audit_id)
         else:
             chord(header, compare_device.s(audit_id)).apply_async()
+        # Marked after publishing (as tasks/audit.py dispatch_people_part): a stage killed in between is redelivered
+        # and publishes again; the report is still stored once.
+        store.r.set(mark, "1", ex=store.ttl_s)
         return {"refs": len(refs), "tracking_numbers": len(numbers)}
     return {}
 

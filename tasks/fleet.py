@@ -67,11 +67,17 @@ def audit_systems(kind: str) -> tuple[System, ...]:
 
 # -- start --------------------------------------------------------------------------------------------------------
 def start_fleet(audit_id: str) -> dict[str, Any]:
-    """Enqueue the snapshot chord of a fleet audit (or of a bulk audit switched to snapshots). Idempotent."""
+    """Enqueue the snapshot chord of a fleet audit (or of a bulk audit switched to snapshots). Idempotent.
+
+    Marked started AFTER the chord is published: a starter killed in between leaves the start to its redelivered
+    task, which publishes the chord again (the snapshots' requests are repeated; the report is still stored once,
+    each system's marker once). A mark taken before the publish would leave the audit running forever
+    (tests/test_worker_death.py)."""
     store = get_store()
     kind = store.meta(audit_id)["kind"]
     systems = audit_systems(kind)
-    if not store.r.set(store.key(audit_id, "fleet_started"), "1", nx=True, ex=store.ttl_s):
+    started = store.key(audit_id, "fleet_started")
+    if store.r.exists(started):
         return {"audit_id": audit_id, "duplicate": True}
     store.set_total(audit_id, len(systems))
     people = [SNAPSHOT_TASKS[s].si(audit_id) for s in USER_SYSTEMS]
@@ -87,6 +93,7 @@ def start_fleet(audit_id: str) -> dict[str, Any]:
             chain(snapshot_helix.si(audit_id), snapshot_fedex.s(audit_id)),
         ]
         chord(header, compare_fleet.s(audit_id)).apply_async()
+    store.r.set(started, "1", ex=store.ttl_s)
     log.info("%s audit %s: snapshots of %s", kind, audit_id, ", ".join(s.display for s in systems),
              extra={"audit_id": audit_id})
     return {"audit_id": audit_id, "snapshots": [s.value for s in systems]}

@@ -103,7 +103,7 @@ def parent_pid(pid: int) -> int | None:
 def alive(pid: int) -> bool:
     """The process exists and is not a zombie waiting to be reaped."""
     fields = _stat_fields(pid)
-    return bool(fields) and fields[0] != "Z"
+    return fields is not None and fields[0] != "Z"
 
 
 @dataclass
