@@ -53,6 +53,17 @@ def _start(port: int, workdir: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _listening(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=0.2) as sock:
+            return bool(sock.getsockname() != sock.getpeername())
+    except OSError:
+        return False
+
+
 def _wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float) -> bool:
     client = redis.Redis.from_url(url, socket_connect_timeout=0.2, socket_timeout=0.5)
     deadline = time.monotonic() + timeout_s
@@ -60,9 +71,11 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float) -> bo
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 return False
-            with contextlib.suppress(redis.exceptions.RedisError):
-                if client.ping():
-                    return True
+            # Only once something listens: a connect to a free loopback port can connect to itself and echo PING.
+            if _listening(url):
+                with contextlib.suppress(redis.exceptions.RedisError):
+                    if client.ping():
+                        return True
             time.sleep(0.01)
         return False
     finally:

@@ -426,6 +426,10 @@ class SlapdServer:
         while time.monotonic() < deadline:
             if self._proc is None or self._proc.poll() is not None:
                 return False
+            if not _accepts(self.host, self.port):
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+                continue
             try:
                 conn = Connection(
                     Server(self.host, port=self.port, connect_timeout=1, get_info=NONE),
@@ -438,8 +442,8 @@ class SlapdServer:
                     conn.unbind()
                     return True
                 conn.unbind()
-            except LDAPException:
-                pass
+            except (LDAPException, OSError, KeyError, ValueError):
+                pass  # not ready yet, or an undecodable answer: try again
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
         return False
@@ -605,3 +609,16 @@ class LdapSimulator:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _accepts(host: str, port: int) -> bool:
+    """True when something listens on ``host:port``. A connection to a port nobody listens on can, on loopback,
+    connect to ITSELF (TCP simultaneous open, when the kernel picks that same port as the source): such a socket
+    echoes what it sends, which an LDAP client cannot decode. It is detected and refused here."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=1) as sock:
+            return bool(sock.getsockname() != sock.getpeername())
+    except OSError:
+        return False
