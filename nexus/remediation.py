@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import redis
 
-from clients.errors import BadRequestError, NexusClientError, NotFoundError
+from clients.errors import BadRequestError, NotFoundError, error_dict
 from nexus.drift.fields import POLICY, Severity
 
 log = logging.getLogger("nexus.remediation")
@@ -126,9 +126,7 @@ def incident_text(finding: Finding, audit_id: str) -> tuple[str, str]:
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
-    if isinstance(exc, NexusClientError):
-        return exc.to_dict()
-    return {"type": type(exc).__name__, "kind": "unexpected", "message": str(exc)[:300]}
+    return dict(error_dict(exc))
 
 
 class Remediator:

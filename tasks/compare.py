@@ -15,7 +15,7 @@ from typing import Any
 from celery import Task, chord
 from celery.exceptions import Retry
 
-from clients.errors import error_text
+from clients.errors import error_dict, error_text
 from nexus.audits.assemble import bulk_report, device_full_report, device_owner_refs, people_reports, split_results
 from nexus.audits.progress import get_store
 from nexus.systems import System
@@ -100,8 +100,7 @@ def remediate_audit(self: Task, audit_id: str) -> dict[str, Any]:
                                           call=get_breaker(System.HELIX.value).call)
     except Exception as exc:  # e.g. Redis gone mid-run: record it if we can, never crash the worker's task
         log.exception("remediation of audit %s failed", audit_id, extra={"audit_id": audit_id})
-        section = {"status": "failed", "error": {"type": type(exc).__name__, "kind": "unexpected",
-                                                 "message": str(exc)[:300]}}
+        section = {"status": "failed", "error": error_dict(exc)}
         with contextlib.suppress(Exception):
             write_section(store, audit_id, section)
     return {"audit_id": audit_id, **{k: v for k, v in section.items() if k != "items"}}

@@ -17,7 +17,7 @@ from typing import Any
 
 from celery import Task
 
-from clients.errors import NexusClientError, TransientError
+from clients.errors import TransientError, error_dict
 from nexus import metrics
 from nexus.lookups import run_lookup
 from nexus.systems import System
@@ -27,10 +27,7 @@ log = logging.getLogger("nexus.tasks")
 
 
 def failure_marker(system: System, exc: BaseException, attempts: int) -> dict[str, Any]:
-    if isinstance(exc, NexusClientError):
-        error = exc.to_dict()
-    else:  # a bug or an unmapped library error: still a marker, never a crashed chord
-        error = {"type": type(exc).__name__, "kind": "unexpected", "message": str(exc)[:300]}
+    error = dict(error_dict(exc))  # a bug or an unmapped library error is "unexpected": still a marker
     error["attempts"] = attempts
     return {"system": system.value, "ok": False, "error": error}
 

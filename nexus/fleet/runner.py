@@ -24,7 +24,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from clients.errors import CircuitOpenError, NexusClientError, TransientError
+from clients.errors import CircuitOpenError, TransientError
+from clients.errors import error_dict as base_error_dict
 from clients.paging import Page
 from clients.policy import RetryPolicy
 from clients.ratelimit import BudgetExceededError
@@ -59,10 +60,7 @@ class RunResult:
 
 def error_dict(exc: BaseException, page: int | None = None, attempts: int | None = None) -> dict[str, Any]:
     """The report's error shape for a failure of one page."""
-    if isinstance(exc, NexusClientError):
-        out = exc.to_dict()
-    else:
-        out = {"type": type(exc).__name__, "kind": "unexpected", "message": str(exc)[:300]}
+    out = dict(base_error_dict(exc))
     if page is not None:
         out["page"] = page
         out["message"] = f"snapshot incomplete: page {page + 1} failed: {out['message']}"
