@@ -56,6 +56,7 @@ from clients.errors import (
     TransientError,
 )
 from clients.ratelimit import NO_LIMIT, RateLimiter
+from clients.roles import EMAIL, EMPLOYEE_ID, USERNAME, ref_kind
 from nexus.models import PersonRecord
 from nexus.settings import Settings, get_settings
 from nexus.systems import System
@@ -573,6 +574,17 @@ class ADClient:
         if len(records) > 1:
             logger.warning("AD: %d entries match one lookup; using %s", len(records), best.key)
         return self._resolve_manager(best, {})
+
+    def find_person(self, ref: str) -> PersonRecord | None:
+        """PeopleDirectory: an address, ``DOMAIN\\sam`` or an employee id."""
+        kind = ref_kind(ref)
+        if kind == EMAIL:
+            return self.find_user(email=ref)
+        if kind == USERNAME:
+            return self.find_user(username=ref.split("\\", 1)[1])
+        if kind == EMPLOYEE_ID:
+            return self.find_user(employee_id=ref)
+        return None
 
     def find_users(self, emails: Iterable[str]) -> dict[str, PersonRecord | None]:
         """Batch :meth:`find_user` by email: one search per :data:`BATCH_SIZE` addresses. Keys are the inputs."""

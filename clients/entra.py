@@ -14,6 +14,7 @@ from urllib.parse import quote
 from clients._graph import MAX_PAGE_SIZE, GraphClient, as_str, odata_quote, require_str
 from clients.errors import MalformedResponseError
 from clients.paging import Page, iter_all
+from clients.roles import EMAIL, EMPLOYEE_ID, ref_kind
 from nexus.models import PersonRecord
 
 USERS_PATH = "/v1.0/users"
@@ -69,6 +70,15 @@ class EntraClient(GraphClient):
             return 3
 
         return min(people, key=rank)
+
+    def find_person(self, ref: str) -> PersonRecord | None:
+        """PeopleDirectory: an address (mail, alias or UPN) or an employee id; no Windows user names in Entra."""
+        kind = ref_kind(ref)
+        if kind == EMAIL:
+            return self.find_user(email=ref, upn=ref)
+        if kind == EMPLOYEE_ID:
+            return self.find_user(employee_id=ref)
+        return None
 
     def get_user(self, key: str) -> PersonRecord | None:
         """The user with this object id or userPrincipalName, or None (Graph's 404)."""

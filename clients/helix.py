@@ -205,7 +205,7 @@ class HelixClient(HttpSystemClient):
     def list_all(self) -> Iterator[DeviceRecord]:
         return iter_all(self.fetch_page)
 
-    def find_asset(self, serial: str) -> DeviceRecord | None:
+    def find_device(self, serial: str) -> DeviceRecord | None:
         """The asset with this serial number (case-insensitive), or None."""
         for values in self._query(ASSET_FORM, ASSET_FIELDS, qual_eq("Serial Number", serial.strip())):
             return self._asset(values)

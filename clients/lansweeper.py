@@ -169,7 +169,7 @@ class LansweeperClient(HttpSystemClient):
 
         return [device for page in iter_pages(fetch) for device in page.items]
 
-    def find_asset(self, serial: str) -> DeviceRecord | None:
+    def find_device(self, serial: str) -> DeviceRecord | None:
         """The asset with this serial number (the most recently seen one if several), or None."""
         found = self._filtered([{"operator": "EQUAL", "path": "assetCustom.serialNumber", "value": serial}])
         if not found:

@@ -30,6 +30,7 @@ import httpx
 from clients._http import HttpSystemClient
 from clients.errors import MalformedResponseError
 from clients.paging import Page, iter_all
+from clients.roles import EMAIL, EMPLOYEE_ID, ref_kind
 from nexus.models import PersonRecord
 from nexus.settings import Settings
 
@@ -134,6 +135,15 @@ class WorkdayClient(HttpSystemClient):
         if not entries:
             return None
         return self._from_entry(entries[0])
+
+    def find_person(self, ref: str) -> PersonRecord | None:
+        """PeopleDirectory: a work email or an employee id; Workday knows no Windows user name (None)."""
+        kind = ref_kind(ref)
+        if kind == EMAIL:
+            return self.find_worker(email=ref)
+        if kind == EMPLOYEE_ID:
+            return self.find_worker(employee_id=ref)
+        return None
 
     def health(self) -> float:
         """Elapsed ms of one authenticated one-worker listing request."""

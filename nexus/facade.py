@@ -14,6 +14,10 @@ from typing import Any
 from nexus.audits.spec import AuditKind, AuditRequest, InvalidInput, validate_audit_id
 from nexus.audits.store import TERMINAL, AuditNotFound, AuditStore
 from nexus.settings import Settings, get_settings
+from workers.app import celery_app
+
+#: The task that fans an audit out (tasks/audit.py), sent by name: the front ends never import the task modules.
+PLAN_TASK = "nexus.audit.plan"
 
 
 class ServiceUnavailable(RuntimeError):
@@ -71,8 +75,6 @@ class Nexus:
 
     def submit(self, request: AuditRequest) -> str:
         """Store and enqueue; returns the audit id. Nothing is left behind if enqueueing fails."""
-        from tasks.audit import plan_audit
-
         request.check(self.settings.bulk_max_emails)  # a request not built by request_for is validated here
         errors = _connection_errors()
         try:
@@ -83,7 +85,7 @@ class Nexus:
             # Planning (and every chord) happens in a worker: a chord applied here would subscribe this process to
             # the result backend's pub/sub, which a long-running front end (MCP server) must not accumulate, and
             # which cannot recover once Redis restarts ("the Celery application must be restarted").
-            plan_audit.apply_async(args=[request.audit_id], retry=False)
+            celery_app.send_task(PLAN_TASK, args=[request.audit_id], retry=False)
         except errors as exc:
             try:
                 self.store.delete(request.audit_id)

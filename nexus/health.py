@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from nexus.runtime import current
 from nexus.systems import HEALTH_SYSTEMS, System
 
 
@@ -40,9 +41,7 @@ def check_system_health(
     systems: tuple[System, ...] = HEALTH_SYSTEMS, client_factory: Callable[[System], Any] | None = None
 ) -> dict[str, Any]:
     if client_factory is None:
-        from tasks.clients import get_client
-
-        client_factory = get_client
+        client_factory = current().client
     with ThreadPoolExecutor(max_workers=len(systems)) as pool:
         results = dict(zip(systems, pool.map(lambda s: _ping(s, client_factory), systems), strict=True))
     out: dict[str, Any] = {}

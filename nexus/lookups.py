@@ -1,75 +1,34 @@
 """What each system's fetch does for a set of subjects: the lookups behind the per-system Celery tasks.
 
-A *person reference* is a string: an email or UPN (has ``@``), ``DOMAIN\\sam`` (has a backslash), or an employee id
-(digits). Each system answers the references it can; the rest map to None. Results are JSON-safe dicts, so they can
-travel through the broker and the result backend.
+One lookup per role (:mod:`clients.roles`), the same for every system that plays it: ``people`` asks a
+:class:`~clients.roles.PeopleDirectory` for each person reference, ``devices`` asks a
+:class:`~clients.roles.DeviceInventory` for each serial (plus its return tickets when the system is a
+:class:`~clients.roles.ReturnRegister`), ``track`` asks a :class:`~clients.roles.ShipmentTracker`. Results are JSON-safe
+dicts, so they can travel through the broker and the result backend.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
-from nexus.systems import System
+from clients.roles import ref_kind
+from nexus.systems import Role, System
 
-
-class _Client(Protocol):
-    def health(self) -> float: ...
-
-
-def ref_kind(ref: str) -> str:
-    if "\\" in ref:
-        return "username"
-    if "@" in ref:
-        return "email"
-    if ref.isdigit():
-        return "employee_id"
-    return "other"
+__all__ = ["lookup_devices", "lookup_people", "ref_kind", "run_lookup", "track_shipments"]
 
 
 def _rec(record: Any) -> dict[str, Any] | None:
     return None if record is None else record.to_dict()
 
 
-def lookup_people(
-    system: System, client: Any, refs: Iterable[str], memo: dict[str, Any] | None = None
-) -> dict[str, dict[str, Any] | None]:
-    """One record (or None) per reference, from Workday, AD or Entra."""
-    memo = {} if memo is None else memo
-    out: dict[str, dict[str, Any] | None] = {}
-    for ref in refs:
-        key = f"people:{ref}"
-        if key in memo:
-            out[ref] = memo[key]
-            continue
-        kind = ref_kind(ref)
-        record: Any = None
-        if system is System.WORKDAY:
-            if kind == "email":
-                record = client.find_worker(email=ref)
-            elif kind == "employee_id":
-                record = client.find_worker(employee_id=ref)
-        elif system is System.AD:
-            if kind == "email":
-                record = client.find_user(email=ref)
-            elif kind == "username":
-                record = client.find_user(username=ref.split("\\", 1)[1])
-            elif kind == "employee_id":
-                record = client.find_user(employee_id=ref)
-        elif system is System.ENTRA:
-            if kind == "email":
-                record = client.find_user(email=ref, upn=ref)
-            elif kind == "employee_id":
-                record = client.find_user(employee_id=ref)
-        else:
-            raise ValueError(f"{system.display} holds no people")
-        out[ref] = memo[key] = _rec(record)
-    return out
+def _person(client: Any, ref: str) -> dict[str, Any] | None:
+    return _rec(client.find_person(ref))
 
 
-def _device(find: Callable[[str], Any], serial: str) -> dict[str, Any] | None:
-    return _rec(find(serial))
+def _device(client: Any, serial: str) -> dict[str, Any] | None:
+    return _rec(client.find_device(serial))
 
 
 def _tickets(client: Any, serial: str) -> list[dict[str, Any]]:
@@ -82,25 +41,31 @@ def _memoised(memo: dict[str, Any], key: str, compute: Callable[[], Any]) -> Any
     return memo[key]
 
 
+def lookup_people(
+    system: System, client: Any, refs: Iterable[str], memo: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any] | None]:
+    """One record (or None) per reference, from a people directory."""
+    if Role.PEOPLE not in system.roles:
+        raise ValueError(f"{system.display} holds no people")
+    memo = {} if memo is None else memo
+    return {ref: _memoised(memo, f"people:{ref}", partial(_person, client, ref)) for ref in refs}
+
+
 def lookup_devices(
     system: System, client: Any, serials: Iterable[str], memo: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Per serial: the device record (or None); Helix adds the serial's return tickets."""
+    """Per serial: the device record (or None); a return register adds the serial's return tickets."""
+    if Role.DEVICES not in system.roles:
+        raise ValueError(f"{system.display} holds no devices")
     memo = {} if memo is None else memo
+    returns = Role.RETURNS in system.roles
     out: dict[str, Any] = {}
     for serial in serials:
-        if system is System.INTUNE:
-            device = _memoised(memo, f"device:{serial}", partial(_device, client.find_device, serial))
-            out[serial] = {"device": device}
-        elif system is System.LANSWEEPER:
-            device = _memoised(memo, f"device:{serial}", partial(_device, client.find_asset, serial))
-            out[serial] = {"device": device}
-        elif system is System.HELIX:
-            tickets = _memoised(memo, f"tickets:{serial}", partial(_tickets, client, serial))
-            device = _memoised(memo, f"device:{serial}", partial(_device, client.find_asset, serial))
-            out[serial] = {"device": device, "tickets": tickets}
-        else:
-            raise ValueError(f"{system.display} holds no devices")
+        entry: dict[str, Any] = {}
+        if returns:
+            entry["tickets"] = _memoised(memo, f"tickets:{serial}", partial(_tickets, client, serial))
+        entry["device"] = _memoised(memo, f"device:{serial}", partial(_device, client, serial))
+        out[serial] = {"device": entry["device"], **({"tickets": entry["tickets"]} if returns else {})}
     return out
 
 

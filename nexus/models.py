@@ -10,6 +10,12 @@ import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
+#: What a listing stream holds (the registry's streams, the snapshot codec): one kind per record class below.
+KIND_PERSON = "person"
+KIND_DEVICE = "device"
+KIND_TICKET = "ticket"
+KIND_SHIPMENT = "shipment"
+
 
 @dataclass(frozen=True, slots=True)
 class PersonRecord:

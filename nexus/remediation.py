@@ -235,14 +235,8 @@ def remediate_stored_report(
 
 
 def write_section(store: Any, audit_id: str, section: dict[str, Any]) -> None:
-    """Replace the report's ``remediation`` section, keeping the report's expiry."""
-    key = store.key(audit_id, "report")
-    raw = store.r.get(key)
-    if raw is None:
-        return
-    report = json.loads(raw)
-    report["remediation"] = section
-    store.r.set(key, json.dumps(report, separators=(",", ":"), default=str), keepttl=True, xx=True)
+    """Replace the report's ``remediation`` section, keeping the report's expiry (nothing without a report)."""
+    store.set_report_section(audit_id, "remediation", section)
 
 
 def policy_from_settings(settings: Any) -> RemediationPolicy:

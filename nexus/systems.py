@@ -9,6 +9,15 @@ from __future__ import annotations
 from enum import StrEnum
 
 
+class Role(StrEnum):
+    """What a system can be asked (the client Protocols of :mod:`clients.roles`)."""
+
+    PEOPLE = "people"  # a directory of people: find_person(ref)
+    DEVICES = "devices"  # an inventory of devices: find_device(serial)
+    RETURNS = "returns"  # return tickets per device: tickets_for_serial(serial)
+    SHIPMENTS = "shipments"  # shipment tracking: track(numbers)
+
+
 class System(StrEnum):
     """A system Nexus reads. The value is the lower-case id."""
 
@@ -23,6 +32,10 @@ class System(StrEnum):
     @property
     def display(self) -> str:
         return DISPLAY_NAMES[self]
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        return ROLES[self]
 
     @classmethod
     def parse(cls, name: str) -> System:
@@ -44,10 +57,27 @@ DISPLAY_NAMES: dict[System, str] = {
     System.FEDEX: "FedEx",
 }
 
+ROLES: dict[System, frozenset[Role]] = {
+    System.WORKDAY: frozenset({Role.PEOPLE}),
+    System.AD: frozenset({Role.PEOPLE}),
+    System.ENTRA: frozenset({Role.PEOPLE}),
+    System.INTUNE: frozenset({Role.DEVICES}),
+    System.LANSWEEPER: frozenset({Role.DEVICES}),
+    System.HELIX: frozenset({Role.DEVICES, Role.RETURNS}),
+    System.FEDEX: frozenset({Role.SHIPMENTS}),
+}
+
+
+def systems_with(*roles: Role) -> tuple[System, ...]:
+    """The systems playing any of ``roles``, in report order (the enum's order)."""
+    return tuple(s for s in System if ROLES[s] & set(roles))
+
+
 #: Systems a user audit reads (the seed's three, in report order).
-USER_SYSTEMS: tuple[System, ...] = (System.WORKDAY, System.AD, System.ENTRA)
-#: Systems a device audit reads.
-DEVICE_SYSTEMS: tuple[System, ...] = (System.INTUNE, System.LANSWEEPER, System.HELIX, System.FEDEX)
+USER_SYSTEMS: tuple[System, ...] = systems_with(Role.PEOPLE)
+#: Systems a device audit reads: the device inventories (stage 1), then the shipments their tickets name.
+DEVICE_INVENTORIES: tuple[System, ...] = systems_with(Role.DEVICES)
+DEVICE_SYSTEMS: tuple[System, ...] = systems_with(Role.DEVICES, Role.SHIPMENTS)
 #: Systems the health check pings (the seed's six; FedEx is added after them).
 HEALTH_SYSTEMS: tuple[System, ...] = (
     System.WORKDAY,

@@ -11,15 +11,18 @@ until attempts are used up, then a marker;  breaker open, auth, bad request, mal
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from celery import Task
 
 from clients.errors import TransientError, error_dict
-from nexus import metrics
+from clients.policy import RetryPolicy
+from nexus.audits.memo import PartialAnswers
+from nexus.audits.progress import report_fetch_progress
 from nexus.lookups import run_lookup
+from nexus.registry import SystemSpec, specs
+from nexus.runtime import current
 from nexus.systems import System
 from workers.app import celery_app
 
@@ -32,61 +35,22 @@ def failure_marker(system: System, exc: BaseException, attempts: int) -> dict[st
     return {"system": system.value, "ok": False, "error": error}
 
 
-def _partial_key(task: Task) -> str:
-    return f"nexus:fetch-partial:{task.request.id}"
-
-
-def load_partial(task: Task) -> dict[str, Any]:
-    """The answers an earlier attempt of this task obtained before it failed (empty if none or unreadable)."""
-    from nexus.redis_conn import get_redis
-
-    try:
-        raw = get_redis().get(_partial_key(task))
-        return dict(json.loads(raw)) if raw else {}
-    except Exception as exc:  # a lost memo only costs requests
-        log.debug("partial results not loaded: %s", exc)
-        return {}
-
-
-def save_partial(task: Task, memo: dict[str, Any], policy: Any) -> None:
-    """Keep this attempt's answers for the retry. Written only on the failure path: the happy path pays nothing."""
-    if not memo:
-        return
-    from nexus.redis_conn import get_redis
-
-    ttl = int(policy.backoff_max_s + policy.retry_after_max_s + 3600)
-    try:
-        get_redis().set(_partial_key(task), json.dumps(memo, separators=(",", ":")), ex=ttl)
-    except Exception as exc:  # best effort
-        log.debug("partial results not saved: %s", exc)
-
-
-def drop_partial(task: Task) -> None:
-    from nexus.redis_conn import get_redis
-
-    try:
-        get_redis().delete(_partial_key(task))
-    except Exception as exc:  # best effort
-        log.debug("partial results not dropped: %s", exc)
-
-
 def run_fetch(task: Task, system: System, audit_id: str, op: str, subjects: list[str]) -> dict[str, Any]:
     """Thin: call the system's lookup through its breaker, classify the outcome, return or retry."""
-    from clients.breaker import get_breaker
-    from clients.policy import RetryPolicy
-    from nexus.audits.progress import report_fetch_progress
-    from tasks.clients import get_client
-
-    policy = RetryPolicy.from_settings()
+    rt = current()
+    store = rt.audit_store()
+    memos = PartialAnswers(rt.redis)
+    policy = RetryPolicy.from_settings(rt.settings)
     attempt = task.request.retries + 1
-    report_fetch_progress(audit_id, system, "running", attempt)
-    memo = load_partial(task) if attempt > 1 else {}
+    task_id = str(task.request.id)
+    report_fetch_progress(store, audit_id, system, "running", attempt)
+    memo = memos.load(task_id) if attempt > 1 else {}
     try:
-        client = get_client(system)
-        data = get_breaker(system.value).call(lambda: run_lookup(system, client, op, subjects, memo))
+        client = rt.client(system)
+        data = rt.breaker(system).call(lambda: run_lookup(system, client, op, subjects, memo))
     except TransientError as exc:
         if attempt < policy.max_attempts:
-            save_partial(task, memo, policy)
+            memos.save(task_id, memo, int(policy.backoff_max_s + policy.retry_after_max_s + 3600))
             countdown = policy.delay_for(exc, task.request.retries)
             log.warning(
                 "[resilience] [%s] Retry attempt %d/%d after %s: %s (countdown %ss)",
@@ -94,25 +58,26 @@ def run_fetch(task: Task, system: System, audit_id: str, op: str, subjects: list
                 extra={"system": system.value, "audit_id": audit_id, "attempt": attempt,
                        "max_attempts": policy.max_attempts, "wait_s": countdown, "error_type": type(exc).__name__},
             )
-            report_fetch_progress(audit_id, system, "retrying", attempt, error=exc)
-            metrics.fetch_attempt(system.value, "retry")
-            metrics.fetch_retry(system.value, exc.kind, countdown)
+            report_fetch_progress(store, audit_id, system, "retrying", attempt, error=exc)
+            rt.hooks.fetch_attempt(system.value, "retry")
+            rt.hooks.fetch_retry(system.value, exc.kind, countdown)
             raise task.retry(countdown=countdown, exc=exc, max_retries=policy.max_attempts - 1) from exc
         marker = failure_marker(system, exc, attempt)
     except Exception as exc:
         marker = failure_marker(system, exc, attempt)
     else:
         if attempt > 1:
-            drop_partial(task)
-        report_fetch_progress(audit_id, system, "ok", attempt)
-        metrics.fetch_attempt(system.value, "ok")
+            memos.drop(task_id)
+        report_fetch_progress(store, audit_id, system, "ok", attempt)
+        rt.hooks.fetch_attempt(system.value, "ok")
         return {"system": system.value, "ok": True, "data": data, "attempts": attempt}
     if attempt > 1:
-        drop_partial(task)
+        memos.drop(task_id)
     log.warning("[%s] %s unavailable for audit %s: %s", system.display, system.display, audit_id,
                 marker["error"]["message"], extra={"system": system.value, "audit_id": audit_id})
-    report_fetch_progress(audit_id, system, "failed", attempt, error=marker["error"])
-    metrics.fetch_attempt(system.value, "breaker_open" if marker["error"].get("kind") == "breaker_open" else "failed")
+    report_fetch_progress(store, audit_id, system, "failed", attempt, error=marker["error"])
+    rt.hooks.fetch_attempt(system.value,
+                           "breaker_open" if marker["error"].get("kind") == "breaker_open" else "failed")
     return marker
 
 
@@ -122,47 +87,17 @@ _FETCH_OPTIONS: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_wo
                                   "soft_time_limit": 300, "time_limit": 330}
 
 
-@celery_app.task(name="nexus.fetch_workday", **_FETCH_OPTIONS)
-def fetch_workday(self: Task, audit_id: str, op: str, subjects: list[str]) -> dict[str, Any]:
-    return run_fetch(self, System.WORKDAY, audit_id, op, subjects)
+def _fetch_task(spec: SystemSpec) -> Task:
+    """``nexus.fetch_<id>``: one attempt of one lookup against ``spec``'s system, on the system's own queue."""
+    system = spec.system
+
+    def fetch(self: Task, audit_id: str, op: str, subjects: list[str]) -> dict[str, Any]:
+        return run_fetch(self, system, audit_id, op, subjects)
+
+    fetch.__name__ = fetch.__qualname__ = f"fetch_{system.value}"
+    fetch.__doc__ = f"Fetch from {spec.display}: one attempt of a lookup (people, devices or track)."
+    task: Task = celery_app.task(name=spec.fetch_task, **_FETCH_OPTIONS)(fetch)
+    return task
 
 
-@celery_app.task(name="nexus.fetch_ad", **_FETCH_OPTIONS)
-def fetch_ad(self: Task, audit_id: str, op: str, subjects: list[str]) -> dict[str, Any]:
-    return run_fetch(self, System.AD, audit_id, op, subjects)
-
-
-@celery_app.task(name="nexus.fetch_entra", **_FETCH_OPTIONS)
-def fetch_entra(self: Task, audit_id: str, op: str, subjects: list[str]) -> dict[str, Any]:
-    return run_fetch(self, System.ENTRA, audit_id, op, subjects)
-
-
-@celery_app.task(name="nexus.fetch_intune", **_FETCH_OPTIONS)
-def fetch_intune(self: Task, audit_id: str, op: str, subjects: list[str]) -> dict[str, Any]:
-    return run_fetch(self, System.INTUNE, audit_id, op, subjects)
-
-
-@celery_app.task(name="nexus.fetch_lansweeper", **_FETCH_OPTIONS)
-def fetch_lansweeper(self: Task, audit_id: str, op: str, subjects: list[str]) -> dict[str, Any]:
-    return run_fetch(self, System.LANSWEEPER, audit_id, op, subjects)
-
-
-@celery_app.task(name="nexus.fetch_helix", **_FETCH_OPTIONS)
-def fetch_helix(self: Task, audit_id: str, op: str, subjects: list[str]) -> dict[str, Any]:
-    return run_fetch(self, System.HELIX, audit_id, op, subjects)
-
-
-@celery_app.task(name="nexus.fetch_fedex", **_FETCH_OPTIONS)
-def fetch_fedex(self: Task, audit_id: str, op: str, subjects: list[str]) -> dict[str, Any]:
-    return run_fetch(self, System.FEDEX, audit_id, op, subjects)
-
-
-FETCH_TASKS = {
-    System.WORKDAY: fetch_workday,
-    System.AD: fetch_ad,
-    System.ENTRA: fetch_entra,
-    System.INTUNE: fetch_intune,
-    System.LANSWEEPER: fetch_lansweeper,
-    System.HELIX: fetch_helix,
-    System.FEDEX: fetch_fedex,
-}
+FETCH_TASKS: dict[System, Task] = {spec.system: _fetch_task(spec) for spec in specs()}

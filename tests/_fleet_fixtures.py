@@ -73,7 +73,7 @@ def run_fleet(cluster: Cluster, on_progress: Any = None, poll_s: float = 0.05) -
 
 def forget_last_good(cluster: Cluster, *systems: System) -> None:
     """No last good snapshot for these systems: a failure is then reported failed, not answered stale."""
-    from nexus.fleet.sources import STREAMS
+    from nexus.registry import STREAMS
 
     keys = [f"{LAST_GOOD}:{stream}" for system in systems for stream in STREAMS[system]]
     cluster.redis().delete(*keys)

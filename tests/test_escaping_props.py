@@ -195,7 +195,7 @@ def test_lansweeper_values_travel_only_in_variables(value: str) -> None:
     settings_ = Settings(_env_file=None, lansweeper_graphql_url="https://ls.test/api/v2/graphql",
                          lansweeper_token="tok", lansweeper_site_id="site-1")
     with LansweeperClient(settings_, transport=httpx.MockTransport(rec)) as c:
-        assert c.find_asset(value) is None
+        assert c.find_device(value) is None
     (body,) = rec.bodies
     assert body["query"] == ASSETS_QUERY  # constant: the value never enters the query text
     (condition,) = body["variables"]["filters"]["conditions"]

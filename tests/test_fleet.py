@@ -317,21 +317,24 @@ def test_a_broken_snapshot_task_still_returns_a_marker(monkeypatch: pytest.Monke
     from types import SimpleNamespace
 
     import tasks.fleet as fleet_tasks
-    from nexus.redis_conn import use_redis
+    from nexus import runtime
+    from nexus.fleet.job import SnapshotJob
+    from nexus.settings import get_settings
 
-    use_redis(fakeredis.FakeRedis(server=fakeredis.FakeServer()))
+    rt = runtime.Runtime(get_settings(), redis_client=fakeredis.FakeRedis(server=fakeredis.FakeServer()))
+    previous = runtime.install(rt)
     try:
-        def broken(task: Any, system: System, audit_id: str) -> dict[str, Any]:
+        def broken(self: SnapshotJob) -> dict[str, Any]:
             raise KeyError("a bug")
 
-        monkeypatch.setattr(fleet_tasks, "_run_snapshot", broken)
+        monkeypatch.setattr(SnapshotJob, "_listings", broken)
         task: Any = SimpleNamespace(request=SimpleNamespace(retries=0))
         marker = fleet_tasks.run_snapshot(task, System.HELIX, "a1")
         assert marker["ok"] is False and marker["error"]["type"] == "KeyError"
-        snaps = fleet_tasks.snapshot_store()
+        snaps = rt.snapshot_store()
         assert {snaps.state("a1", s).status for s in ("helix", "helix_tickets")} == {"failed"}
     finally:
-        use_redis(None)
+        runtime.install(previous)
 
 
 # -- integration: 2,000 people, real workers -------------------------------------------------------------------------

@@ -131,14 +131,14 @@ def test_offset_cursor_and_wire_shape(sim: SimHarness, client: HelixClient, org:
 
 def test_find_asset_and_owner_lookups(sim: SimHarness, client: HelixClient, org: Org) -> None:
     a = org.helix_assets[7]
-    assert client.find_asset(a.serial.lower()) == asset_record(a)
-    assert client.find_asset("NO-SUCH-SERIAL") is None
+    assert client.find_device(a.serial.lower()) == asset_record(a)
+    assert client.find_device("NO-SUCH-SERIAL") is None
     owner = a.owner_email
     assert owner is not None
     mine = [asset_record(x) for x in org.helix_assets if x.owner_email and x.owner_email.lower() == owner.lower()]
     assert client.assets_for_owner(owner.upper()) == mine
     assert client.assets_for_owner("nobody@corp.example") == []
-    assert client.find_asset(ODD_SERIAL) == asset_record(org.helix_assets[-1])
+    assert client.find_device(ODD_SERIAL) == asset_record(org.helix_assets[-1])
     assert client.assets_for_owner(ODD_OWNER) == [asset_record(org.helix_assets[-1])]
 
 
@@ -193,7 +193,7 @@ def test_client_close_logs_out(sim: SimHarness) -> None:
 def test_bad_password_is_auth_error_without_the_secret(sim: SimHarness) -> None:
     c = HelixClient(sim.settings(helix_password="wrong-password-xyz"), clock=sim.clock)
     with pytest.raises(AuthError) as info:
-        c.find_asset("X")
+        c.find_device("X")
     assert "623" in info.value.message and "wrong-password-xyz" not in info.value.message
     c.close()
 
@@ -209,7 +209,7 @@ def test_token_expiry_gets_exactly_one_relogin(sim: SimHarness, client: HelixCli
 def test_expired_token_fault_is_auth_error(sim: SimHarness, client: HelixClient) -> None:
     sim.fault("expired_token")
     with pytest.raises(AuthError) as info:
-        client.find_asset("X")
+        client.find_device("X")
     assert "ARERR 623" in info.value.message
     assert sim.counts()["/api/jwt/login"] == 2
 
@@ -220,7 +220,7 @@ def test_throttle_down_and_bad_qualification(sim: SimHarness, client: HelixClien
     client.health()
     sim.fault("throttle", retry_after=3)
     with pytest.raises(ThrottledError) as throttled:
-        client.find_asset("X")
+        client.find_device("X")
     assert throttled.value.retry_after == 3.0
     sim.fault("down")
     with pytest.raises(TransientError) as down:
@@ -282,7 +282,7 @@ def test_next_link_is_rerooted_on_the_configured_server(sim: SimHarness, client:
 
 def test_hostile_values_reach_helix_only_as_literals(sim: SimHarness, client: HelixClient) -> None:
     for value in HOSTILE:
-        assert client.find_asset(value) is None
+        assert client.find_device(value) is None
         assert client.assets_for_owner(value) == []
         assert client.tickets_for_serial(value) == []
     seen = [p["q"][0] for p in sim.recent_params(ASSETS_PATH) + sim.recent_params(TICKETS_PATH)]

@@ -137,7 +137,7 @@ def test_every_generated_asset_is_listed() -> None:
         with LansweeperClient(running.settings()) as client:
             assert _all(client, 37) == [expected(a) for a in org.lansweeper]
             some = org.lansweeper[len(org.lansweeper) // 2]
-            assert client.find_asset(some.serial) == expected(some)
+            assert client.find_device(some.serial) == expected(some)
     finally:
         running.stop()
 
@@ -165,10 +165,10 @@ def test_prev_last_and_items_shaped_by_fields(sim: Sim) -> None:
 # -- lookups and injection -----------------------------------------------------------------------------------------
 def test_find_asset_and_assets_for_user(sim: Sim, client: LansweeperClient) -> None:
     org = sim.ctx.org
-    assert client.find_asset("SN-0002") == expected(org.lansweeper[1])
-    assert client.find_asset("sn-0002") == expected(org.lansweeper[1])
-    assert client.find_asset("SN-9999") is None
-    assert client.find_asset('SN\'4"})#') == expected(org.lansweeper[3])
+    assert client.find_device("SN-0002") == expected(org.lansweeper[1])
+    assert client.find_device("sn-0002") == expected(org.lansweeper[1])
+    assert client.find_device("SN-9999") is None
+    assert client.find_device('SN\'4"})#') == expected(org.lansweeper[3])
     assert client.assets_for_user("CORP\\cobrien") == [expected(org.lansweeper[1]), expected(org.lansweeper[2])]
     assert client.assets_for_user("cobrien") == [expected(org.lansweeper[i]) for i in (1, 2, 5, 6)]
     assert client.assets_for_user("CORP\\nobody") == []
@@ -177,7 +177,7 @@ def test_find_asset_and_assets_for_user(sim: Sim, client: LansweeperClient) -> N
 @pytest.mark.parametrize("hostile", ['"}) { items } #', 'x" } } ] ) { site(id: "other") { id } } #',
                                      "SN-0001\" OR \"1\"=\"1", "SN-0001' or '1'='1"])
 def test_values_reach_lansweeper_only_as_variables(sim: Sim, client: LansweeperClient, hostile: str) -> None:
-    assert client.find_asset(hostile) is None
+    assert client.find_device(hostile) is None
     assert client.assets_for_user(hostile) == []
     sent = sim.bodies()
     assert [b["query"] for b in sent] == [ASSETS_QUERY, ASSETS_QUERY]
@@ -202,7 +202,7 @@ def test_bad_token_is_auth_error_after_one_retry(sim: Sim) -> None:
 def test_revoked_token_fault(sim: Sim, client: LansweeperClient) -> None:
     sim.ctx.faults.set(Fault(system="lansweeper", mode="expired_token"))
     with pytest.raises(AuthError):
-        client.find_asset("SN-0001")
+        client.find_device("SN-0001")
     raw = sim.post({"query": "{ me { username } }"})
     assert raw.status_code == 401 and "revoked" in raw.json()["errors"][0]["message"]
 
@@ -302,7 +302,7 @@ def test_a_page_costs_the_page_not_the_fleet() -> None:
             assert org.lansweeper.reads == 5 * 500
             org.lansweeper.reads = 0
             for n in range(0, 20_000, 1_000):
-                assert client.find_asset(f"BULK{n:07d}") is not None
+                assert client.find_device(f"BULK{n:07d}") is not None
                 assert len(client.assets_for_user(f"CORP\\u{n}")) == 1
             # each lookup reads its match twice (filter, render) and nothing else
             assert org.lansweeper.reads == 20 * 2 * 2

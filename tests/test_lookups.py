@@ -25,11 +25,11 @@ class FlakyWorkday:
         self.calls: list[dict[str, Any]] = []
         self.fail_on = fail_on
 
-    def find_worker(self, **kw: Any) -> PersonRecord | None:
-        self.calls.append(kw)
+    def find_person(self, ref: str) -> PersonRecord | None:
+        self.calls.append({"email": ref})
         if len(self.calls) in self.fail_on:
             raise TransientError("503", system="workday")
-        return PersonRecord(system="workday", key="1", email=kw.get("email"))
+        return PersonRecord(system="workday", key="1", email=ref)
 
 
 def test_a_retry_asks_only_for_what_the_failed_attempt_did_not_get() -> None:
@@ -52,7 +52,7 @@ class FlakyHelix:
         self.calls.append("tickets")
         return [ReturnTicket("INC1", serial, "a@x.co", "123456789012", "Closed", None)]
 
-    def find_asset(self, serial: str) -> None:
+    def find_device(self, serial: str) -> None:
         self.calls.append("asset")
         if self.calls.count("asset") == 1:
             raise TransientError("503", system="helix")

@@ -134,9 +134,11 @@ def test_the_fetch_task_calls_the_hooks_per_outcome(
     """tasks/fetch.py's run_fetch on a dead system: a retry with its countdown, then a final failure."""
     from types import SimpleNamespace
 
-    import clients.breaker
-    import tasks.clients
+    import fakeredis
+
     from clients.errors import TransientError
+    from nexus import runtime
+    from nexus.settings import get_settings
     from nexus.systems import System
     from tasks import fetch
 
@@ -150,19 +152,27 @@ def test_the_fetch_task_calls_the_hooks_per_outcome(
         def call(self, func: Any) -> Any:
             return func()
 
-    monkeypatch.setattr(tasks.clients, "get_client", lambda system: object())
-    monkeypatch.setattr(clients.breaker, "get_breaker", lambda system: _PassThrough())
+    class _Runtime(runtime.Runtime):
+        def client(self, system: System) -> Any:
+            return object()
+
+        def breaker(self, system: System) -> Any:
+            return _PassThrough()
+
     monkeypatch.setattr(fetch, "run_lookup", dead)
-    monkeypatch.setattr("nexus.audits.progress.report_fetch_progress", lambda *a, **k: None)
 
     def task(retries: int) -> Any:
         def retry(**_: Any) -> Exception:
             return _Retry()
-        return SimpleNamespace(request=SimpleNamespace(retries=retries), retry=retry)
+        return SimpleNamespace(request=SimpleNamespace(retries=retries, id="t1"), retry=retry)
 
-    with pytest.raises(_Retry):
-        fetch.run_fetch(task(0), System.ENTRA, "a1", "people", ["x@example.com"])
-    marker = fetch.run_fetch(task(2), System.ENTRA, "a1", "people", ["x@example.com"])
+    previous = runtime.install(_Runtime(get_settings(), redis_client=fakeredis.FakeRedis()))
+    try:
+        with pytest.raises(_Retry):
+            fetch.run_fetch(task(0), System.ENTRA, "a1", "people", ["x@example.com"])
+        marker = fetch.run_fetch(task(2), System.ENTRA, "a1", "people", ["x@example.com"])
+    finally:
+        runtime.install(previous)
     assert marker["ok"] is False
 
     value = registry.get_sample_value
@@ -177,19 +187,20 @@ def test_an_audit_that_fails_is_counted_as_failed(registry: CollectorRegistry) -
 
     import fakeredis
 
-    from nexus.audits.progress import get_store
-    from nexus.redis_conn import use_redis
+    from nexus import runtime
+    from nexus.settings import get_settings
     from tasks.audit import plan_audit
 
-    use_redis(fakeredis.FakeRedis())
+    rt = runtime.Runtime(get_settings(), redis_client=fakeredis.FakeRedis())
+    previous = runtime.install(rt)
     try:
-        store = get_store()
+        store = rt.audit_store()
         store.r.hset(store.key("a-bad"), mapping={"id": "a-bad", "kind": "bogus", "status": "queued",
                                                   "created_at": time.time() - 5, "updated_at": time.time()})
         plan_audit.run("a-bad")
         assert store.meta("a-bad")["status"] == "failed"
     finally:
-        use_redis(None)
+        runtime.install(previous)
     assert registry.get_sample_value("nexus_audits_finished_total", {"kind": "bogus", "status": "failed"}) == 1
     assert (registry.get_sample_value("nexus_audit_duration_seconds_sum", {"kind": "bogus"}) or 0) >= 5
 

@@ -320,21 +320,22 @@ class _Killed(BaseException):
 def fake_store() -> Iterator[Any]:
     import fakeredis
 
-    from nexus.audits.progress import get_store
-    from nexus.redis_conn import use_redis
+    from nexus import runtime
+    from nexus.settings import get_settings
 
-    use_redis(fakeredis.FakeRedis(server=fakeredis.FakeServer()))
+    rt = runtime.Runtime(get_settings(), redis_client=fakeredis.FakeRedis(server=fakeredis.FakeServer()))
+    previous = runtime.install(rt)
     try:
-        yield get_store()
+        yield rt.audit_store()
     finally:
-        use_redis(None)
+        runtime.install(previous)
 
 
 def test_a_part_whose_dispatcher_died_before_publishing_it_is_published_by_the_redelivery(
         fake_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """compare_people (or plan_audit) killed after marking part n dispatched but before publishing it would leave
     the part, and the audit, waiting forever: its redelivery must publish the part, and only once."""
-    import tasks.audit as audit_tasks
+    import tasks.signatures as audit_tasks
     from nexus.audits.spec import AuditRequest
 
     request = AuditRequest.bulk([f"p{i}@corp.example" for i in range(60)], 100)
@@ -353,18 +354,19 @@ def test_a_part_whose_dispatcher_died_before_publishing_it_is_published_by_the_r
 
     monkeypatch.setattr(audit_tasks, "people_part_signature", dies)
     with pytest.raises(_Killed):
-        audit_tasks.dispatch_people_part(request.audit_id, 1)
+        audit_tasks.dispatch_people_part(fake_store, request.audit_id, 1, 25)
     monkeypatch.setattr(audit_tasks, "people_part_signature", Part)
-    assert audit_tasks.dispatch_people_part(request.audit_id, 1)  # the redelivered task
-    assert not audit_tasks.dispatch_people_part(request.audit_id, 1)  # a later redelivery
+    assert audit_tasks.dispatch_people_part(fake_store, request.audit_id, 1, 25)  # the redelivered task
+    assert not audit_tasks.dispatch_people_part(fake_store, request.audit_id, 1, 25)  # a later redelivery
     assert published == [1]
 
 
 @pytest.mark.parametrize("kind", ["fleet", "bulk"])
 def test_an_audit_whose_starter_died_before_publishing_its_snapshots_is_started_by_the_redelivery(
         fake_store: Any, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
-    import tasks.fleet as fleet_tasks
+    import tasks.signatures as fleet_tasks
     from nexus.audits.spec import AuditRequest
+    from nexus.fleet.conclude import audit_systems
 
     request = AuditRequest.fleet() if kind == "fleet" else AuditRequest.bulk(["a@corp.example"], 100)
     fake_store.create(request)
@@ -382,12 +384,12 @@ def test_an_audit_whose_starter_died_before_publishing_its_snapshots_is_started_
 
     monkeypatch.setattr(fleet_tasks, "chord", Chord)
     with pytest.raises(_Killed):
-        fleet_tasks.start_fleet(request.audit_id)
+        fleet_tasks.start_fleet(fake_store, request.audit_id)
     killed["now"] = False
-    assert "snapshots" in fleet_tasks.start_fleet(request.audit_id)  # the redelivered plan_audit
-    assert fleet_tasks.start_fleet(request.audit_id)["duplicate"] is True
+    assert "snapshots" in fleet_tasks.start_fleet(fake_store, request.audit_id)  # the redelivered plan_audit
+    assert fleet_tasks.start_fleet(fake_store, request.audit_id)["duplicate"] is True
     assert published == [1]
-    assert fake_store.progress(request.audit_id)["total"] == len(fleet_tasks.audit_systems(kind))
+    assert fake_store.progress(request.audit_id)["total"] == len(audit_systems(kind))
 
 
 # -- a pool child ----------------------------------------------------------------------------------------------------

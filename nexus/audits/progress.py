@@ -6,21 +6,15 @@ import logging
 import time
 from typing import Any
 
+from nexus.audits.store import AuditStore
 from nexus.systems import System
 
 log = logging.getLogger("nexus.progress")
 
 
-def get_store() -> Any:
-    from nexus.audits.store import AuditStore
-    from nexus.redis_conn import get_redis
-    from nexus.settings import get_settings
-
-    return AuditStore(get_redis(), ttl_s=get_settings().report_ttl_s)
-
-
 def report_fetch_progress(
-    audit_id: str, system: System, status: str, attempt: int, *, error: Any = None, pages: int | None = None
+    store: AuditStore, audit_id: str, system: System, status: str, attempt: int, *, error: Any = None,
+    pages: int | None = None,
 ) -> None:
     info: dict[str, Any] = {"status": status, "attempt": attempt, "at": round(time.time(), 3)}
     if error is not None:
@@ -28,6 +22,6 @@ def report_fetch_progress(
     if pages is not None:
         info["pages"] = pages
     try:
-        get_store().set_system_progress(audit_id, system.value, info)
+        store.set_system_progress(audit_id, system.value, info)
     except Exception as exc:
         log.debug("progress not recorded for %s/%s: %s", audit_id, system.value, exc)

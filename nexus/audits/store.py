@@ -166,6 +166,34 @@ class AuditStore:
         for part, raw in self.r.hscan_iter(self.key(audit_id, "parts"), count=500):
             yield int(_s(part)), json.loads(raw)
 
+    # -- orchestration marks ----------------------------------------------------------------------------------------
+    def chunk_size(self, audit_id: str, default: int) -> int:
+        """The part size of this audit, fixed by the first caller (``default``) and stored with the audit: every
+        worker then cuts the subject list the same way, whatever its own setting."""
+        key = self.key(audit_id)
+        self.r.hsetnx(key, "chunk_size", default)
+        return int(self.r.hget(key, "chunk_size") or default)
+
+    def is_marked(self, audit_id: str, mark: str) -> bool:
+        """Whether ``mark`` (``dispatched:<part>``, ``dispatched:stage2``, ``fleet_started``) was set."""
+        return bool(self.r.exists(self.key(audit_id, mark)))
+
+    def mark(self, audit_id: str, mark: str) -> None:
+        """Set ``mark``. Callers set it AFTER publishing what it guards: a caller killed in between leaves the work
+        to its redelivered task, which publishes again (a mark set before would leave the audit waiting forever)."""
+        self.r.set(self.key(audit_id, mark), "1", ex=self.ttl_s)
+
+    def set_report_section(self, audit_id: str, name: str, section: Any) -> bool:
+        """Replace one top-level section of the stored report (``remediation``), keeping its TTL. False when
+        there is no stored report."""
+        key = self.key(audit_id, "report")
+        raw = self.r.get(key)
+        if raw is None:
+            return False
+        report = json.loads(raw)
+        report[name] = section
+        return bool(self.r.set(key, json.dumps(report, separators=(",", ":"), default=str), keepttl=True, xx=True))
+
     def is_finished(self, audit_id: str) -> bool:
         return bool(self.r.exists(self.key(audit_id, "final")))
 

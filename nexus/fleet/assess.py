@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nexus.fleet.guard import Verdict, judge
-from nexus.fleet.sources import STREAM_SYSTEM, STREAMS
 from nexus.fleet.store import SnapshotStore, StreamState
+from nexus.registry import STREAM_SYSTEM, STREAMS
 from nexus.systems import System
 
 

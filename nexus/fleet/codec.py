@@ -15,13 +15,22 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from nexus.models import DeviceRecord, PersonRecord, ReturnTicket, ShipmentRecord
+from nexus.models import (
+    KIND_DEVICE,
+    KIND_PERSON,
+    KIND_SHIPMENT,
+    KIND_TICKET,
+    DeviceRecord,
+    PersonRecord,
+    ReturnTicket,
+    ShipmentRecord,
+)
 
 #: Stream kinds (a stream is one system's listing in one audit).
-PERSON = "person"
-DEVICE = "device"
-TICKET = "ticket"
-SHIPMENT = "shipment"
+PERSON = KIND_PERSON
+DEVICE = KIND_DEVICE
+TICKET = KIND_TICKET
+SHIPMENT = KIND_SHIPMENT
 
 _CLASSES: dict[str, type] = {PERSON: PersonRecord, DEVICE: DeviceRecord, TICKET: ReturnTicket, SHIPMENT: ShipmentRecord}
 _WITH_SYSTEM = {PERSON, DEVICE}

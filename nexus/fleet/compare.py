@@ -20,9 +20,9 @@ from typing import Any
 from nexus.drift.engine import audit_devices, audit_people, user_report
 from nexus.fleet.assess import Assessment, StreamInput
 from nexus.fleet.codec import Decoder
-from nexus.fleet.sources import STREAM_KIND, STREAM_SYSTEM
 from nexus.fleet.store import SnapshotStore
 from nexus.models import DeviceRecord, PersonRecord
+from nexus.registry import STREAM_KIND, STREAM_SYSTEM
 from nexus.systems import USER_SYSTEMS, System
 
 

@@ -41,14 +41,14 @@ from nexus.drift.engine import summarize
 from nexus.fleet.assess import Assessment
 from nexus.fleet.compare import Comparison
 from nexus.fleet.guard import suppress
-from nexus.fleet.sources import STREAMS
 from nexus.fleet.store import SnapshotStore
+from nexus.registry import STREAMS, listed_systems
 from nexus.systems import System
 
 log = logging.getLogger("nexus.fleet")
 
-FLEET_SYSTEMS: tuple[System, ...] = (System.WORKDAY, System.AD, System.ENTRA, System.INTUNE, System.LANSWEEPER,
-                                     System.HELIX, System.FEDEX)
+#: Systems a fleet audit reads, in report order: every system with a listing (the registry's streams).
+FLEET_SYSTEMS: tuple[System, ...] = listed_systems()
 
 
 def system_rows(assessment: Assessment) -> dict[str, dict[str, Any]]:

@@ -26,6 +26,7 @@ from typing import Any
 
 from clients.paging import Page
 from nexus.fleet import codec
+from nexus.registry import CURSOR, DERIVED, OFFSET, SPECS, StreamSpec
 from nexus.systems import System
 
 
@@ -55,57 +56,27 @@ def _offset_fetch(fetch_page: Callable[..., Page[Any]], page_size: int) -> Calla
     return fetch
 
 
-def workday_source(client: Any) -> Source:
-    from clients.workday import PAGE_MAX
-
-    return Source("workday", System.WORKDAY, codec.PERSON, "offset", PAGE_MAX, client.fetch_page,
-                  _offset_fetch(client.fetch_page, PAGE_MAX))
-
-
-def entra_source(client: Any) -> Source:
-    from clients._graph import MAX_PAGE_SIZE
-
-    return Source("entra", System.ENTRA, codec.PERSON, "cursor", MAX_PAGE_SIZE, client.fetch_page)
-
-
-def intune_source(client: Any) -> Source:
-    from clients._graph import MAX_PAGE_SIZE
-
-    return Source("intune", System.INTUNE, codec.DEVICE, "cursor", MAX_PAGE_SIZE, client.fetch_page)
-
-
-def lansweeper_source(client: Any) -> Source:
-    from clients.lansweeper import MAX_PAGE_SIZE
-
-    return Source("lansweeper", System.LANSWEEPER, codec.DEVICE, "cursor", MAX_PAGE_SIZE, client.fetch_page)
-
-
-def helix_sources(client: Any) -> list[Source]:
-    from clients.helix import PAGE_SIZE
-
-    return [
-        Source("helix", System.HELIX, codec.DEVICE, "offset", PAGE_SIZE, client.fetch_page,
-               _offset_fetch(client.fetch_page, PAGE_SIZE)),
-        Source("helix_tickets", System.HELIX, codec.TICKET, "offset", PAGE_SIZE, client.fetch_ticket_page,
-               _offset_fetch(client.fetch_ticket_page, PAGE_SIZE)),
-    ]
-
-
-def fedex_source(client: Any, numbers: Sequence[str]) -> Source:
-    """Tracking as pages: chunk ``i`` is numbers ``[i*30, (i+1)*30)`` (FedEx's per-request maximum)."""
-    from clients.fedex import MAX_PER_REQUEST
+def derived_source(system: System, client: Any, numbers: Sequence[str]) -> Source:
+    """A derived stream as pages: chunk ``i`` is numbers ``[i*n, (i+1)*n)``, ``n`` the system's per-request
+    maximum (FedEx tracks at most 30 numbers a request)."""
+    stream = SPECS[system].streams[0]
+    size = stream.page_size or 1
 
     def fetch_index(index: int) -> Page[Any]:
-        chunk = list(numbers[index * MAX_PER_REQUEST:(index + 1) * MAX_PER_REQUEST])
+        chunk = list(numbers[index * size:(index + 1) * size])
         found = client.track(chunk) if chunk else {}
         return Page(list(found.values()), None, len(numbers))
 
     def fetch(cursor: str | None) -> Page[Any]:
-        return fetch_index(int(cursor or 0) // MAX_PER_REQUEST)
+        return fetch_index(int(cursor or 0) // size)
 
-    pages = math.ceil(len(numbers) / MAX_PER_REQUEST)
-    return Source("fedex", System.FEDEX, codec.SHIPMENT, "offset", MAX_PER_REQUEST, fetch, fetch_index,
-                  total_pages=pages)
+    pages = math.ceil(len(numbers) / size)
+    return Source(stream.name, system, stream.kind, "offset", size, fetch, fetch_index, total_pages=pages)
+
+
+def fedex_source(client: Any, numbers: Sequence[str]) -> Source:
+    """FedEx's tracking of ``numbers`` (chunks of 30, FedEx's per-request maximum)."""
+    return derived_source(System.FEDEX, client, numbers)
 
 
 class LdapListing:
@@ -164,40 +135,26 @@ def ad_source(client: Any) -> Source:
     return Source("ad", System.AD, codec.PERSON, "cursor", client.page_size, listing.fetch, close=listing.close)
 
 
-#: The streams each system's snapshot task takes (FedEx's list comes from the Helix tickets).
-STREAMS: dict[System, tuple[str, ...]] = {
-    System.WORKDAY: ("workday",),
-    System.AD: ("ad",),
-    System.ENTRA: ("entra",),
-    System.INTUNE: ("intune",),
-    System.LANSWEEPER: ("lansweeper",),
-    System.HELIX: ("helix", "helix_tickets"),
-    System.FEDEX: ("fedex",),
-}
-
-STREAM_KIND: dict[str, str] = {
-    "workday": codec.PERSON, "ad": codec.PERSON, "entra": codec.PERSON, "intune": codec.DEVICE,
-    "lansweeper": codec.DEVICE, "helix": codec.DEVICE, "helix_tickets": codec.TICKET, "fedex": codec.SHIPMENT,
-}
-
-STREAM_SYSTEM: dict[str, System] = {stream: system for system, streams in STREAMS.items() for stream in streams}
+def _source(system: System, stream: StreamSpec, client: Any) -> Source:
+    if stream.mode == DERIVED:
+        raise ValueError(f"{stream.name} is derived from another system's snapshot: see derived_source")
+    if system is System.AD and not hasattr(client, "fetch_page"):
+        return ad_source(client)
+    fetch_page = getattr(client, stream.fetch)
+    page_size = stream.page_size or int(client.page_size)
+    close = getattr(client, stream.close) if stream.close else None
+    if stream.mode == OFFSET:
+        return Source(stream.name, system, stream.kind, OFFSET, page_size, fetch_page,
+                      _offset_fetch(fetch_page, page_size), close=close)
+    return Source(stream.name, system, stream.kind, CURSOR, page_size, fetch_page, close=close)
 
 
 def sources_for(system: System, client: Any) -> list[Source]:
-    """The listing streams of ``system`` (not FedEx: see :func:`fedex_source`)."""
-    if system is System.WORKDAY:
-        return [workday_source(client)]
-    if system is System.AD:
-        return [ad_source(client)]
-    if system is System.ENTRA:
-        return [entra_source(client)]
-    if system is System.INTUNE:
-        return [intune_source(client)]
-    if system is System.LANSWEEPER:
-        return [lansweeper_source(client)]
-    if system is System.HELIX:
-        return helix_sources(client)
-    raise ValueError(f"{system.display} has no listing")
+    """The listing streams of ``system``, as its registry entry describes them (not derived ones: FedEx)."""
+    streams = [s for s in SPECS[system].streams if s.mode != DERIVED]
+    if not streams:
+        raise ValueError(f"{system.display} has no listing")
+    return [_source(system, stream, client) for stream in streams]
 
 
-__all__ = ["STREAMS", "STREAM_KIND", "STREAM_SYSTEM", "LdapListing", "ListingLost", "Source", "sources_for"]
+__all__ = ["LdapListing", "ListingLost", "Source", "derived_source", "fedex_source", "sources_for"]

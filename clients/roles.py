@@ -1,0 +1,71 @@
+"""The small roles a system's client plays, as Protocols: what the rest of Nexus may ask of a client.
+
+    HealthCheck       health() -> elapsed ms of one cheap authenticated request      every client
+    PeopleDirectory   find_person(ref) -> PersonRecord | None                          Workday, AD, Entra
+    DeviceInventory   find_device(serial) -> DeviceRecord | None                       Intune, Lansweeper, Helix
+    ReturnRegister    tickets_for_serial(serial) -> [ReturnTicket]                     Helix
+    ShipmentTracker   track(numbers) -> {number: ShipmentRecord}                       FedEx
+    PagedListing      fetch_page(cursor) -> Page: ONE request, its records, the next cursor (fleet snapshots)
+
+A *person reference* is a string: an email or UPN (has ``@``), ``DOMAIN\\sam`` (has a backslash) or an employee id
+(digits). Each directory answers the kinds of reference it can be asked about and returns None for the others
+(Workday and Entra know no Windows user name). Nothing outside ``clients/`` calls a client's private methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol, runtime_checkable
+
+from clients.paging import Page
+from nexus.models import DeviceRecord, PersonRecord, ReturnTicket, ShipmentRecord
+
+EMAIL = "email"
+USERNAME = "username"
+EMPLOYEE_ID = "employee_id"
+OTHER = "other"
+
+
+def ref_kind(ref: str) -> str:
+    """What a person reference is: ``email``, ``username`` (``DOMAIN\\sam``), ``employee_id`` or ``other``."""
+    if "\\" in ref:
+        return USERNAME
+    if "@" in ref:
+        return EMAIL
+    if ref.isdigit():
+        return EMPLOYEE_ID
+    return OTHER
+
+
+@runtime_checkable
+class HealthCheck(Protocol):
+    def health(self) -> float: ...
+
+
+@runtime_checkable
+class PeopleDirectory(HealthCheck, Protocol):
+    def find_person(self, ref: str) -> PersonRecord | None: ...
+
+
+@runtime_checkable
+class DeviceInventory(HealthCheck, Protocol):
+    def find_device(self, serial: str) -> DeviceRecord | None: ...
+
+
+@runtime_checkable
+class ReturnRegister(Protocol):
+    def tickets_for_serial(self, serial: str) -> list[ReturnTicket]: ...
+
+
+@runtime_checkable
+class ShipmentTracker(HealthCheck, Protocol):
+    def track(self, numbers: Iterable[str]) -> dict[str, ShipmentRecord]: ...
+
+
+@runtime_checkable
+class PagedListing(Protocol):
+    def fetch_page(self, cursor: str | None = None, page_size: int | None = None) -> Page[Any]: ...
+
+
+__all__ = ["EMAIL", "EMPLOYEE_ID", "OTHER", "USERNAME", "DeviceInventory", "HealthCheck", "PagedListing",
+           "PeopleDirectory", "ReturnRegister", "ShipmentTracker", "ref_kind"]

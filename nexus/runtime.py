@@ -1,0 +1,127 @@
+"""The process's runtime: settings, Redis, stores, breakers, rate limiters, clients and hooks, built once.
+
+Every entry point has one: a worker process (built on first use in each pool child), the CLI (its callback), the MCP
+server, the embedded demo. Code below the entry points is handed what it needs (a store, a client, a context)
+instead of reaching for process globals; the tasks ask :func:`current` once per run.
+
+The runtime follows the settings it was built from: :func:`current` builds a new one (and closes the old one's
+clients) when :func:`nexus.settings.get_settings` hands out a different settings object, so a test or the demo
+that installs other settings (:func:`install`, or ``get_settings.cache_clear()``) never talks to stale clients.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import redis
+
+from clients.breaker import NexusBreaker, get_breaker
+from clients.ratelimit import RateLimiter, limiter_for
+from nexus import metrics
+from nexus.audits.store import AuditStore
+from nexus.fleet.store import SnapshotStore
+from nexus.redis_conn import get_redis
+from nexus.registry import SPECS
+from nexus.settings import Settings, get_settings
+from nexus.systems import System
+
+log = logging.getLogger("nexus.runtime")
+
+
+class Runtime:
+    """What one process uses to reach the systems and the stores. Thread-safe; clients are built lazily."""
+
+    def __init__(self, settings: Settings, *, redis_client: redis.Redis | None = None, hooks: Any = None) -> None:
+        self.settings = settings
+        self._redis = redis_client
+        self.hooks: Any = hooks if hooks is not None else metrics
+        self._lock = threading.Lock()
+        self._clients: dict[System, Any] = {}
+        self.closed = False
+        self.pinned = False  # installed by an entry point: kept whatever the settings cache hands out
+
+    # -- stores ------------------------------------------------------------------------------------------------------
+    @property
+    def redis(self) -> redis.Redis:
+        """The Redis of the stores (the process's connection unless one was given)."""
+        return self._redis if self._redis is not None else get_redis()
+
+    def audit_store(self) -> AuditStore:
+        return AuditStore(self.redis, ttl_s=self.settings.report_ttl_s)
+
+    def snapshot_store(self) -> SnapshotStore:
+        return SnapshotStore(self.redis, ttl_s=self.settings.fleet_snapshot_ttl_s)
+
+    # -- systems -----------------------------------------------------------------------------------------------------
+    def breaker(self, system: System) -> NexusBreaker:
+        """The system's breaker, its state shared through Redis by every process."""
+        return get_breaker(system.value)
+
+    def limiter(self, system: System) -> RateLimiter:
+        """The system's request budget, shared through Redis by every process."""
+        return limiter_for(system.value, self.settings)
+
+    def client(self, system: System) -> Any:
+        """The runtime's client for ``system``, paced by its shared request budget (tokens cached inside)."""
+        with self._lock:
+            client = self._clients.get(system)
+            if client is None:
+                client = self._clients[system] = SPECS[system].build(self.settings)
+                client.rate_limiter = self.limiter(system)
+            return client
+
+    def close(self) -> None:
+        """Close every client (idempotent)."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+            self.closed = True
+        for client in clients:
+            try:
+                client.close()
+            except Exception:  # closing a dead connection must not stop the others
+                log.debug("client close failed", exc_info=True)
+
+
+_lock = threading.Lock()
+_current: Runtime | None = None
+
+
+def current() -> Runtime:
+    """This process's runtime (built from the current settings on first use)."""
+    global _current
+    with _lock:
+        if _current is not None and _current.pinned and not _current.closed:
+            return _current
+    settings = get_settings()
+    with _lock:
+        runtime = _current
+        if runtime is None or runtime.closed or (not runtime.pinned and runtime.settings is not settings):
+            old, runtime = runtime, Runtime(settings)
+            _current = runtime
+        else:
+            old = None
+    if old is not None and not old.closed:
+        old.close()
+    return runtime
+
+
+def install(runtime: Runtime | None) -> Runtime | None:
+    """Make ``runtime`` the process's (None: build from the settings on next use); returns the previous one."""
+    global _current
+    if runtime is not None:
+        runtime.pinned = True
+    with _lock:
+        previous, _current = _current, runtime
+    return previous
+
+
+def reset() -> None:
+    """Close and forget the process's runtime (after the settings changed: tests, the demo)."""
+    previous = install(None)
+    if previous is not None:
+        previous.close()
+
+
+__all__ = ["Runtime", "current", "install", "reset"]
