@@ -409,15 +409,13 @@ def test_settings_and_clients_never_show_a_secret_in_repr() -> None:
     needles = [*values.values(), "redispw-r3pr-10", "brkpw-r3pr-11"]
     shown = [repr(settings), str(settings)]
     assert "**********" in shown[0]  # the secrets are there, masked
-    from tasks.clients import build_client
+    from nexus.registry import SPECS
 
     clients = []
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("tasks.clients.get_settings", lambda: settings)
-        for system in System:
-            client = build_client(system)
-            clients.append(client)
-            shown += [repr(client), str(client), repr(getattr(client, "settings", None))]
+    for system in System:
+        client = SPECS[system].build(settings)
+        clients.append(client)
+        shown += [repr(client), str(client), repr(getattr(client, "settings", None))]
     for client in clients:
         with contextlib.suppress(Exception):
             client.close()
