@@ -14,7 +14,9 @@ RUN groupadd --system --gid 10001 nexus \
  && useradd --system --uid 10001 --gid nexus --create-home --home-dir /home/nexus --shell /usr/sbin/nologin nexus \
  && install -d -o nexus -g nexus -m 0750 /shared /app /app/reports
 
-WORKDIR /app
+# Built in /src, which is removed after: `nexus worker` refuses to run where a local tasks/clients/workers directory
+# would shadow the installed packages (Celery imports from the working directory first), so /app holds no sources.
+WORKDIR /src
 # README.md* : the project's readme when present (pyproject names it)
 COPY pyproject.toml README.md* ./
 COPY nexus ./nexus
@@ -22,6 +24,8 @@ COPY clients ./clients
 COPY tasks ./tasks
 COPY workers ./workers
 RUN pip install . && rm -rf build ./*.egg-info
+WORKDIR /app
+RUN rm -rf /src
 
 USER nexus
 # Flower, MCP over HTTP, worker metrics

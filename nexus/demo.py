@@ -44,7 +44,7 @@ def _restore_env(saved: dict[str, str | None]) -> None:
 
 def run_demo(people: int = 60, seed: int = 7, down: str = "workday", out: Path = Path("reports/demo-report.json"),
              sample: int = 12) -> int:
-    from nexus.cli_render import print_report_summary
+    from nexus.console import print_report_summary
     from nexus.facade import Nexus
     from nexus.sim.stack import SimulatorStack
     from workers.embedded import embedded_worker

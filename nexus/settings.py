@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     # prometheus-client's own variable: this worker's multiprocess directory (a temp dir per worker when empty).
     prometheus_multiproc_dir: str = Field("", alias="PROMETHEUS_MULTIPROC_DIR")
 
-    # MCP server over HTTP (`nexus mcp --transport http`): a static bearer token and/or JWTs (see nexus/mcp_auth.py).
+    # MCP server over HTTP (`nexus mcp --transport http`): a static bearer token and/or JWTs (see nexus/mcp/auth.py).
     mcp_token: SecretStr = Field(SecretStr(""), alias="NEXUS_MCP_TOKEN")
     mcp_jwt_jwks_uri: str = Field("", alias="NEXUS_MCP_JWT_JWKS_URI")
     mcp_jwt_public_key: str = Field("", alias="NEXUS_MCP_JWT_PUBLIC_KEY")

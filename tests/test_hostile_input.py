@@ -317,7 +317,7 @@ def test_cli_result_of_a_running_audit_is_exit_1_and_a_bad_format_exit_2(quiet_r
 
 def _mcp_calls(calls: list[tuple[str, dict[str, Any]]]) -> list[str | dict[str, Any]]:
     """Each tool call's ToolError message, or its structured result."""
-    from nexus.mcp_server import build_server
+    from nexus.mcp.server import build_server
 
     async def main() -> list[str | dict[str, Any]]:
         out: list[str | dict[str, Any]] = []

@@ -21,8 +21,9 @@ from fastmcp.exceptions import ToolError
 
 from nexus.audits.store import AuditStore
 from nexus.facade import Nexus
-from nexus.mcp_auth import AnyOfVerifier, SharedTokenVerifier, build_verifier, warn_if_exposed
-from nexus.mcp_server import build_server, trim_report
+from nexus.mcp.auth import AnyOfVerifier, SharedTokenVerifier, build_verifier, warn_if_exposed
+from nexus.mcp.schema import trim_report
+from nexus.mcp.server import build_server
 from nexus.settings import Settings
 from nexus.sim.stack import SimulatorStack
 from tests._mcp_fixtures import (

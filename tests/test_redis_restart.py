@@ -108,7 +108,7 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def _mcp(calls: list[tuple[str, dict[str, Any]]]) -> list[str | dict[str, Any]]:
-    from nexus.mcp_server import build_server
+    from nexus.mcp.server import build_server
 
     async def main() -> list[str | dict[str, Any]]:
         out: list[str | dict[str, Any]] = []

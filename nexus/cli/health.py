@@ -1,27 +1,23 @@
-"""Small helpers shared by the CLI modules: exit codes, one-line errors on stderr, JSON on stdout."""
+"""`nexus health`: ping every system and show each circuit breaker's state (a table, or JSON with ``--json``)."""
 
 from __future__ import annotations
 
-import json
-import sys
-from typing import Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_TIMEOUT = 124
+from nexus.cli.common import print_json
 
 
-def fail(message: str, code: int) -> NoReturn:
-    print(f"nexus: error: {message}", file=sys.stderr)
-    raise typer.Exit(code)
+def health(json_out: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False) -> None:
+    """Ping every system (seed format) and show each circuit breaker's state."""
+    from nexus.health import check_system_health
 
-
-def print_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
-    sys.stdout.flush()
+    report = check_system_health()
+    if json_out:
+        print_json(report)
+    else:
+        print_health(report)
 
 
 def print_health(report: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """`nexus audit diff A B`: what is new, resolved, persisting (and unknown) from audit A's report to audit B's.
 
-Registered on ``nexus.cli_audit.audit_app`` when this module is imported (``nexus/cli.py`` imports it).
+Registered on ``audit_app`` by :mod:`nexus.cli.audit`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nexus.cli_audit import audit_app
-from nexus.cli_common import EXIT_FAILED, EXIT_USAGE, fail, print_json
+from nexus.cli.common import EXIT_FAILED, EXIT_USAGE, fail, print_json
 
 STATUS_STYLE = {"new": "bold red", "resolved": "green", "persisting": "yellow", "unknown": "dim"}
 
@@ -31,7 +30,6 @@ def _report(audit_id: str) -> dict[str, Any]:
     return view
 
 
-@audit_app.command("diff")
 def diff(
     audit_a: Annotated[str, typer.Argument(metavar="A", help="The earlier audit id.")],
     audit_b: Annotated[str, typer.Argument(metavar="B", help="The later audit id.")],

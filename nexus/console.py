@@ -1,4 +1,7 @@
-"""Human-readable report summaries for the terminal (stdout)."""
+"""Human-readable report summaries for the terminal (stdout), shared by `nexus audit` and `nexus demo`.
+
+Below both front ends (the demo must not import the CLI package), so it lives here rather than in `nexus.cli`.
+"""
 
 from __future__ import annotations
 

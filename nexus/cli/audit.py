@@ -1,4 +1,4 @@
-"""`nexus audit submit | status | result | list`."""
+"""`nexus audit submit | status | result | list | diff` (``diff`` lives in :mod:`nexus.cli.diff`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from nexus.cli_common import EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE, fail, print_json
+from nexus.cli.common import EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE, fail, print_json
+from nexus.cli.diff import diff
 
 audit_app = typer.Typer(no_args_is_help=True, help="Submit audits and read their status and reports.")
 
@@ -115,7 +116,7 @@ def _print_view(view: dict[str, Any], json_out: bool) -> None:
     if json_out:
         print_json(view)
         return
-    from nexus.cli_render import print_report_summary
+    from nexus.console import print_report_summary
 
     print_report_summary(view)
 
@@ -195,3 +196,6 @@ def _get(audit_id: str, *, include_report: bool) -> dict[str, Any]:
         fail(str(exc), EXIT_USAGE)
     except ServiceUnavailable as exc:
         fail(str(exc), EXIT_FAILED)
+
+
+audit_app.command("diff")(diff)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from nexus.cli_common import EXIT_FAILED, EXIT_USAGE, fail, print_json
+from nexus.cli.common import EXIT_FAILED, EXIT_USAGE, fail, print_json
 
 if TYPE_CHECKING:
     from nexus.waivers import Waiver, WaiverStore

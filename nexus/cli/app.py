@@ -1,0 +1,65 @@
+"""The root typer app: the global options (``--env-file``, ``--log-level``) and every command group registered on it.
+
+Commands live in their own modules and are registered here, in the order ``nexus --help`` lists them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nexus.cli.audit import audit_app
+from nexus.cli.common import EXIT_USAGE, fail
+from nexus.cli.demo import demo
+from nexus.cli.health import health
+from nexus.cli.services import beat, flower, mcp
+from nexus.cli.sim import sim
+from nexus.cli.waiver import waiver_app
+from nexus.cli.worker import worker
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Nexus: identity and device drift audits.")
+app.add_typer(audit_app, name="audit")
+app.add_typer(waiver_app, name="waiver")
+
+
+def load_env_file(path: Path) -> None:
+    """Load KEY=VALUE lines into the environment (before settings are read); the file's values win."""
+    from dotenv import dotenv_values
+
+    for key, value in dotenv_values(path).items():
+        if value is not None:
+            os.environ[key] = value
+    from nexus.settings import get_settings
+
+    get_settings.cache_clear()
+
+
+@app.callback()
+def main_options(
+    env_file: Annotated[Path | None, typer.Option("--env-file", help="Read settings from this file (e.g. the one "
+                                                  "`nexus sim` writes).", envvar="NEXUS_ENV_FILE")] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR")] = "INFO",
+) -> None:
+    from nexus.logs import setup_logging
+
+    if env_file is not None:
+        if not env_file.is_file():
+            fail(f"env file {env_file} does not exist", EXIT_USAGE)
+        load_env_file(env_file)
+    setup_logging(log_level.upper())
+
+
+app.command()(sim)
+app.command()(worker)
+app.command()(mcp)
+app.command()(beat)
+app.command()(flower)
+app.command()(health)
+app.command()(demo)
+
+
+def main() -> None:
+    app()
