@@ -11,21 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from nexus.audits.spec import AuditKind, AuditRequest, InvalidInput, validate_audit_id
-from nexus.audits.store import TERMINAL, AuditNotFound, AuditStore
+from nexus.audits.spec import AuditKind, AuditRequest, validate_audit_id
+from nexus.audits.store import TERMINAL, AuditStore
+from nexus.errors import AuditLost, AuditNotFound, InvalidInput, ServiceUnavailable, WaitTimeout
 from nexus.settings import Settings, get_settings
-
-
-class ServiceUnavailable(RuntimeError):
-    """Redis or the broker cannot be reached: the audit could not be stored or enqueued."""
-
-
-class AuditLost(ServiceUnavailable):
-    """The audit vanished while it was being waited on: Redis restarted without its data, or was flushed."""
-
-
-class WaitTimeout(TimeoutError):
-    """``wait`` reached its deadline before the audit finished (CLI exit 124)."""
 
 
 def _connection_errors() -> tuple[type[BaseException], ...]:
@@ -169,4 +158,4 @@ class Nexus:
             interval = min(interval * 2, poll_s)
 
 
-__all__ = ["AuditKind", "AuditLost", "InvalidInput", "Nexus", "ServiceUnavailable", "WaitTimeout"]
+__all__ = ["AuditKind", "Nexus"]

@@ -38,7 +38,6 @@ from nexus.audits.spec import (
     EMAIL_PATTERN,
     MAX_EMAIL_LENGTH,
     SERIAL_PATTERN,
-    InvalidInput,
     validate_audit_id,
     validate_email,
     validate_email_list,
@@ -46,7 +45,8 @@ from nexus.audits.spec import (
 )
 from nexus.audits.store import TERMINAL
 from nexus.drift.fields import SEVERITY_ORDER
-from nexus.facade import Nexus, ServiceUnavailable
+from nexus.errors import InvalidInput, ServiceUnavailable
+from nexus.facade import Nexus
 from nexus.settings import Settings, get_settings
 
 log = logging.getLogger("nexus.mcp")

@@ -15,9 +15,9 @@ from typing import Any
 from celery import Task, chord
 from celery.exceptions import Retry
 
-from clients.errors import error_dict, error_text
 from nexus.audits.assemble import bulk_report, device_full_report, device_owner_refs, people_reports, split_results
 from nexus.audits.progress import get_store
+from nexus.errors import error_dict, error_text
 from nexus.systems import System
 from tasks.fetch import FETCH_TASKS
 from workers.app import celery_app

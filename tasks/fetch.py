@@ -17,8 +17,8 @@ from typing import Any
 
 from celery import Task
 
-from clients.errors import TransientError, error_dict
 from nexus import metrics
+from nexus.errors import TransientError, error_dict
 from nexus.lookups import run_lookup
 from nexus.systems import System
 from workers.app import celery_app
@@ -73,8 +73,8 @@ def drop_partial(task: Task) -> None:
 def run_fetch(task: Task, system: System, audit_id: str, op: str, subjects: list[str]) -> dict[str, Any]:
     """Thin: call the system's lookup through its breaker, classify the outcome, return or retry."""
     from clients.breaker import get_breaker
-    from clients.policy import RetryPolicy
     from nexus.audits.progress import report_fetch_progress
+    from nexus.policy import RetryPolicy
     from tasks.clients import get_client
 
     policy = RetryPolicy.from_settings()

@@ -132,7 +132,7 @@ class _Progress:
 
 def _runner(audit_id: str, source: Source, progress: _Progress) -> SnapshotRunner:
     from clients.breaker import get_breaker
-    from clients.policy import RetryPolicy
+    from nexus.policy import RetryPolicy
 
     settings = get_settings()
     snaps = snapshot_store()
