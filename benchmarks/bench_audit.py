@@ -143,7 +143,8 @@ def bench_single_user(cluster: Cluster, runs: int, latency_ms: int, warmup: int 
 def bench_breaker_open(cluster: Cluster, runs: int, system: str = "entra") -> dict[str, float]:
     from celery.exceptions import TimeoutError as CeleryTimeout
 
-    from clients.breaker import BreakerOpenError, get_breaker
+    from clients.breaker import get_breaker
+    from nexus.errors import BreakerOpenError
     from tasks.fetch import FETCH_TASKS
 
     assert cluster.stack.org is not None

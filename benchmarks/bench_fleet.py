@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from clients.ratelimit import parse_budgets  # noqa: E402
+from nexus.budgets import parse_budgets  # noqa: E402
 from nexus.settings import DEFAULT_RATE_BUDGETS  # noqa: E402
 from nexus.systems import System  # noqa: E402
 from tests._cluster import Cluster  # noqa: E402

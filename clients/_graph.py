@@ -11,7 +11,7 @@ answer's ``@odata.nextLink`` followed WHOLE (Graph's ``$skiptoken`` is opaque an
 was issued for). The link must point under ``GRAPH_BASE_URL``: the bearer token is never sent elsewhere.
 
 Errors beyond the base mapping: 400 ``Directory_ExpiredPageToken`` (Graph lost the paging state of a listing, which
-is also what the simulator's ``truncated`` fault answers) is a :class:`~clients.errors.TransientError`: the listing
+is also what the simulator's ``truncated`` fault answers) is a :class:`~nexus.errors.TransientError`: the listing
 is incomplete through no fault of the request.
 """
 
@@ -26,7 +26,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from clients._http import HttpSystemClient
-from clients.errors import MalformedResponseError, TransientError
+from nexus.errors import MalformedResponseError, TransientError
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 #: Graph's limit for ``$top`` on directory collections (users); the clients ask for full pages.

@@ -1,5 +1,6 @@
 """The shape every HTTP client shares: one ``httpx.Client``, bearer auth with a cached token and ONE
-re-authentication on 401, and the mapping of transport errors and statuses into :mod:`clients.errors`.
+re-authentication on 401, and transport errors and statuses mapped into :mod:`nexus.errors` (by
+:mod:`clients._http_errors`, the one mapping).
 
 Subclasses set ``system`` and implement ``_fetch_token`` (return token and lifetime) and, if the system's error body
 is special, ``_error_message``. No retries and no breaker here: those wrap the client (the seed's decorators, or the
@@ -15,34 +16,11 @@ from typing import Any, ClassVar, Self
 
 import httpx
 
+from clients._http_errors import status_error, transport_error
 from clients._tokens import TokenCache
-from clients.errors import (
-    AuthError,
-    BadRequestError,
-    MalformedResponseError,
-    NotFoundError,
-    ThrottledError,
-    TransientError,
-)
 from clients.ratelimit import NO_LIMIT, RateLimiter
+from nexus.errors import AuthError, MalformedResponseError
 from nexus.settings import Settings, get_settings
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds; an HTTP date is converted; junk gives None)."""
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
 
 
 class HttpSystemClient:
@@ -134,31 +112,16 @@ class HttpSystemClient:
             all_headers["Authorization"] = f"{self.auth_scheme} {self.tokens.get()}"
         try:
             return self.http.request(method, url, params=params, json=json_body, data=data, headers=all_headers)
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"timeout: {type(exc).__name__}", system=self.system) from exc
         except httpx.TransportError as exc:
-            raise TransientError(f"connection error: {type(exc).__name__}: {exc}", system=self.system) from exc
+            raise transport_error(exc, system=self.system) from exc
 
     def check(self, response: httpx.Response, *, not_found_ok: bool = False) -> httpx.Response:
+        """``response`` if it is a success (or a 404 with ``not_found_ok``); else its error from the tree."""
         status = response.status_code
-        if status < 400:
+        if status < 400 or (status == 404 and not_found_ok):
             return response
-        message = f"HTTP {status}: {self._error_message(response)}"
-        if status == 429:
-            raise ThrottledError(message, system=self.system, status=status,
-                                 retry_after=parse_retry_after(response.headers.get("retry-after")))
-        if status >= 500:
-            error = TransientError(message, system=self.system, status=status)
-            # A 503 with Retry-After: wait as told, but it is an outage, not throttling (the breaker counts it).
-            error.retry_after = parse_retry_after(response.headers.get("retry-after"))
-            raise error
-        if status in (401, 403):
-            raise AuthError(message, system=self.system, status=status)
-        if status == 404:
-            if not_found_ok:
-                return response
-            raise NotFoundError(message, system=self.system, status=status)
-        raise BadRequestError(message, system=self.system, status=status)
+        raise status_error(status, f"HTTP {status}: {self._error_message(response)}", system=self.system,
+                           headers=response.headers)
 
     def parse_json(self, response: httpx.Response) -> Any:
         """The body as JSON, or MalformedResponseError."""
@@ -183,11 +146,8 @@ class HttpSystemClient:
         """POST a form to a token endpoint; a refusal (4xx) is AuthError. Returns (token, expires_in)."""
         try:
             response = self.http.post(url, data=data, auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT)
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"token endpoint timeout: {type(exc).__name__}", system=self.system) from exc
         except httpx.TransportError as exc:
-            raise TransientError(f"token endpoint connection error: {type(exc).__name__}", system=self.system) \
-                from exc
+            raise transport_error(exc, system=self.system, what="token endpoint ", detail=False) from exc
         if 400 <= response.status_code < 500 and response.status_code != 429:
             raise AuthError(f"token refused: HTTP {response.status_code}: {self._error_message(response)}",
                             system=self.system, status=response.status_code)

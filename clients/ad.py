@@ -3,7 +3,7 @@
 Same shape as the other clients: ``list_users()`` pages through everything, ``find_user()`` looks one person up,
 ``health()`` measures a round trip, ``close()`` releases the connection. Retries and the circuit breaker are NOT
 here (the resilience layer and the Celery tasks own them); this module only talks LDAP and maps every failure into
-:mod:`clients.errors` in one place (:func:`map_exception`, :func:`map_result`):
+:mod:`nexus.errors` in one place (:func:`map_exception`, :func:`map_result`):
 
 ================================================  =================================
 connection refused / reset / closed / timeout     TransientError
@@ -46,7 +46,9 @@ from ldap3.core.exceptions import LDAPCommunicationError, LDAPException, LDAPRes
 from ldap3.utils.conv import escape_filter_chars
 from pyasn1.error import PyAsn1Error
 
-from clients.errors import (
+from clients.ratelimit import NO_LIMIT, RateLimiter
+from clients.roles import EMAIL, EMPLOYEE_ID, USERNAME, ref_kind
+from nexus.errors import (
     AuthError,
     BadRequestError,
     MalformedResponseError,
@@ -55,8 +57,6 @@ from clients.errors import (
     ThrottledError,
     TransientError,
 )
-from clients.ratelimit import NO_LIMIT, RateLimiter
-from clients.roles import EMAIL, EMPLOYEE_ID, USERNAME, ref_kind
 from nexus.models import PersonRecord
 from nexus.settings import Settings, get_settings
 from nexus.systems import System

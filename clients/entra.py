@@ -12,9 +12,9 @@ from typing import Any
 from urllib.parse import quote
 
 from clients._graph import MAX_PAGE_SIZE, GraphClient, as_str, odata_quote, require_str
-from clients.errors import MalformedResponseError
 from clients.paging import Page, iter_all
 from clients.roles import EMAIL, EMPLOYEE_ID, ref_kind
+from nexus.errors import MalformedResponseError
 from nexus.models import PersonRecord
 
 USERS_PATH = "/v1.0/users"

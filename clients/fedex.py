@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from clients._http import HttpSystemClient
-from clients.errors import MalformedResponseError
+from nexus.errors import MalformedResponseError
 from nexus.models import ShipmentRecord
 
 MAX_PER_REQUEST = 30

@@ -34,8 +34,9 @@ from urllib.parse import quote
 import httpx
 
 from clients._http import HttpSystemClient
-from clients.errors import AuthError, MalformedResponseError, TransientError
+from clients._http_errors import transport_error
 from clients.paging import Page, iter_all
+from nexus.errors import AuthError, MalformedResponseError
 from nexus.models import DeviceRecord, ReturnTicket
 from nexus.settings import Settings
 
@@ -98,10 +99,8 @@ class HelixClient(HttpSystemClient):
         data = {"username": s.helix_username, "password": s.helix_password.get_secret_value()}
         try:
             response = self.http.post("/api/jwt/login", data=data)
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"login timeout: {type(exc).__name__}", system=self.system) from exc
         except httpx.TransportError as exc:
-            raise TransientError(f"login connection error: {type(exc).__name__}", system=self.system) from exc
+            raise transport_error(exc, system=self.system, what="login ", detail=False) from exc
         if 400 <= response.status_code < 500 and response.status_code != 429:
             raise AuthError(f"login refused: HTTP {response.status_code}: {self._error_message(response)}",
                             system=self.system, status=response.status_code)

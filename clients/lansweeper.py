@@ -21,14 +21,8 @@ from typing import Any
 import httpx
 
 from clients._http import HttpSystemClient
-from clients.errors import (
-    AuthError,
-    BadRequestError,
-    MalformedResponseError,
-    ThrottledError,
-    TransientError,
-)
 from clients.paging import Page, iter_all, iter_pages
+from nexus.errors import AuthError, BadRequestError, MalformedResponseError, ThrottledError, TransientError
 from nexus.models import DeviceRecord
 from nexus.settings import Settings
 

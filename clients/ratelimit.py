@@ -4,30 +4,14 @@ Why a budget at all: a fleet audit fans out over many worker processes, and each
 for the whole application. Pacing against the budget keeps the fleet under it, instead of bouncing off 429s (whose
 Retry-After can park a whole audit for minutes).
 
-Published limits, the defaults of ``NEXUS_RATE_BUDGETS`` (``nexus.settings.DEFAULT_RATE_BUDGETS``):
-
-=============  =====================  ==================================================================================
-``lansweeper`` 150 requests / 60 s    Lansweeper's API limit (the design card's figure, per API token)
-``entra``      1,750 requests / 10 s  Graph "Identity and access service limits": 3,500 resource units per 10 s for the
-                                      smallest tenant size (S, app + tenant pair; M: 5,000, L: 8,000); a ``GET users``
-                                      costs 2 units, ``$select`` -1, ``$expand`` +1, so each listing or lookup request
-                                      costs 2 (learn.microsoft.com/graph/throttling-limits)
-``intune``     2,000 requests / 20 s  Graph "Intune devices service limits", any request, per app per tenant (same page)
-``fedex``      1,400 requests / 10 s  FedEx "Quotas & rate limits guide": 1,400 transactions per 10 s per project
-                                      (developer.fedex.com/api/en-us/guides/ratelimits.html); the Track capability's
-                                      daily quota (100K) is far above a weekly audit's needs
-=============  =====================  ==================================================================================
-
-Workday, Active Directory and BMC Helix publish no request limit: unlimited unless a budget is set. Token requests
-are not counted (their endpoints have their own, separate limits).
-
-A budget of ``N`` requests per window ``W`` becomes a bucket of capacity ``B`` (one second's worth, at least 1) that
-refills at ``(N - B) / W`` tokens per second, so that no window of length ``W`` ever sees more than ``B + (N - B)
-= N`` requests, whatever the phase of the system's own window. Each :meth:`TokenBucket.acquire` *reserves* a token
-(the bucket may go negative) and sleeps until its slot: one Redis round trip per request, first come first served,
-no polling. A reservation whose wait would exceed ``max_wait_s`` is not made; :class:`BudgetExceededError` (a
-:class:`~clients.errors.ThrottledError` with ``retry_after``) is raised instead, so a Celery task can free its worker
-slot with a countdown rather than sleep.
+A budget (:class:`nexus.budgets.Budget`: ``N`` requests per window ``W``, parsed from ``NEXUS_RATE_BUDGETS`` by
+:func:`nexus.budgets.parse_budgets`, whose docstring lists the published limits and their sources) becomes a bucket
+of capacity ``B`` (one second's worth, at least 1) that refills at ``(N - B) / W`` tokens per second, so that no
+window of length ``W`` ever sees more than ``B + (N - B) = N`` requests, whatever the phase of the system's own
+window. Each :meth:`TokenBucket.acquire` *reserves* a token (the bucket may go negative) and sleeps until its slot:
+one Redis round trip per request, first come first served, no polling. A reservation whose wait would exceed
+``max_wait_s`` is not made; :class:`~nexus.errors.BudgetExceededError` (a :class:`~nexus.errors.ThrottledError` with
+``retry_after``) is raised instead, so a Celery task can free its worker slot with a countdown rather than sleep.
 
 Time comes from the injectable ``clock`` (epoch seconds, passed into the script, so tests drive it; hosts are
 expected to be NTP-synced: a clock that lags by ``d`` seconds can take at most ``d x rate`` tokens early). Redis
@@ -39,85 +23,22 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from clients.errors import ThrottledError
+from nexus.budgets import Budget, parse_budgets
+from nexus.errors import BudgetExceededError
+from nexus.redis_conn import redis_for
+from nexus.settings import get_settings
+from nexus.systems import System
 
 log = logging.getLogger("nexus.resilience")
 
 NAMESPACE = "nexus:rate"
 _RETRY_REDIS_AFTER_S = 5.0
 _WARN_EVERY_S = 60.0
-_WINDOW_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-_ITEM = re.compile(r"^\s*([a-z]+)\s*=\s*(?:(off|0)|(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*([a-z]*))\s*$")
-
-
-class BudgetExceededError(ThrottledError):
-    """Our own request budget for the system is used up for longer than the caller may wait (nothing was sent)."""
-
-    #: Raised locally, not answered by the system: the breaker treats it as neutral (clients.errors.is_system_answer).
-    local = True
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """``limit`` requests per ``window_s`` seconds for one system."""
-
-    system: str
-    limit: int
-    window_s: float
-
-    def __post_init__(self) -> None:
-        if self.limit < 2 or self.window_s <= 0:
-            raise ValueError(f"budget for {self.system}: need at least 2 requests per a positive window")
-
-    @property
-    def burst(self) -> int:
-        """Bucket capacity: one second's worth of the budget (at least 1, at most half of it)."""
-        return max(1, min(math.ceil(self.limit / self.window_s), self.limit // 2))
-
-    @property
-    def rate(self) -> float:
-        """Refill, tokens per second: ``burst + rate * window == limit``."""
-        return (self.limit - self.burst) / self.window_s
-
-    def describe(self) -> str:
-        return f"{self.limit}/{self.window_s:g}s"
-
-
-def parse_budgets(spec: str) -> dict[str, Budget]:
-    """``"lansweeper=150/60s,entra=1750/10s,fedex=off"`` -> {system id: Budget}. ``""``/``"off"``: no budgets.
-
-    Windows: ``10s``, ``60``, ``1m``/``min``, ``1h``; ``<system>=off`` (or ``=0``) leaves a system unlimited.
-    """
-    from nexus.systems import System
-
-    text = (spec or "").strip().lower()
-    if text in ("", "off", "none", "false"):
-        return {}
-    out: dict[str, Budget] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        match = _ITEM.match(item)
-        if match is None:
-            raise ValueError(f"bad rate budget {item!r}: expected <system>=<requests>/<window> (lansweeper=150/60s)")
-        name, off, limit, amount, unit = match.groups()
-        try:
-            system = System.parse(name).value
-        except ValueError as exc:
-            raise ValueError(f"bad rate budget {item!r}: {exc}") from None
-        if off:
-            out.pop(system, None)
-            continue
-        if unit not in _WINDOW_UNITS:
-            raise ValueError(f"bad rate budget {item!r}: window unit must be s, m/min or h")
-        window = (float(amount) if amount else 1.0) * _WINDOW_UNITS[unit]
-        out[system] = Budget(system, int(limit), window)
-    return out
 
 
 class RateLimiter(Protocol):
@@ -213,8 +134,6 @@ class TokenBucket:
             return 0.0
         wait = float(wait_text.decode() if isinstance(wait_text, bytes) else wait_text)
         if not int(reserved):
-            from nexus.systems import System
-
             raise BudgetExceededError(
                 f"{System.parse(b.system).display} request budget ({b.describe()}) is used up: the next slot is in "
                 f"{wait:.1f}s, more than the {self.max_wait_s:g}s a caller may wait",
@@ -249,8 +168,6 @@ def limiter_for(system: str, settings: Any = None) -> RateLimiter:
     Cached per (system, budget, store URL, max wait), so changed settings give a new limiter. The store is the
     breakers' Redis (``NEXUS_BREAKER_REDIS_URL`` or ``REDIS_URL``; ``memory://`` in the embedded demo).
     """
-    from nexus.settings import get_settings
-
     s = settings or get_settings()
     budget = parse_budgets(s.rate_budgets).get(system)
     if budget is None:
@@ -260,8 +177,6 @@ def limiter_for(system: str, settings: Any = None) -> RateLimiter:
     with _registry_lock:
         limiter = _registry.get(key)
         if limiter is None:
-            from clients.breaker import redis_for
-
             limiter = _registry[key] = TokenBucket(budget, redis_for(url), max_wait_s=s.rate_max_wait_s)
         return limiter
 
@@ -275,12 +190,9 @@ def clear_limiters() -> None:
 __all__ = [
     "NAMESPACE",
     "NO_LIMIT",
-    "Budget",
-    "BudgetExceededError",
     "NoLimit",
     "RateLimiter",
     "TokenBucket",
     "clear_limiters",
     "limiter_for",
-    "parse_budgets",
 ]

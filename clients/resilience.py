@@ -3,20 +3,21 @@
 
 ``@resilient_http_call("Workday")``:
 
-* retries :class:`~clients.errors.TransientError` (5xx, timeouts, connection errors) up to
+* retries :class:`~nexus.errors.TransientError` (5xx, timeouts, connection errors) up to
   ``RetryPolicy.max_attempts`` attempts in all, waiting ``RetryPolicy.countdown`` between them (2 s, 4 s, 8 s...);
-  a :class:`~clients.errors.ThrottledError` waits its ``retry_after`` instead (capped by the policy);
+  a :class:`~nexus.errors.ThrottledError` waits its ``retry_after`` instead (capped by the policy);
 * never retries anything else: 4xx, not found, auth, malformed answers, an open circuit;
 * puts the WHOLE call (all its attempts) behind the system's shared breaker: one failed call, after its retries,
   is one breaker failure. So with ``fail_max=5`` and 3 attempts, requests 1-5 each try 3 times, request 6 fails
-  fast with :class:`~clients.errors.CircuitOpenError` and no retry, and a dead system receives at most
+  fast with :class:`~nexus.errors.CircuitOpenError` and no retry, and a dead system receives at most
   ``fail_max x max_attempts`` requests from sequential callers. A call that is still retrying when another caller
   opens the circuit stops retrying and raises its last error.
 
 Functions written the seed's way (``resp.raise_for_status()``, raw ``httpx`` transport errors) work too: an
-``httpx`` error escaping an attempt is translated into the error tree (timeout/connection/5xx -> TransientError,
-429 -> ThrottledError with its Retry-After, 404 -> NotFoundError, 401/403 -> AuthError, other 4xx ->
-BadRequestError), the original kept as ``__cause__``. Clients built on ``clients._http`` raise the tree already.
+``httpx`` error escaping an attempt is translated into the error tree by the same mapping the HTTP clients use
+(:mod:`clients._http_errors`: timeout/connection/5xx -> TransientError, 429 -> ThrottledError with its Retry-After,
+404 -> NotFoundError, 401/403 -> AuthError, other 4xx -> BadRequestError), the original kept as ``__cause__``.
+Clients built on ``clients._http`` raise the tree already.
 
 Policies are read when the decorated function is CALLED (``RetryPolicy.from_settings()``,
 ``get_breaker(service_name)``), not when it is decorated, so settings loaded later still apply; pass ``policy=``,
@@ -42,56 +43,17 @@ from typing import Any, TypeVar, cast
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
 
-from clients._log import log, system_id
+from clients._http_errors import translate_httpx_error
+from clients._log import log
 from clients.breaker import NexusBreaker, get_breaker
-from clients.errors import (
-    AuthError,
-    BadRequestError,
-    MalformedResponseError,
-    NexusClientError,
-    NotFoundError,
-    ThrottledError,
-    TransientError,
-    is_retryable,
-)
-from clients.policy import RetryPolicy
+from nexus.errors import NotFoundError, is_retryable
+from nexus.policy import RetryPolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 #: Something that waits: ``time.sleep``-like, or an ``async`` function for coroutine callers.
 Sleeper = Callable[[float], Any]
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return max(float(response.headers.get("retry-after", "")), 0.0)
-    except ValueError:
-        return None  # absent, or an HTTP date: fall back to the backoff
-
-
-def translate_httpx_error(exc: httpx.HTTPError, system: str) -> NexusClientError | None:
-    """The error-tree equivalent of a raw ``httpx`` error, or None when it has none."""
-    sid = system_id(system)
-    if isinstance(exc, httpx.HTTPStatusError):
-        status = exc.response.status_code
-        message = f"HTTP {status}: {exc.response.reason_phrase}"
-        if status == 429:
-            return ThrottledError(message, system=sid, status=status, retry_after=_retry_after(exc.response))
-        if status >= 500:
-            return TransientError(message, system=sid, status=status)
-        if status in (401, 403):
-            return AuthError(message, system=sid, status=status)
-        if status == 404:
-            return NotFoundError(message, system=sid, status=status)
-        return BadRequestError(message, system=sid, status=status)
-    if isinstance(exc, httpx.DecodingError):
-        return MalformedResponseError(f"undecodable response: {exc}", system=sid)
-    if isinstance(exc, httpx.TimeoutException):
-        return TransientError(f"timeout: {type(exc).__name__}", system=sid)
-    if isinstance(exc, httpx.TransportError):
-        return TransientError(f"connection error: {type(exc).__name__}: {exc}", system=sid)
-    return None
 
 
 def _translating(func: Callable[..., Any], system: str) -> Callable[..., Any]:
@@ -275,7 +237,7 @@ def handle_404_gracefully(func: F) -> F:
 def call_with_breaker(system: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """One attempt of ``func`` behind ``system``'s shared breaker (no retry): ``get_breaker(system).call(...)``.
 
-    Raises :class:`~clients.breaker.BreakerOpenError` (a ``CircuitOpenError``) at once when the circuit is open;
+    Raises :class:`~nexus.errors.BreakerOpenError` (a ``CircuitOpenError``) at once when the circuit is open;
     otherwise returns or raises what ``func`` did, after recording the outcome.
     """
     return get_breaker(system).call(func, *args, **kwargs)

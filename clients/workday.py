@@ -28,9 +28,9 @@ from urllib.parse import quote
 import httpx
 
 from clients._http import HttpSystemClient
-from clients.errors import MalformedResponseError
 from clients.paging import Page, iter_all
 from clients.roles import EMAIL, EMPLOYEE_ID, ref_kind
+from nexus.errors import MalformedResponseError
 from nexus.models import PersonRecord
 from nexus.settings import Settings
 

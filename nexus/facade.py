@@ -11,43 +11,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from nexus.audits.spec import AuditKind, AuditRequest, InvalidInput, validate_audit_id
-from nexus.audits.store import TERMINAL, AuditNotFound, AuditStore
+from nexus.audits.spec import AuditKind, AuditRequest, validate_audit_id
+from nexus.audits.store import TERMINAL, AuditStore
+from nexus.audits.submit import connection_errors, submit_audit
+from nexus.errors import AuditLost, AuditNotFound, InvalidInput, ServiceUnavailable, WaitTimeout
+from nexus.runtime import current
 from nexus.settings import Settings, get_settings
 from workers.app import celery_app
-
-#: The task that fans an audit out (tasks/audit.py), sent by name: the front ends never import the task modules.
-PLAN_TASK = "nexus.audit.plan"
-
-
-class ServiceUnavailable(RuntimeError):
-    """Redis or the broker cannot be reached: the audit could not be stored or enqueued."""
-
-
-class AuditLost(ServiceUnavailable):
-    """The audit vanished while it was being waited on: Redis restarted without its data, or was flushed."""
-
-
-class WaitTimeout(TimeoutError):
-    """``wait`` reached its deadline before the audit finished (CLI exit 124)."""
-
-
-def _connection_errors() -> tuple[type[BaseException], ...]:
-    import kombu.exceptions
-    import redis.exceptions
-
-    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, kombu.exceptions.OperationalError,
-            ConnectionError, OSError)
 
 
 class Nexus:
     def __init__(self, store: AuditStore | None = None, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
-        if store is None:
-            from nexus.redis_conn import get_redis
-
-            store = AuditStore(get_redis(), ttl_s=self.settings.report_ttl_s)
-        self.store = store
+        self.store = store if store is not None else current().audit_store()
 
     # -- requests ---------------------------------------------------------------------------------------------------
     def request_for(
@@ -75,24 +51,8 @@ class Nexus:
 
     def submit(self, request: AuditRequest) -> str:
         """Store and enqueue; returns the audit id. Nothing is left behind if enqueueing fails."""
-        request.check(self.settings.bulk_max_emails)  # a request not built by request_for is validated here
-        errors = _connection_errors()
-        try:
-            self.store.create(request, total=2 if request.kind is AuditKind.DEVICE else None)
-        except errors as exc:
-            raise ServiceUnavailable(f"cannot store the audit: Redis unreachable ({type(exc).__name__})") from exc
-        try:
-            # Planning (and every chord) happens in a worker: a chord applied here would subscribe this process to
-            # the result backend's pub/sub, which a long-running front end (MCP server) must not accumulate, and
-            # which cannot recover once Redis restarts ("the Celery application must be restarted").
-            celery_app.send_task(PLAN_TASK, args=[request.audit_id], retry=False)
-        except errors as exc:
-            try:
-                self.store.delete(request.audit_id)
-            except errors:
-                pass
-            raise ServiceUnavailable(f"cannot enqueue the audit: broker unreachable ({type(exc).__name__})") from exc
-        return request.audit_id
+        return submit_audit(self.store, request, bulk_max_emails=self.settings.bulk_max_emails,
+                            send_task=celery_app.send_task)
 
     # -- reading ------------------------------------------------------------------------------------------------------
     def get(self, audit_id: str, *, include_report: bool = True) -> dict[str, Any]:
@@ -103,7 +63,7 @@ class Nexus:
             report = self.store.report(audit_id) if include_report and meta["status"] in TERMINAL else None
         except AuditNotFound:
             raise InvalidInput(f"no audit with id {audit_id} (unknown or expired)") from None
-        except _connection_errors() as exc:
+        except connection_errors() as exc:
             raise ServiceUnavailable(f"cannot read the audit: Redis unreachable ({type(exc).__name__})") from exc
         view: dict[str, Any] = {
             "audit_id": audit_id,
@@ -125,7 +85,7 @@ class Nexus:
             raise InvalidInput("limit must be between 1 and 1000")
         try:
             metas = self.store.list(limit)
-        except _connection_errors() as exc:
+        except connection_errors() as exc:
             raise ServiceUnavailable(f"cannot list audits: Redis unreachable ({type(exc).__name__})") from exc
         return [
             {"audit_id": m["id"], "kind": m["kind"], "status": m["status"], "description": m.get("description", ""),
@@ -171,4 +131,4 @@ class Nexus:
             interval = min(interval * 2, poll_s)
 
 
-__all__ = ["AuditKind", "AuditLost", "InvalidInput", "Nexus", "ServiceUnavailable", "WaitTimeout"]
+__all__ = ["AuditKind", "Nexus"]

@@ -1,8 +1,11 @@
 """Prometheus metrics for Nexus, behind one-line hooks. Each hook is cheap and never raises.
 
-Tasks, breakers and audits call :func:`fetch_attempt`, :func:`fetch_retry`, :func:`breaker_transition`,
-:func:`audit_finished` (and :func:`audit_failed`); the hooks update the process's :class:`NexusMetrics`, built on first
-use. A metrics bug must never break a task, so every hook swallows its errors (logged at DEBUG on ``nexus.metrics``).
+Tasks and audits call :func:`fetch_attempt`, :func:`fetch_retry`, :func:`audit_finished` (and :func:`audit_failed`);
+the hooks update the process's :class:`NexusMetrics`, built on first use. The breakers do not call in: they never
+import this module. The worker installs :data:`BREAKER_LISTENER` (a pybreaker listener calling
+:func:`breaker_transition`) on every breaker of its process with :func:`install`, at start
+(``workers.metrics_server.install``); a process that installs nothing counts no transitions. A metrics bug must
+never break a task, so every hook swallows its errors (logged at DEBUG on ``nexus.metrics``).
 
 Every name starts with ``nexus_``; system labels are the lower-case ids (``workday``, ``ad``, ...)::
 
@@ -32,9 +35,13 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+import pybreaker
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+
+from clients.breaker import breaker_state, install_listener
+from nexus.systems import System
 
 log = logging.getLogger("nexus.metrics")
 
@@ -50,8 +57,6 @@ AUDIT_DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 60
 
 def _system(name: str) -> str:
     """The lower-case id for an id or a display name; anything else lower-cased (labels stay one spelling)."""
-    from nexus.systems import System
-
     try:
         return System.parse(name).value
     except ValueError:
@@ -159,14 +164,44 @@ def audit_failed(kind: str, duration_s: float) -> None:
     audit_finished(kind, "failed", duration_s, ())
 
 
+class BreakerTransitions(pybreaker.CircuitBreakerListener):
+    """Counts each breaker transition in ``nexus_breaker_transitions_total``.
+
+    A breaker calls ``state_change`` only in the process that made the transition (see :mod:`clients.breaker`), so
+    each transition is counted once fleet-wide. States are counted in Nexus's spelling (``half_open``).
+    """
+
+    def state_change(
+        self,
+        cb: pybreaker.CircuitBreaker,
+        old_state: pybreaker.CircuitBreakerState | None,
+        new_state: pybreaker.CircuitBreakerState,
+    ) -> None:
+        breaker_transition(str(getattr(cb, "system", cb.name)), _state_name(old_state), _state_name(new_state))
+
+    def __repr__(self) -> str:
+        return "BreakerTransitions()"
+
+
+def _state_name(state: pybreaker.CircuitBreakerState | None) -> str:
+    return str(state.name if state is not None else pybreaker.STATE_CLOSED).replace("-", "_")
+
+
+#: The listener :func:`install` puts on every breaker of the process.
+BREAKER_LISTENER = BreakerTransitions()
+
+
+def install() -> None:
+    """Count this process's breaker transitions (the worker calls it at start; idempotent)."""
+    install_listener(BREAKER_LISTENER)
+
+
 # -- breaker state, read from the shared store at scrape time ----------------------------------------------------------
 
 StateReader = Callable[[str], dict[str, Any]]
 
 
 def _read_breaker_state(system: str) -> dict[str, Any]:
-    from clients.breaker import breaker_state
-
     return breaker_state(system)
 
 
@@ -179,8 +214,6 @@ class BreakerStateCollector:
 
     def __init__(self, systems: Sequence[str] | None = None, read: StateReader | None = None) -> None:
         if systems is None:
-            from nexus.systems import System
-
             systems = [s.value for s in System]
         self.systems = list(systems)
         self.read = read or _read_breaker_state
@@ -223,10 +256,12 @@ class BreakerStateCollector:
 
 __all__ = [
     "AUDIT_DURATION_BUCKETS",
+    "BREAKER_LISTENER",
     "BREAKER_STATE_VALUES",
     "COUNTDOWN_BUCKETS",
     "FETCH_OUTCOMES",
     "BreakerStateCollector",
+    "BreakerTransitions",
     "NexusMetrics",
     "audit_failed",
     "audit_finished",
@@ -234,5 +269,6 @@ __all__ = [
     "current",
     "fetch_attempt",
     "fetch_retry",
+    "install",
     "use_metrics",
 ]

@@ -34,8 +34,8 @@ from typing import Any, Protocol
 
 import redis
 
-from clients.errors import BadRequestError, NotFoundError, error_dict
 from nexus.drift.fields import POLICY, Severity
+from nexus.errors import BadRequestError, NotFoundError, error_dict
 
 log = logging.getLogger("nexus.remediation")
 

@@ -14,7 +14,9 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: The published limits (sources in :mod:`clients.ratelimit`); Workday, AD and Helix publish none: unlimited.
+from nexus.budgets import parse_budgets
+
+#: The published limits (sources in :mod:`nexus.budgets`); Workday, AD and Helix publish none: unlimited.
 DEFAULT_RATE_BUDGETS = "lansweeper=150/60s,entra=1750/10s,intune=2000/20s,fedex=1400/10s"
 
 
@@ -87,7 +89,8 @@ class Settings(BaseSettings):
     fleet_stale_max_age_s: int = Field(14 * 86400, ge=60, alias="NEXUS_FLEET_STALE_MAX_AGE_S")
     fleet_bulk_snapshot: str = Field("auto", pattern="^(auto|always|never)$", alias="NEXUS_FLEET_BULK_SNAPSHOT")
 
-    # Request budgets per system (clients.ratelimit): "<system>=<requests>/<window>", comma separated; "" = off.
+    # Request budgets per system (parsed by nexus.budgets, enforced by clients.ratelimit):
+    # "<system>=<requests>/<window>", comma separated; "" = off.
     rate_budgets: str = Field(DEFAULT_RATE_BUDGETS, alias="NEXUS_RATE_BUDGETS")
     rate_max_wait_s: float = Field(30.0, ge=0, alias="NEXUS_RATE_MAX_WAIT_S")
 
@@ -104,8 +107,6 @@ class Settings(BaseSettings):
     @field_validator("rate_budgets")
     @classmethod
     def _check_budgets(cls, value: str) -> str:
-        from clients.ratelimit import parse_budgets
-
         parse_budgets(value)  # raises ValueError with a readable message
         return value
 

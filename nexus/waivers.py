@@ -16,7 +16,7 @@ expires. Expired waivers stay visible to ``list(include_expired=True)`` for :dat
 operator can see what just stopped applying) and are then pruned lazily by ``add``, ``list`` and ``apply``.
 
 Redis: one hash ``nexus:waivers`` (waiver id -> JSON), no TTL. Times are stored as epoch seconds and shown as ISO-8601
-UTC. Bad input raises ``nexus.audits.spec.InvalidInput`` with one clear line (CLI exit 2).
+UTC. Bad input raises ``nexus.errors.InvalidInput`` with one clear line (CLI exit 2).
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from typing import Any
 
 import redis
 
-from nexus.audits.spec import InvalidInput, validate_email, validate_serial
+from nexus.audits.spec import validate_email, validate_serial
 from nexus.drift.fields import DEVICE_FIELDS, PERSON_FIELDS, SEVERITY
+from nexus.errors import InvalidInput, WaiverNotFound
 from nexus.history import iso
 from nexus.systems import System
 
@@ -164,10 +165,6 @@ def validate_waiver_id(value: object) -> str:
     return text
 
 
-class WaiverNotFound(InvalidInput):
-    """No waiver with that id (never existed, removed, or pruned)."""
-
-
 class WaiverStore:
     def __init__(self, client: redis.Redis, clock: Callable[[], float] = time.time) -> None:
         self.r = client
@@ -261,4 +258,4 @@ class WaiverStore:
         return waivers
 
 
-__all__ = ["KEEP_EXPIRED_DAYS", "MAX_DAYS", "Waiver", "WaiverNotFound", "WaiverStore"]
+__all__ = ["KEEP_EXPIRED_DAYS", "MAX_DAYS", "Waiver", "WaiverStore"]

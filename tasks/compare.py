@@ -15,9 +15,9 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Retry
 
-from clients.errors import error_dict, error_text
 from nexus.audits.assemble import bulk_report, device_full_report, device_owner_refs, people_reports, split_results
 from nexus.audits.finish import fail_audit, finish_report
+from nexus.errors import error_dict, error_text
 from nexus.remediation import policy_from_settings, remediate_stored_report, write_section
 from nexus.runtime import Runtime, current
 from nexus.systems import System

@@ -16,11 +16,11 @@ from typing import Any
 
 from celery import Task
 
-from clients.errors import TransientError, error_dict
-from clients.policy import RetryPolicy
 from nexus.audits.memo import PartialAnswers
 from nexus.audits.progress import report_fetch_progress
+from nexus.errors import TransientError, error_dict
 from nexus.lookups import run_lookup
+from nexus.policy import RetryPolicy
 from nexus.registry import SystemSpec, specs
 from nexus.runtime import current
 from nexus.systems import System

@@ -23,7 +23,7 @@ from clients.ad import (
     tcp_connection,
     unescape_dn_value,
 )
-from clients.errors import (
+from nexus.errors import (
     AuthError,
     BadRequestError,
     MalformedResponseError,

@@ -19,9 +19,9 @@ import pytest
 import redis
 
 from clients import breaker as breaker_mod
-from clients.breaker import BreakerOpenError, NexusBreaker, breaker_state, get_breaker, reset_breaker
-from clients.errors import CircuitOpenError, TransientError
-from clients.policy import BreakerPolicy
+from clients.breaker import NexusBreaker, breaker_state, get_breaker, reset_breaker
+from nexus.errors import BreakerOpenError, CircuitOpenError, TransientError
+from nexus.policy import BreakerPolicy
 from tests._redis_server import free_port, redis_server, redis_server_fixture
 
 redis_url = redis_server_fixture(scope="module")

@@ -9,9 +9,8 @@ import pytest
 
 from clients._http import HttpSystemClient
 from clients.breaker import clear_registry, get_breaker
-from clients.errors import NotFoundError, TransientError
-from clients.policy import BreakerPolicy, RetryPolicy
-from clients.ratelimit import BudgetExceededError
+from nexus.errors import BudgetExceededError, NotFoundError, TransientError
+from nexus.policy import BreakerPolicy, RetryPolicy
 
 _names = itertools.count()
 

@@ -128,8 +128,8 @@ def test_a_failure_no_retry_follows_counts_even_for_a_retrying_caller() -> None:
     """``calling(count_failure=False)`` (a fleet page before its last attempt) spares only errors the caller will
     retry: a malformed answer is never retried, so it counts against the breaker as it does for lookups."""
     from clients.breaker import get_breaker
-    from clients.errors import MalformedResponseError, TransientError
-    from clients.policy import BreakerPolicy
+    from nexus.errors import MalformedResponseError, TransientError
+    from nexus.policy import BreakerPolicy
 
     breaker = get_breaker("helix", redis="memory://fault-matrix", policy=BreakerPolicy(fail_max=3))
     breaker.close()

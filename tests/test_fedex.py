@@ -9,8 +9,8 @@ from datetime import UTC
 import httpx
 import pytest
 
-from clients.errors import AuthError, BadRequestError, MalformedResponseError, ThrottledError, TransientError
 from clients.fedex import HEALTH_PROBE_NUMBER, MAX_PER_REQUEST, TRACK_PATH, FedexClient
+from nexus.errors import AuthError, BadRequestError, MalformedResponseError, ThrottledError, TransientError
 from nexus.models import ShipmentRecord
 from nexus.sim.fedex import NOT_FOUND_CODE, FedexSim
 from nexus.sim.org_model import FedexShipment, Org

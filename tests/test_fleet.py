@@ -16,17 +16,16 @@ from typing import Any
 import fakeredis
 import pytest
 
-from clients.errors import AuthError, CircuitOpenError, TransientError
 from clients.paging import Page
-from clients.policy import RetryPolicy
-from clients.ratelimit import BudgetExceededError
 from nexus.drift.fields import PERSON_FIELDS, POLICY
+from nexus.errors import AuthError, BudgetExceededError, CircuitOpenError, TransientError
 from nexus.fleet import codec
 from nexus.fleet.cost import prefer_snapshot, snapshot_requests
 from nexus.fleet.runner import SnapshotRunner
 from nexus.fleet.sources import ListingLost, Source
 from nexus.fleet.store import SnapshotStore
 from nexus.models import DeviceRecord, PersonRecord, ReturnTicket, ShipmentRecord
+from nexus.policy import RetryPolicy
 from nexus.systems import System
 from tests._cluster import Cluster
 from tests._fleet_fixtures import WAIT, fleet_cluster, forget_last_good, run_fleet

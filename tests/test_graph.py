@@ -13,7 +13,8 @@ import pytest
 
 from clients._graph import odata_quote
 from clients.entra import EntraClient
-from clients.errors import (
+from clients.intune import IntuneClient
+from nexus.errors import (
     AuthError,
     BadRequestError,
     MalformedResponseError,
@@ -21,7 +22,6 @@ from clients.errors import (
     ThrottledError,
     TransientError,
 )
-from clients.intune import IntuneClient
 from nexus.models import DeviceRecord, PersonRecord
 from nexus.settings import Settings
 from nexus.sim import odata

@@ -9,14 +9,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from clients.errors import (
-    AuthError,
-    BadRequestError,
-    MalformedResponseError,
-    ThrottledError,
-    TransientError,
-)
 from clients.helix import SERIALS_PER_QUERY, HelixClient, qual_eq
+from nexus.errors import AuthError, BadRequestError, MalformedResponseError, ThrottledError, TransientError
 from nexus.models import DeviceRecord, ReturnTicket
 from nexus.sim.helix import (
     ASSET_FORM,

@@ -32,8 +32,9 @@ from ldap3.operation.search import AND, MATCH_EQUAL, NOT, OR, ROOT, compile_filt
 from pyasn1.codec.ber import encoder
 from typer.testing import CliRunner
 
-from nexus.audits.spec import AuditKind, AuditRequest, InvalidInput
+from nexus.audits.spec import AuditKind, AuditRequest
 from nexus.audits.store import AuditStore
+from nexus.errors import InvalidInput
 from nexus.sim import odata
 from nexus.sim.helix import Compare, FieldRef, Literal, parse_qualification
 from nexus.sim.ldap_proxy import children, element_at

@@ -10,14 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from clients.errors import (
-    AuthError,
-    BadRequestError,
-    MalformedResponseError,
-    ThrottledError,
-    TransientError,
-)
 from clients.lansweeper import ASSETS_QUERY, LansweeperClient
+from nexus.errors import AuthError, BadRequestError, MalformedResponseError, ThrottledError, TransientError
 from nexus.models import DeviceRecord
 from nexus.settings import Settings
 from nexus.sim.base import SimContext, SimCredentials

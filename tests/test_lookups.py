@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from clients.errors import TransientError
+from nexus.errors import TransientError
 from nexus.lookups import ref_kind, run_lookup
 from nexus.models import PersonRecord, ReturnTicket
 from nexus.systems import System

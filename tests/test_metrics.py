@@ -49,9 +49,11 @@ def free_port() -> int:
 
 @pytest.fixture()
 def registry() -> Iterator[CollectorRegistry]:
-    """A private registry installed as this process's metrics for the test."""
+    """A private registry installed as this process's metrics for the test (breaker transitions included, as the
+    worker installs them)."""
     reg = CollectorRegistry()
     metrics.use_metrics(NexusMetrics(reg))
+    metrics.install()
     yield reg
     metrics.use_metrics(None)
 
@@ -136,8 +138,8 @@ def test_the_fetch_task_calls_the_hooks_per_outcome(
 
     import fakeredis
 
-    from clients.errors import TransientError
     from nexus import runtime
+    from nexus.errors import TransientError
     from nexus.settings import get_settings
     from nexus.systems import System
     from tasks import fetch

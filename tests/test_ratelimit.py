@@ -10,15 +10,9 @@ import fakeredis
 import httpx
 import pytest
 
-from clients.ratelimit import (
-    NO_LIMIT,
-    Budget,
-    BudgetExceededError,
-    TokenBucket,
-    clear_limiters,
-    limiter_for,
-    parse_budgets,
-)
+from clients.ratelimit import NO_LIMIT, TokenBucket, clear_limiters, limiter_for
+from nexus.budgets import Budget, parse_budgets
+from nexus.errors import BudgetExceededError
 from nexus.settings import DEFAULT_RATE_BUDGETS, Settings
 
 

@@ -27,9 +27,10 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from nexus.audits.spec import AuditRequest, InvalidInput
+from nexus.audits.spec import AuditRequest
 from nexus.audits.store import AuditStore
-from nexus.facade import AuditLost, Nexus, ServiceUnavailable, WaitTimeout
+from nexus.errors import AuditLost, InvalidInput, ServiceUnavailable, WaitTimeout
+from nexus.facade import Nexus
 from tests._cluster import Cluster, repoint_celery_app
 from tests._redis_server import REDIS_SERVER, _wait_ready, free_port
 

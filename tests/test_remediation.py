@@ -16,10 +16,10 @@ import httpx
 import pytest
 import redis
 
-from clients.errors import AuthError, BadRequestError, TransientError
 from clients.helix import CORRELATION_FIELD, HelixClient, qual_eq
 from nexus.audits.spec import AuditRequest
 from nexus.audits.store import AuditStore
+from nexus.errors import AuthError, BadRequestError, TransientError
 from nexus.remediation import (
     RemediationPolicy,
     Remediator,
@@ -167,7 +167,7 @@ def test_sim_validates_the_interface_form(sim: SimHarness, client: HelixClient, 
 
 
 def test_sim_refuses_writes_elsewhere_and_without_a_token(sim: SimHarness, client: HelixClient) -> None:
-    from clients.errors import NotFoundError
+    from nexus.errors import NotFoundError
 
     with pytest.raises(AuthError):  # AR answers 403 for a form without write access
         client.send("POST", "/api/arsys/v1/entry/AST:ComputerSystem", json_body={"values": {"Name": "x"}})

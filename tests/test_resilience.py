@@ -21,26 +21,7 @@ import pybreaker
 import pytest
 
 from clients import breaker as breaker_mod
-from clients.breaker import (
-    MEMORY_URL,
-    BreakerOpenError,
-    NexusBreaker,
-    RedisBreakerStorage,
-    breaker_state,
-    get_breaker,
-    reset_breaker,
-)
-from clients.errors import (
-    AuthError,
-    BadRequestError,
-    CircuitBreakerOpenError,
-    CircuitOpenError,
-    MalformedResponseError,
-    NotFoundError,
-    ThrottledError,
-    TransientError,
-)
-from clients.policy import BreakerPolicy, RetryPolicy
+from clients.breaker import NexusBreaker, RedisBreakerStorage, breaker_state, get_breaker, reset_breaker
 from clients.resilience import (
     acall_with_breaker,
     call_with_breaker,
@@ -48,6 +29,19 @@ from clients.resilience import (
     resilient_http_call,
     translate_httpx_error,
 )
+from nexus.errors import (
+    AuthError,
+    BadRequestError,
+    BreakerOpenError,
+    CircuitBreakerOpenError,
+    CircuitOpenError,
+    MalformedResponseError,
+    NotFoundError,
+    ThrottledError,
+    TransientError,
+)
+from nexus.policy import BreakerPolicy, RetryPolicy
+from nexus.redis_conn import MEMORY_URL
 from nexus.settings import Settings
 from tests._redis_server import free_port
 

@@ -8,8 +8,8 @@ from typing import Any
 import fakeredis
 import pytest
 
-from nexus.audits.spec import InvalidInput
-from nexus.waivers import KEEP_EXPIRED_DAYS, KEY, WaiverNotFound, WaiverStore
+from nexus.errors import InvalidInput, WaiverNotFound
+from nexus.waivers import KEEP_EXPIRED_DAYS, KEY, WaiverStore
 
 NOW = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 DAY = 86400.0

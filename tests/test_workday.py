@@ -8,7 +8,8 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from clients.errors import (
+from clients.workday import WorkdayClient
+from nexus.errors import (
     AuthError,
     BadRequestError,
     MalformedResponseError,
@@ -16,7 +17,6 @@ from clients.errors import (
     ThrottledError,
     TransientError,
 )
-from clients.workday import WorkdayClient
 from nexus.models import PersonRecord
 from nexus.sim.org_model import Org, WorkdayWorker
 from nexus.sim.workday import WorkdaySim

@@ -62,7 +62,7 @@ def embedded_worker(concurrency: int = 4) -> Iterator[Any]:
     reset_app_connections(celery_app)
     server = fakeredis.FakeServer()
     use_redis(fakeredis.FakeRedis(server=server))
-    # Breakers on the process-wide fake server (see clients.breaker.redis_for).
+    # Breakers on the process-wide fake server (see nexus.redis_conn.redis_for).
     saved_breaker_url = os.environ.get("NEXUS_BREAKER_REDIS_URL")
     os.environ["NEXUS_BREAKER_REDIS_URL"] = "memory://"
     get_settings.cache_clear()

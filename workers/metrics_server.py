@@ -5,7 +5,9 @@ child writes its counters and histograms to files in ``PROMETHEUS_MULTIPROC_DIR`
 which runs no tasks, merges them per scrape from a small threaded HTTP server. The shared breaker state is read
 from Redis at scrape time (:class:`nexus.metrics.BreakerStateCollector`).
 
-Lifecycle, on Celery signals (:func:`install` connects them; ``workers.app`` calls it):
+:func:`install` (``workers.app`` calls it when the app is built, so pool children inherit what it sets up) puts the
+metrics' breaker listener on every breaker of the process (:func:`nexus.metrics.install`: transitions are counted
+by the process that made them) and connects the lifecycle handlers, on Celery signals:
 
 * ``celeryd_init``, main process, before the pool forks: the port is ``celery worker --metrics-port N``, else
   ``NEXUS_METRICS_PORT`` (default 9808; 0 disables everything here). The directory is ``PROMETHEUS_MULTIPROC_DIR``
@@ -191,8 +193,10 @@ def on_worker_shutdown(**_: Any) -> None:
 
 
 def install(app: Celery) -> None:
-    """Add ``celery worker --metrics-port`` and connect the handlers (idempotent)."""
+    """Count breaker transitions, add ``celery worker --metrics-port`` and connect the handlers (idempotent)."""
     import click
+
+    metrics.install()  # the breakers' transition listener (clients.breaker.install_listener), inherited by the pool
 
     worker_options = app.user_options["worker"]
     if not any("--metrics-port" in getattr(o, "opts", ()) for o in worker_options):

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from nexus.errors import InvalidInput
+
 # Pragmatic RFC 5322 subset: ASCII only (rejects unicode confusables such as a Cyrillic a), dot-atom local part,
 # a hostname with at least one dot. Parentheses, spaces, quotes and backslashes are never valid.
 _EMAIL_RE = re.compile(
@@ -26,10 +28,6 @@ MAX_EMAIL_LENGTH = 254
 # The same rules as plain patterns, for JSON schemas (the MCP tools' inputs).
 EMAIL_PATTERN = _EMAIL_RE.pattern
 SERIAL_PATTERN = _SERIAL_RE.pattern
-
-
-class InvalidInput(ValueError):
-    """Bad input from an operator: CLI exit 2, MCP ToolError. The message is one clear line."""
 
 
 class AuditKind(StrEnum):

@@ -22,6 +22,7 @@ from typing import Any
 import redis
 
 from nexus.audits.spec import AuditRequest
+from nexus.errors import AuditNotFound
 
 PREFIX = "nexus:audit:"
 INDEX = "nexus:audits"
@@ -39,10 +40,6 @@ _HSETNX_IF_AUDIT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 return redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
 """
-
-
-class AuditNotFound(KeyError):
-    """No audit with that id (never existed, or expired)."""
 
 
 class AuditStore:

@@ -80,8 +80,7 @@ def submit(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
 ) -> None:
     """Enqueue an audit; with --wait, print its report when done."""
-    from nexus.audits.spec import InvalidInput
-    from nexus.facade import ServiceUnavailable, WaitTimeout
+    from nexus.errors import InvalidInput, ServiceUnavailable, WaitTimeout
 
     emails = _read_emails_file(emails_file) if emails_file is not None else None
     nx = _facade()
@@ -170,7 +169,7 @@ def list_audits(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
 ) -> None:
     """Recent audits, newest first."""
-    from nexus.facade import ServiceUnavailable
+    from nexus.errors import ServiceUnavailable
 
     try:
         audits = _facade().list(limit)
@@ -187,8 +186,7 @@ def list_audits(
 
 
 def _get(audit_id: str, *, include_report: bool) -> dict[str, Any]:
-    from nexus.audits.spec import InvalidInput
-    from nexus.facade import ServiceUnavailable
+    from nexus.errors import InvalidInput, ServiceUnavailable
 
     try:
         return _facade().get(audit_id, include_report=include_report)

@@ -16,8 +16,8 @@ STATUS_STYLE = {"new": "bold red", "resolved": "green", "persisting": "yellow", 
 
 
 def _report(audit_id: str) -> dict[str, Any]:
-    from nexus.audits.spec import InvalidInput
-    from nexus.facade import Nexus, ServiceUnavailable
+    from nexus.errors import InvalidInput, ServiceUnavailable
+    from nexus.facade import Nexus
 
     try:
         view = Nexus().get(audit_id, include_report=True)

@@ -26,7 +26,7 @@ def _store() -> WaiverStore:
 
 def parse_expiry(text: str) -> datetime:
     """``2027-01-31`` (valid through that day: expires at the next midnight UTC) or an ISO date-time (UTC if naive)."""
-    from nexus.audits.spec import InvalidInput
+    from nexus.errors import InvalidInput
 
     value = text.strip()
     try:
@@ -47,7 +47,7 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
 
 def _run(action: Any) -> Any:
     """Run a store call: bad input -> exit 2, Redis unreachable -> exit 1, each with one line."""
-    from nexus.audits.spec import InvalidInput
+    from nexus.errors import InvalidInput
 
     try:
         return action()
@@ -77,7 +77,7 @@ def add(
     json_out: Annotated[bool, typer.Option("--json", help="Print the waiver as JSON.")] = False,
 ) -> None:
     """Waive one subject's field (optionally for one system) until an expiry at most 365 days away."""
-    from nexus.audits.spec import InvalidInput
+    from nexus.errors import InvalidInput
     from nexus.waivers import MAX_DAYS
 
     missing = [name for name, value in (("--subject", subject), ("--field", field), ("--reason", reason))

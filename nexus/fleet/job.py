@@ -18,12 +18,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from clients.policy import RetryPolicy
 from nexus.fleet.assess import StreamInput, stand_in
 from nexus.fleet.compare import load
 from nexus.fleet.context import FleetContext, peak_rss_mb
 from nexus.fleet.runner import RunResult, SnapshotRunner, error_dict
 from nexus.fleet.sources import Source, derived_source, sources_for
+from nexus.policy import RetryPolicy
 from nexus.registry import SPECS, listed_systems
 from nexus.systems import System
 

@@ -17,14 +17,8 @@ from fastmcp.tools import ToolResult
 from mcp.types import CallToolRequestParams
 from pydantic import ValidationError as PydanticValidationError
 
-from nexus.audits.spec import (
-    InvalidInput,
-    validate_audit_id,
-    validate_email,
-    validate_email_list,
-    validate_serial,
-)
-from nexus.facade import ServiceUnavailable
+from nexus.audits.spec import validate_audit_id, validate_email, validate_email_list, validate_serial
+from nexus.errors import InvalidInput, ServiceUnavailable
 
 log = logging.getLogger("nexus.mcp")
 

@@ -22,7 +22,7 @@ Graph's error body with ``innerError``; 401 ``InvalidAuthenticationToken``. Intu
 
 The ``truncated`` fault: a request that carries a ``$skiptoken`` answers 400 ``Directory_ExpiredPageToken`` (what
 Graph says when it lost a listing's paging state), so page one succeeds and the nextLink of page one fails. The
-clients classify that code as :class:`~clients.errors.TransientError` (the listing is incomplete; retrying the page
+clients classify that code as :class:`~nexus.errors.TransientError` (the listing is incomplete; retrying the page
 may work once the state is back, and if it never does, the system is reported failed).
 
 Performance: per org, indexes (mail, userPrincipalName, employeeId, id, otherMails; serialNumber,

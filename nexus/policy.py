@@ -2,6 +2,7 @@
 
 They hold numbers and the arithmetic on them, nothing else, so the same policy drives the in-process retry loop
 (``clients.resilience``), the Celery countdowns (``tasks``) and the Redis-shared breaker (``clients.breaker``).
+A core module: it imports only :mod:`nexus.errors` and :mod:`nexus.settings`.
 
 ``RetryPolicy.countdown`` is Celery's formula, ``min(backoff_max, backoff_base * 2**retries)``: with the defaults
 (base 2, no jitter) retries 0, 1, 2 wait 2, 4, 8 seconds. With jitter on, the wait is drawn uniformly from
@@ -12,12 +13,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from clients.errors import TransientError
-
-if TYPE_CHECKING:
-    from nexus.settings import Settings
+from nexus.errors import TransientError
+from nexus.settings import Settings, get_settings
 
 # 2**64 already exceeds any sane cap; clamping the exponent keeps the float finite for absurd retry counts.
 _MAX_EXPONENT = 64
@@ -47,7 +45,7 @@ class RetryPolicy:
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> RetryPolicy:
         """The policy configured by ``NEXUS_RETRY_*`` (the process settings when ``settings`` is None)."""
-        s = settings if settings is not None else _settings()
+        s = settings if settings is not None else get_settings()
         return cls(
             max_attempts=s.retry_max_attempts,
             backoff_base_s=s.retry_backoff_base_s,
@@ -116,7 +114,7 @@ class BreakerPolicy:
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> BreakerPolicy:
         """The policy configured by ``NEXUS_BREAKER_*`` (the process settings when ``settings`` is None)."""
-        s = settings if settings is not None else _settings()
+        s = settings if settings is not None else get_settings()
         return cls(
             fail_max=s.breaker_fail_max,
             reset_timeout_s=s.breaker_reset_timeout_s,
@@ -125,12 +123,6 @@ class BreakerPolicy:
 
 
 _RNG = random.Random()
-
-
-def _settings() -> Settings:
-    from nexus.settings import get_settings
-
-    return get_settings()
 
 
 __all__ = ["BreakerPolicy", "RetryPolicy"]

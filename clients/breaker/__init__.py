@@ -1,0 +1,49 @@
+"""Circuit breakers shared by every worker process through Redis, on pybreaker's API.
+
+One reason to change per module:
+
+=======================================  ==========================================================================
+:mod:`clients.breaker.scripts`           the Lua: one script per transition, decided inside Redis
+:mod:`clients.breaker.storage`           :class:`RedisBreakerStorage`: runs the scripts, fails open without Redis
+:mod:`clients.breaker.breaker`           :class:`NexusBreaker`: the pybreaker API, listeners, the ``[resilience]``
+                                         transition lines
+:mod:`clients.breaker.registry`          the process's breakers (:func:`get_breaker`, :func:`breaker_state`,
+                                         :func:`reset_breaker`, :func:`clear_registry`) and its installed listeners
+=======================================  ==========================================================================
+
+The semantics (CLOSED / OPEN / one fleet-wide half-open trial, transitions announced once by the process that made
+them) are in :mod:`clients.breaker.breaker`. What the breaker raises, :class:`nexus.errors.BreakerOpenError`, lives in
+the error tree; the Redis clients come from :func:`nexus.redis_conn.redis_for` (``memory://`` is an in-process fake).
+"""
+
+from __future__ import annotations
+
+from clients.breaker.breaker import BreakerSnapshot, Clock, NexusBreaker
+from clients.breaker.registry import (
+    breaker_state,
+    clear_registry,
+    get_breaker,
+    install_listener,
+    reset_breaker,
+    uninstall_listener,
+)
+from clients.breaker.storage import CLOSED, DEFAULT_NAMESPACE, HALF_OPEN, OPEN, Admission, RedisBreakerStorage, Ticket
+
+__all__ = [
+    "CLOSED",
+    "DEFAULT_NAMESPACE",
+    "HALF_OPEN",
+    "OPEN",
+    "Admission",
+    "BreakerSnapshot",
+    "Clock",
+    "NexusBreaker",
+    "RedisBreakerStorage",
+    "Ticket",
+    "breaker_state",
+    "clear_registry",
+    "get_breaker",
+    "install_listener",
+    "reset_breaker",
+    "uninstall_listener",
+]

@@ -1,0 +1,336 @@
+"""Circuit breakers whose state is shared by every worker process through Redis, on pybreaker's API.
+
+pybreaker's ``CircuitBreaker.call`` holds a process-wide lock for the whole call, so threads serialise, and its
+state reads notify listeners in every process that notices a change. :class:`NexusBreaker` keeps pybreaker's API
+but runs its state machine in Redis (:mod:`clients.breaker.storage`, one Lua script per transition):
+
+* CLOSED: calls run. A failed call (one for which :func:`nexus.errors.counts_against_breaker` holds) increments
+  the shared counter and, in the same script, opens the circuit when it reaches ``fail_max``; exactly one caller
+  sees that CLOSED -> OPEN result, logs it and fires the listeners. Any other outcome of a call (a success, and
+  also a 404/401/429 or other answer that proves the system is alive) resets the count: failures are consecutive.
+* OPEN: calls fail at once with :class:`~nexus.errors.BreakerOpenError` (a :class:`nexus.errors.CircuitOpenError`
+  and a ``pybreaker.CircuitBreakerError``); nothing is sent.
+* After ``reset_timeout`` one caller, across all processes, wins the trial slot (``SET NX PX``) and moves the
+  circuit to HALF_OPEN; everyone else keeps failing fast. The trial's success closes the circuit (counter reset),
+  its failure re-opens it with a new ``opened_at``. A trial slot expires after ``trial_ttl_s`` in case its process
+  died; a cancelled trial gives the slot back at once.
+
+Only the process that performed a transition logs it and calls ``listener.state_change``: listeners fire once per
+transition across the whole fleet (that is how the worker's metrics count transitions: a listener installed with
+:func:`clients.breaker.install_listener`). ``before_call``/``success``/``failure`` listener hooks stay per call,
+locally. Outcomes are tagged with the state generation they were admitted in, so a call that started before a trip
+and ends after it cannot count against the next CLOSED period.
+
+Time comes from the injectable ``clock`` (epoch seconds) and is passed into the scripts. Redis unreachable: the
+breaker FAILS OPEN (behaves as CLOSED, see :mod:`clients.breaker.storage`). The Redis calls are synchronous, also
+inside :meth:`NexusBreaker.call_async`; the call itself is awaited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import pybreaker
+
+from clients._log import display_name, log, system_id
+from clients.breaker.storage import (
+    CLOSED,
+    FROM_PYBREAKER,
+    HALF_OPEN,
+    OPEN,
+    TO_PYBREAKER,
+    RedisBreakerStorage,
+    Ticket,
+)
+from nexus.errors import BreakerOpenError, CircuitOpenError, counts_against_breaker, is_retryable, is_system_answer
+from nexus.policy import BreakerPolicy
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSnapshot:
+    """A read of the shared state, for health checks and operators."""
+
+    system: str
+    state: str  # closed | open | half_open
+    failures: int
+    opened_at: datetime | None
+    retry_in_s: float | None
+    storage_ok: bool = True
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "state": self.state,
+            "failures": self.failures,
+            "opened_at": self.opened_at.isoformat() if self.opened_at else None,
+            "retry_in_s": self.retry_in_s,
+            "storage_ok": self.storage_ok,
+        }
+
+
+def _block() -> None:
+    """Stands for the ``with breaker.calling():`` block in ``listener.before_call``."""
+
+
+def _not_counted(exc: BaseException) -> bool:
+    """pybreaker exclusion: errors that do not say the system is unhealthy (4xx, not found, auth, throttled)."""
+    return not counts_against_breaker(exc)
+
+
+class NexusBreaker(pybreaker.CircuitBreaker):
+    """A ``pybreaker.CircuitBreaker`` whose state machine runs in Redis (see the module docstring).
+
+    Use it as pybreaker documents: ``breaker.call(fn, *args)``, ``@breaker``, ``with breaker.calling():``,
+    listeners, ``open()``/``close()``/``half_open()``; plus ``await breaker.call_async(fn, *args)`` for asyncio
+    (coroutine functions decorated with ``@breaker`` use it). No lock is held while the guarded call runs.
+    Generator functions are not special-cased: creating the generator is the call.
+    """
+
+    def __init__(
+        self,
+        system: str,
+        storage: RedisBreakerStorage,
+        *,
+        policy: BreakerPolicy | None = None,
+        clock: Clock | None = None,
+        listeners: Sequence[pybreaker.CircuitBreakerListener] = (),
+        exclude: Sequence[type[BaseException] | Callable[[Any], bool]] | None = None,
+        throw_new_error_on_trip: bool = False,
+    ) -> None:
+        self.system = system_id(system)
+        self.display = display_name(system)
+        self.policy = policy or BreakerPolicy()
+        self.storage = storage
+        self._clock: Clock = clock or time.time
+        super().__init__(
+            fail_max=self.policy.fail_max,
+            reset_timeout=self.policy.reset_timeout_s,
+            exclude=list(exclude) if exclude is not None else [_not_counted],
+            listeners=list(listeners),
+            state_storage=storage,
+            name=self.display,
+            throw_new_error_on_trip=throw_new_error_on_trip,
+        )
+
+    # -- state ----------------------------------------------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    @property
+    def current_state(self) -> str:
+        """The shared state in pybreaker's spelling (``closed``, ``open``, ``half-open``)."""
+        return self.storage.state
+
+    @property
+    def state(self) -> pybreaker.CBStateType:
+        """A state object for the shared state. Reading it never notifies listeners (pybreaker's does, in every
+        process that notices a change, which is how one trip became eight notifications)."""
+        return self._create_new_state(self.current_state)
+
+    @state.setter
+    def state(self, state_str: str) -> None:
+        self._force(FROM_PYBREAKER.get(state_str, state_str))
+
+    def open(self) -> bool:
+        """Open the circuit now (operator or test override)."""
+        self._force(OPEN)
+        return self._throw_new_error_on_trip
+
+    def half_open(self) -> None:
+        """Let the next caller through as the trial."""
+        self._force(HALF_OPEN)
+
+    def close(self) -> None:
+        """Close the circuit and forget its failures (``reset_breaker``)."""
+        self._force(CLOSED)
+
+    def is_open(self) -> bool:
+        """True while the stored state is OPEN (a half-open trial in flight is not OPEN). False if unreachable."""
+        snap = self.storage.read()
+        return snap is not None and snap[0] == OPEN
+
+    def snapshot(self) -> BreakerSnapshot:
+        """The shared state now, with the seconds left before a trial may run."""
+        snap = self.storage.read()
+        if snap is None:
+            return BreakerSnapshot(self.system, CLOSED, 0, None, None, storage_ok=False)
+        state, failures, opened_ms = snap
+        opened_at = datetime.fromtimestamp(opened_ms / 1000, tz=UTC) if opened_ms is not None else None
+        retry_in: float | None = None
+        if state == OPEN:
+            elapsed = self._clock() - (opened_ms or 0) / 1000
+            retry_in = round(max(0.0, self.reset_timeout - elapsed), 3)
+        elif state == HALF_OPEN:
+            retry_in = 0.0
+        return BreakerSnapshot(self.system, state, failures, opened_at, retry_in)
+
+    def _force(self, state: str) -> None:
+        previous = self.storage.force(state, self._now_ms())
+        if previous is not None and previous != state:
+            self._transition(previous, state, reason="forced")
+
+    def _transition(self, old: str, new: str, *, failures: int | None = None, reason: str | None = None) -> None:
+        """Log a transition this process performed and tell the listeners (exactly once fleet-wide)."""
+        detail = ""
+        if failures is not None:
+            detail = f" ({failures} consecutive failures)"
+        elif reason:
+            detail = f" ({reason})"
+        level = logging.WARNING if new == OPEN else logging.INFO
+        log(level, self.system, f"Circuit {old.upper()} -> {new.upper()}{detail}", old_state=old, new_state=new)
+        old_obj = self._create_new_state(TO_PYBREAKER[old])
+        new_obj = self._create_new_state(TO_PYBREAKER[new])
+        for listener in self.listeners:
+            try:
+                listener.state_change(self, old_obj, new_obj)
+            except Exception:
+                logging.getLogger("nexus.resilience").exception(
+                    "[resilience] [%s] breaker listener %r failed", self.display, listener
+                )
+
+    # -- one guarded call ------------------------------------------------------------------------------------------
+
+    def _enter(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Ticket:
+        admission = self.storage.admit(self._now_ms(), int(self.reset_timeout * 1000))
+        if admission is None:  # store unreachable: fail open
+            ticket = Ticket(live=False)
+        elif admission.verdict in ("open", "busy"):
+            retry_in = 0.0
+            if admission.verdict == "open" and admission.opened_at_ms is not None:
+                retry_in = max(0.0, admission.opened_at_ms / 1000 + self.reset_timeout - self._clock())
+            log(logging.WARNING, self.system, "CircuitBreakerOpenError (fast-fail)", retry_in_s=round(retry_in, 3))
+            state = "OPEN" if admission.verdict == "open" else "HALF_OPEN (trial in progress)"
+            raise BreakerOpenError(
+                f"{self.display} circuit breaker is {state}", system=self.system, retry_in_s=retry_in
+            )
+        elif admission.verdict == "trial":
+            ticket = Ticket(gen=admission.gen, token=admission.token)
+            if admission.moved:
+                self._transition(OPEN, HALF_OPEN)
+        else:
+            ticket = Ticket(gen=admission.gen)
+        for listener in self.listeners:
+            listener.before_call(self, func, *args, **kwargs)
+        return ticket
+
+    def _succeeded(self, ticket: Ticket) -> None:
+        if self.storage.record_success(ticket) == "closed":
+            self._transition(HALF_OPEN, CLOSED)
+        for listener in self.listeners:
+            listener.success(self)
+
+    def _failed(self, ticket: Ticket, exc: BaseException, *, count_failure: bool = True) -> BaseException | None:
+        """Record ``exc``; returns the error to raise instead (only with ``throw_new_error_on_trip``)."""
+        if isinstance(exc, CircuitOpenError) or not isinstance(exc, Exception):
+            # A nested fast-fail or a cancellation says nothing about the system: neutral.
+            self.storage.release(ticket)
+            return None
+        if not self.is_system_error(exc):
+            if is_system_answer(exc):
+                self._succeeded(ticket)  # the system answered (404, 401, 429...): it is alive
+            else:
+                # Nothing came from the system (a local rate-budget refusal, a bug in our code): neutral, and a
+                # half-open trial gives its slot back.
+                self.storage.release(ticket)
+            return None
+        if not count_failure and not ticket.token and is_retryable(exc):
+            # An attempt the caller will retry: neither a failure nor a success (a trial still counts). A failure no
+            # retry follows (a malformed answer) is the caller's final outcome whatever its plans: it counts.
+            return None
+        verdict, failures = self.storage.record_failure(ticket, self._now_ms(), self.fail_max)
+        for listener in self.listeners:
+            listener.failure(self, exc)
+        if verdict == "tripped":
+            self._transition(CLOSED, OPEN, failures=failures)
+        elif verdict == "reopened":
+            self._transition(HALF_OPEN, OPEN)
+        if verdict in ("tripped", "reopened") and self._throw_new_error_on_trip:
+            return BreakerOpenError(
+                f"{self.display} circuit breaker opened", system=self.system, retry_in_s=self.reset_timeout
+            )
+        return None
+
+    def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``func`` if the shared circuit admits it; raise :class:`BreakerOpenError` at once if not."""
+        if not self.policy.enabled:
+            return func(*args, **kwargs)
+        ticket = self._enter(func, args, kwargs)
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            replacement = self._failed(ticket, exc)
+            if replacement is not None:
+                raise replacement from exc
+            raise
+        self._succeeded(ticket)
+        return result
+
+    async def call_async(self, func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """The asyncio form of :meth:`call` (pybreaker's own ``call_async`` is for Tornado)."""
+        if not self.policy.enabled:
+            return await func(*args, **kwargs)
+        ticket = self._enter(func, args, kwargs)
+        try:
+            result = await func(*args, **kwargs)
+        except BaseException as exc:
+            replacement = self._failed(ticket, exc)
+            if replacement is not None:
+                raise replacement from exc
+            raise
+        self._succeeded(ticket)
+        return result
+
+    @contextlib.contextmanager
+    def calling(self, *, count_failure: bool = True) -> Iterator[None]:
+        """``with breaker.calling(): ...``: the block is the guarded call.
+
+        ``count_failure=False`` is for a caller that retries by itself across runs (a Celery task on a non-final
+        attempt): a retryable failure of the block then leaves the count alone, so one failed task, not each of its
+        runs, is one breaker failure. A failure that is never retried (a malformed answer) counts all the same, and
+        so does a half-open trial's failure (it re-opens the circuit).
+        """
+        if not self.policy.enabled:
+            yield
+            return
+        ticket = self._enter(_block, (), {})
+        try:
+            yield
+        except BaseException as exc:
+            replacement = self._failed(ticket, exc, count_failure=count_failure)
+            if replacement is not None:
+                raise replacement from exc
+            raise
+        self._succeeded(ticket)
+
+    def __call__(self, *call_args: Any, **call_kwargs: bool) -> Callable[..., Any]:
+        """``@breaker`` on a sync or ``async def`` function."""
+        if len(call_args) != 1 or not callable(call_args[0]):
+            return lambda func: self(func)
+        func = call_args[0]
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return await self.call_async(func, *args, **kwargs)
+
+            return async_wrapper
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return self.call(func, *args, **kwargs)
+
+        return wrapper
+
+
+__all__ = ["BreakerSnapshot", "Clock", "NexusBreaker"]

@@ -1,0 +1,119 @@
+"""The breaker's Lua scripts: every transition of a shared circuit is ONE script, decided inside Redis.
+
+Keys: ``<namespace>:<system>:state`` (a hash: state, failures, opened_at in ms, gen) and
+``<namespace>:<system>:trial`` (the half-open trial slot, ``SET NX PX`` with the trial's token). Every write
+refreshes the state key's TTL. Time (``now_ms``) is an argument, never Redis ``TIME``, so tests can drive it.
+``gen`` counts state changes: an outcome is recorded only in the generation its call was admitted in.
+
+:class:`clients.breaker.storage.RedisBreakerStorage` registers them and runs them.
+"""
+
+from __future__ import annotations
+
+# KEYS[1] = state hash, KEYS[2] = trial slot. ARGV: now_ms, reset_ms, ttl_ms, trial_ttl_ms, token.
+# Returns {verdict, gen, failures, opened_at, moved}; verdict closed|open|busy|trial, moved=1 for OPEN->HALF_OPEN.
+ADMIT = """
+local h = redis.call('HMGET', KEYS[1], 'state', 'gen', 'failures', 'opened_at')
+local state = h[1] or 'closed'
+local gen = h[2] or '0'
+local failures = h[3] or '0'
+local opened = h[4] or ''
+if state == 'closed' then
+  return {'closed', gen, failures, opened, 0}
+end
+if state == 'open' and opened ~= '' and tonumber(ARGV[1]) < tonumber(opened) + tonumber(ARGV[2]) then
+  return {'open', gen, failures, opened, 0}
+end
+if not redis.call('SET', KEYS[2], ARGV[5], 'NX', 'PX', ARGV[4]) then
+  return {'busy', gen, failures, opened, 0}
+end
+local moved = 0
+if state ~= 'half_open' then
+  gen = tostring(redis.call('HINCRBY', KEYS[1], 'gen', 1))
+  redis.call('HSET', KEYS[1], 'state', 'half_open')
+  moved = 1
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {'trial', gen, failures, opened, moved}
+"""
+
+# ARGV: now_ms, fail_max, gen, token, ttl_ms. Returns {verdict, failures}; verdict counted|tripped|reopened|ignored.
+FAILURE = """
+local h = redis.call('HMGET', KEYS[1], 'state', 'gen', 'failures')
+local state = h[1] or 'closed'
+if state == 'closed' then
+  if tonumber(h[2] or '0') ~= tonumber(ARGV[3]) then
+    return {'ignored', h[3] or '0'}
+  end
+  local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+  if n >= tonumber(ARGV[2]) then
+    redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', ARGV[1])
+    redis.call('HINCRBY', KEYS[1], 'gen', 1)
+    redis.call('DEL', KEYS[2])
+    redis.call('PEXPIRE', KEYS[1], ARGV[5])
+    return {'tripped', tostring(n)}
+  end
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return {'counted', tostring(n)}
+end
+if state == 'half_open' and ARGV[4] ~= '' and redis.call('GET', KEYS[2]) == ARGV[4] then
+  redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', ARGV[1])
+  redis.call('HINCRBY', KEYS[1], 'gen', 1)
+  redis.call('DEL', KEYS[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return {'reopened', h[3] or '0'}
+end
+return {'ignored', h[3] or '0'}
+"""
+
+# ARGV: gen, token, ttl_ms. Returns ok|reset|closed|ignored.
+SUCCESS = """
+local h = redis.call('HMGET', KEYS[1], 'state', 'gen', 'failures')
+local state = h[1] or 'closed'
+if state == 'closed' then
+  if tonumber(h[2] or '0') == tonumber(ARGV[1]) and tonumber(h[3] or '0') > 0 then
+    redis.call('HSET', KEYS[1], 'failures', '0')
+    redis.call('PEXPIRE', KEYS[1], ARGV[3])
+    return 'reset'
+  end
+  return 'ok'
+end
+if state == 'half_open' and ARGV[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'state', 'closed', 'failures', '0')
+  redis.call('HDEL', KEYS[1], 'opened_at')
+  redis.call('HINCRBY', KEYS[1], 'gen', 1)
+  redis.call('DEL', KEYS[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 'closed'
+end
+return 'ignored'
+"""
+
+# KEYS[1] = trial slot. ARGV: token. Gives an unfinished trial's slot back (cancelled call).
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+# ARGV: new state, now_ms, ttl_ms. Returns the previous state. Operator/test override (open(), close(), reset).
+FORCE = """
+local prev = redis.call('HGET', KEYS[1], 'state') or 'closed'
+redis.call('DEL', KEYS[2])
+if ARGV[1] == 'closed' then
+  redis.call('HSET', KEYS[1], 'state', 'closed', 'failures', '0')
+  redis.call('HDEL', KEYS[1], 'opened_at')
+elseif ARGV[1] == 'open' then
+  redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', ARGV[2])
+else
+  redis.call('HSET', KEYS[1], 'state', ARGV[1])
+end
+redis.call('HINCRBY', KEYS[1], 'gen', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return prev
+"""
+
+
+__all__ = ["ADMIT", "FAILURE", "FORCE", "RELEASE", "SUCCESS"]
