@@ -22,6 +22,7 @@ from clients.ratelimit import RateLimiter, limiter_for
 from nexus import metrics
 from nexus.audits.store import AuditStore
 from nexus.fleet.store import SnapshotStore
+from nexus.policy import BreakerPolicy, RetryPolicy
 from nexus.redis_conn import get_redis
 from nexus.registry import SPECS
 from nexus.settings import Settings, get_settings
@@ -56,8 +57,13 @@ class Runtime:
 
     # -- systems -----------------------------------------------------------------------------------------------------
     def breaker(self, system: System) -> NexusBreaker:
-        """The system's breaker, its state shared through Redis by every process."""
-        return get_breaker(system.value)
+        """The system's breaker (this runtime's policy and store), its state shared through Redis by every
+        process."""
+        return get_breaker(system.value, redis=self.settings.effective_breaker_redis_url,
+                           policy=BreakerPolicy.from_settings(self.settings))
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy.from_settings(self.settings)
 
     def limiter(self, system: System) -> RateLimiter:
         """The system's request budget, shared through Redis by every process."""

@@ -20,7 +20,6 @@ from nexus.audits.memo import PartialAnswers
 from nexus.audits.progress import report_fetch_progress
 from nexus.errors import TransientError, error_dict
 from nexus.lookups import run_lookup
-from nexus.policy import RetryPolicy
 from nexus.registry import SystemSpec, specs
 from nexus.runtime import current
 from nexus.systems import System
@@ -40,7 +39,7 @@ def run_fetch(task: Task, system: System, audit_id: str, op: str, subjects: list
     rt = current()
     store = rt.audit_store()
     memos = PartialAnswers(rt.redis)
-    policy = RetryPolicy.from_settings(rt.settings)
+    policy = rt.retry_policy()
     attempt = task.request.retries + 1
     task_id = str(task.request.id)
     report_fetch_progress(store, audit_id, system, "running", attempt)
