@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests._cluster import Cluster
+from nexus.testing.cluster import Cluster
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from nexus.settings import Settings
-from tests._redis_server import redis_server
+from nexus.testing.redis_server import redis_server
 from workers.beat import FLEET_ENTRY, FLEET_TASK, beat_config, beat_schedule, parse_cron
 
 ROOT = Path(__file__).resolve().parents[1]

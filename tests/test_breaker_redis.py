@@ -22,7 +22,7 @@ from clients import breaker as breaker_mod
 from clients.breaker import BreakerOpenError, NexusBreaker, breaker_state, get_breaker, reset_breaker
 from clients.errors import CircuitOpenError, TransientError
 from clients.policy import BreakerPolicy
-from tests._redis_server import free_port, redis_server, redis_server_fixture
+from nexus.testing.redis_server import free_port, redis_server, redis_server_fixture
 
 redis_url = redis_server_fixture(scope="module")
 

@@ -21,7 +21,7 @@ from nexus.audits.spec import AuditRequest
 from nexus.audits.store import AuditStore
 from nexus.cli import app
 from nexus.redis_conn import use_redis
-from tests._redis_server import free_port, redis_server_fixture
+from nexus.testing.redis_server import free_port, redis_server_fixture
 
 redis_url = redis_server_fixture(scope="module")
 

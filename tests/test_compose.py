@@ -33,7 +33,7 @@ import typer.main
 import yaml
 
 from nexus.cli import app as nexus_app
-from tests._redis_server import free_port
+from nexus.testing.redis_server import free_port
 from workers.routing import ALL_QUEUES
 
 try:  # typer vendors its own click (typer._click) in recent versions; older ones use click itself

@@ -37,8 +37,8 @@ from nexus.audits.store import AuditStore
 from nexus.sim import odata
 from nexus.sim.helix import Compare, FieldRef, Literal, parse_qualification
 from nexus.sim.ldap_proxy import children, element_at
-from tests._cluster import Cluster, repoint_celery_app
-from tests._redis_server import redis_server
+from nexus.testing.cluster import Cluster, repoint_celery_app
+from nexus.testing.redis_server import redis_server
 from workers.routing import ALL_QUEUES
 
 pytestmark = pytest.mark.integration

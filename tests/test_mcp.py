@@ -25,6 +25,7 @@ from nexus.mcp_auth import AnyOfVerifier, SharedTokenVerifier, build_verifier, w
 from nexus.mcp_server import build_server, trim_report
 from nexus.settings import Settings
 from nexus.sim.stack import SimulatorStack
+from nexus.testing.redis_server import free_port
 from tests._mcp_fixtures import (
     BAD_INPUTS,
     DEVICE_REPORT_KEYS,
@@ -37,7 +38,6 @@ from tests._mcp_fixtures import (
     patched_env,
     truth_keys,
 )
-from tests._redis_server import free_port
 
 T = TypeVar("T")
 

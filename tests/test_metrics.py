@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from nexus import metrics
 from nexus.metrics import BreakerStateCollector, NexusMetrics
-from tests._cluster import ROOT, Cluster
+from nexus.testing.cluster import ROOT, Cluster
 from workers import metrics_server
 
 # -- helpers ---------------------------------------------------------------------------------------------------------

@@ -30,8 +30,8 @@ from fastmcp.exceptions import ToolError
 from nexus.audits.spec import AuditRequest, InvalidInput
 from nexus.audits.store import AuditStore
 from nexus.facade import AuditLost, Nexus, ServiceUnavailable, WaitTimeout
-from tests._cluster import Cluster, repoint_celery_app
-from tests._redis_server import REDIS_SERVER, _wait_ready, free_port
+from nexus.testing.cluster import Cluster, repoint_celery_app
+from nexus.testing.redis_server import REDIS_SERVER, free_port, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ class RestartableRedis:
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self._dir.name,
                 "--save", "", "--appendonly", "no", "--loglevel", "warning"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not _wait_ready(self.proc, self.url, 10.0):
+        if not wait_ready(self.proc, self.url, 10.0):
             raise RuntimeError(f"redis-server did not start on port {self.port}")
 
     def kill(self) -> None:

@@ -49,7 +49,7 @@ from clients.resilience import (
     translate_httpx_error,
 )
 from nexus.settings import Settings
-from tests._redis_server import free_port
+from nexus.testing.redis_server import free_port
 
 T0 = 1_700_000_000.0
 

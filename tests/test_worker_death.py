@@ -39,7 +39,7 @@ import pytest
 
 from nexus.drift.fields import PERSON_FIELDS, POLICY
 from nexus.fleet.store import LAST_GOOD, SnapshotStore
-from tests._cluster import TEST_POLICY_ENV, Cluster, WorkerProcess, alive
+from nexus.testing.cluster import TEST_POLICY_ENV, Cluster, WorkerProcess, alive
 
 PEOPLE = 1500
 VISIBILITY_S = 15

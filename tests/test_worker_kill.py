@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests._cluster import Cluster
+from nexus.testing.cluster import Cluster
 
 pytestmark = pytest.mark.integration
 
