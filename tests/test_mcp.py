@@ -25,6 +25,7 @@ from nexus.mcp_auth import AnyOfVerifier, SharedTokenVerifier, build_verifier, w
 from nexus.mcp_server import build_server, trim_report
 from nexus.settings import Settings
 from nexus.sim.stack import SimulatorStack
+from nexus.testing.clock import FakeClock
 from nexus.testing.redis_server import free_port
 from tests._mcp_fixtures import (
     BAD_INPUTS,
@@ -320,15 +321,10 @@ class _StuckNexus:
 
 
 def test_short_wait_is_bounded_and_never_sleeps_for_real() -> None:
-    now = [0.0]
-    slept: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
+    clock = FakeClock(0.0)
+    slept = clock.slept
     stuck = _StuckNexus()
-    server = build_server(nexus_factory=lambda: stuck, clock=lambda: now[0], sleep=fake_sleep,  # type: ignore[arg-type,return-value]
+    server = build_server(nexus_factory=lambda: stuck, clock=clock, sleep=clock.asleep,  # type: ignore[arg-type,return-value]
                           poll_s=0.25)
 
     async def body() -> dict[str, Any]:

@@ -33,7 +33,8 @@ from nexus.sim.helix import INCIDENT_CREATE_FORM, TICKET_FORM, HelixIncident, He
 from nexus.sim.org_model import Org
 from nexus.testing.cluster import Cluster
 from nexus.testing.redis_server import redis_server_fixture
-from tests._org_factory_wd import SimHarness, make_org, start_sim
+from nexus.testing.sims import SimHarness
+from tests._org_factory_wd import make_org, start_sim
 
 CREATE_PATH = f"/api/arsys/v1/entry/{INCIDENT_CREATE_FORM}"
 TICKETS_PATH = "/api/arsys/v1/entry/HPD:Help Desk"

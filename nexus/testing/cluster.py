@@ -302,4 +302,4 @@ class Cluster:
         return self.stack.org.truth
 
 
-__all__ = ["ROOT", "TEST_POLICY_ENV", "Cluster", "WorkerProcess", "alive", "parent_pid", "repoint_celery_app"]
+__all__ = ["ROOT", "TEST_POLICY_ENV", "Cluster", "WorkerProcess", "repoint_celery_app"]
