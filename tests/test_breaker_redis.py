@@ -237,6 +237,7 @@ def test_real_clock_short_reset_timeout(redis_url: str, ns: str) -> None:
     assert b.snapshot().state == "closed"
 
 
+@pytest.mark.integration  # a real redis-server, then killed
 def test_redis_down_fails_open(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="nexus.resilience")
     policy = BreakerPolicy(fail_max=2, reset_timeout_s=RESET_S)

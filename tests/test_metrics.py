@@ -322,6 +322,7 @@ _MULTIPROCESS_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.integration  # child processes and the metrics endpoint
 def test_multiprocess_children_are_merged_by_the_main_process_endpoint() -> None:
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env["NEXUS_BREAKER_REDIS_URL"] = "memory://"
