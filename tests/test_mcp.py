@@ -120,8 +120,8 @@ def test_tools_are_listed_with_pinned_input_and_output_schemas(server: FastMCP) 
             description = tools[name].description or ""
             assert "get_audit" in description and "wait_s" in description, name
             assert tools[name].annotations is not None and tools[name].annotations.read_only_hint is False
-        assert tools["get_audit"].annotations.read_only_hint is True  # type: ignore[union-attr]
-        assert set(tools["list_audits"].output_schema["properties"]) == {"audits", "count"}  # type: ignore[index]
+        assert tools["get_audit"].annotations.read_only_hint is True
+        assert set(tools["list_audits"].output_schema["properties"]) == {"audits", "count"}
 
     run(body)
 
@@ -353,10 +353,11 @@ def test_internal_errors_are_masked() -> None:
 
 
 def test_trim_report_keeps_what_matters_first_in_order() -> None:
-    entries = [{"email": f"p{i}", "discrepancy_count": 1 if i in (3, 1) else 0, "discrepancies": []} for i in range(5)]
+    entries: list[dict[str, Any]] = [
+        {"email": f"p{i}", "discrepancy_count": 1 if i in (3, 1) else 0, "discrepancies": []} for i in range(5)]
     severities = ["low", "critical", "medium", "high", "critical"]
     discrepancies = [{"field": f"f{i}", "severity": sev} for i, sev in enumerate(severities)]
-    report = {"people": 5, "entries": entries, "discrepancies": discrepancies,
+    report: dict[str, Any] = {"people": 5, "entries": entries, "discrepancies": discrepancies,
               "systems_checked": ["A", "B", "C", "D"]}
     trimmed, omitted = trim_report(report, 3)
     assert omitted == {"entries": 2, "discrepancies": 2}

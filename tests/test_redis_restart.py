@@ -10,6 +10,7 @@ reported as unknown (CLI exit 2), never waited on forever.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -218,7 +219,7 @@ def test_redis_killed_mid_audit_then_restarted_empty(restartable: RestartableRed
 
     # The audits that were in flight went with Redis's data: reported as unknown, never waited on.
     for audit_id in in_flight:
-        error, elapsed = _timed(lambda audit_id=audit_id: nx.wait(audit_id, timeout=5))
+        error, elapsed = _timed(functools.partial(nx.wait, audit_id, timeout=5))
         assert isinstance(error, InvalidInput) and "no audit with id" in str(error) and elapsed < 1.0
     _, err = lost.communicate(timeout=30)
     assert lost.returncode == 2 and "no audit with id" in err  # unknown now, like an expired one
