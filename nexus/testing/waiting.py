@@ -23,9 +23,9 @@ def wait_until(predicate: Callable[[], T | None], timeout: float, interval: floa
                detail: Callable[[], str] | None = None) -> T:
     """Call ``predicate`` every ``interval`` seconds until it returns something truthy, and return that.
 
-    It is called at least once, and once more after the deadline has passed, so a condition that became true
-    during the last interval is not missed. ``what`` names the condition in the error; ``detail`` (e.g. a log
-    tail) is called only when the wait fails, and its text is appended.
+    It is called at least once, and the wait fails only when a call that ended after the deadline returned
+    something falsy. ``what`` names the condition in the error; ``detail`` (e.g. a log tail) is called only when
+    the wait fails, and its text is appended.
     """
     deadline = time.monotonic() + timeout
     while True:
