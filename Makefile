@@ -22,6 +22,11 @@ demo: setup
 test: setup lint typecheck
 	$(BIN)/python -m pytest -q -m "not drill"
 
+## The fast lane: tests that start no redis-server, slapd, simulator stack or worker process (tests/conftest.py marks
+## the ones that do `integration`); under a minute.
+unit: setup
+	$(BIN)/python -m pytest -q -m "not integration and not drill and not slow"
+
 lint: setup
 	$(BIN)/ruff check nexus clients tasks workers tests benchmarks scripts docker
 

@@ -1,6 +1,6 @@
-"""The benchmark rig: the test suite's Cluster (a private redis-server and every simulator, slapd for AD), with
-the PRODUCTION retry, breaker and bulk policy (the tests shorten them) and workers started the way an operator
-starts them, ``nexus worker``. Also CPU accounting for those worker processes, from /proc.
+"""The benchmark rig: the test suite's Cluster (:mod:`nexus.testing.cluster`: a private redis-server and every
+simulator, slapd for AD), with the PRODUCTION retry, breaker and bulk policy (the tests shorten them) and workers
+started the way an operator starts them, ``nexus worker``. Also CPU accounting for those worker processes, from /proc.
 """
 
 from __future__ import annotations
@@ -10,16 +10,10 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `tests` is not an installed package
-    sys.path.insert(0, str(ROOT))
-
-from nexus.settings import Settings  # noqa: E402
-from tests._cluster import TEST_POLICY_ENV, Cluster, WorkerProcess  # noqa: E402
-
-_TICKS = os.sysconf("SC_CLK_TCK")
+from nexus.settings import Settings
+from nexus.testing.cluster import ROOT, TEST_POLICY_ENV, Cluster, WorkerProcess
+from nexus.testing.procs import children_of, cpu_ms
 
 
 def production_policy_env() -> dict[str, str]:
@@ -53,33 +47,10 @@ def spawn_nexus_worker(cluster: Cluster, name: str, *, concurrency: int, logleve
     return worker
 
 
-def _stat(pid: int) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
 def worker_pids(cluster: Cluster) -> set[int]:
     """The worker main processes and their pool children."""
     mains = {w.proc.pid for w in cluster.workers}
-    pids = set(mains)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = _stat(int(entry.name))
-            if fields is not None and int(fields[1]) in mains:
-                pids.add(int(entry.name))
-    return pids
-
-
-def cpu_ms(pids: set[int]) -> float:
-    """User + system CPU time of ``pids`` so far, in ms (a pool child that exited is no longer counted)."""
-    total = 0
-    for pid in pids:
-        fields = _stat(pid)
-        if fields is not None:
-            total += int(fields[11]) + int(fields[12])
-    return total * 1000 / _TICKS
+    return mains | children_of(mains)
 
 
 __all__ = ["bench_cluster", "cpu_ms", "production_policy_env", "spawn_nexus_worker", "worker_pids"]

@@ -37,7 +37,7 @@ from _rig import bench_cluster, cpu_ms, worker_pids  # benchmarks/ is the script
 
 from nexus.settings import get_settings
 from nexus.systems import System
-from tests._cluster import Cluster
+from nexus.testing.cluster import Cluster
 
 HTTP_SYSTEMS = tuple(s.value for s in System if s is not System.AD)
 

@@ -37,14 +37,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from nexus.budgets import parse_budgets  # noqa: E402
-from nexus.settings import DEFAULT_RATE_BUDGETS  # noqa: E402
-from nexus.systems import System  # noqa: E402
-from tests._cluster import Cluster  # noqa: E402
+from nexus.budgets import parse_budgets
+from nexus.settings import DEFAULT_RATE_BUDGETS
+from nexus.systems import System
+from nexus.testing.cluster import Cluster
 
 PAGE_SIZES = {"workday": 100, "ad": 1000, "entra": 999, "intune": 999, "lansweeper": 500, "helix": 500,
               "helix_tickets": 500, "fedex": 30}
@@ -77,12 +73,8 @@ def worker_pids(cluster: Cluster) -> dict[int, str]:
     out: dict[int, str] = {}
     mains = {w.proc.pid: w.name for w in cluster.workers}
     out.update({pid: f"{name} main" for pid, name in mains.items()})
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            ppid = int(fields[1])
-            if ppid in mains:
-                out[int(stat.parent.name)] = f"{mains[ppid]} child"
+    for worker in cluster.workers:
+        out.update({pid: f"{worker.name} child" for pid in worker.children()})
     return out
 
 

@@ -6,9 +6,9 @@
     .venv/bin/python scripts/fault_matrix.py --render-only   # no rig: rewrite the doc from the expected table
     .venv/bin/python scripts/fault_matrix.py --json out.json # also write every observation as JSON
 
-The rig is ``tests._cluster.Cluster`` (a private redis-server, the simulators, one Celery worker process) with the
-drill's pinned settings (``nexus.faultmatrix.RIG_ENV``). The published table is rendered from
-``nexus.faultmatrix.EXPECTED``; it is only rewritten when every cell of a full run matched it, so the document
+The rig is ``nexus.testing.cluster.Cluster`` (a private redis-server, the simulators, one Celery worker process) with
+the drill's pinned settings (``scripts/faultmatrix``: ``RIG_ENV``). The published table is rendered from
+``scripts.faultmatrix.EXPECTED``; it is only rewritten when every cell of a full run matched it, so the document
 always shows outcomes the drill has reproduced. Exit status: 0 all cells match, 1 a mismatch, 2 bad usage.
 """
 
@@ -23,10 +23,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the rig lives in tests/ (a dev script, not product code)
+if str(ROOT) not in sys.path:  # scripts/ is not installed: the drill is imported as scripts.faultmatrix
     sys.path.insert(0, str(ROOT))
 
-from nexus.faultmatrix import (  # noqa: E402
+from nexus.systems import System  # noqa: E402
+from scripts.faultmatrix import (  # noqa: E402
     EXPECTED,
     MATRIX_PEOPLE,
     MATRIX_SEED,
@@ -42,7 +43,6 @@ from nexus.faultmatrix import (  # noqa: E402
     render_table,
     update_document,
 )
-from nexus.systems import System  # noqa: E402
 
 DOC = ROOT / "docs" / "reliability.md"
 
@@ -76,7 +76,7 @@ def write_doc(path: Path) -> bool:
 
 
 def run(cells: list[Cell]) -> list[CellResult]:
-    from tests._cluster import Cluster
+    from nexus.testing.cluster import Cluster  # starts servers and imports the whole stack: only for a run
 
     # The simulators log every request a timed-out client abandoned (slow cells), and the listings log their
     # retries in this process: the table reports both.

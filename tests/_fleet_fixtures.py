@@ -19,7 +19,7 @@ import pytest
 
 from nexus.fleet.store import LAST_GOOD
 from nexus.systems import System
-from tests._cluster import Cluster
+from nexus.testing.cluster import Cluster
 
 PEOPLE = 2000
 WAIT = 120.0

@@ -1,5 +1,9 @@
 """Shared fixtures. The integration rig (real Redis, simulators, worker processes) starts only when a test asks.
 
+Lanes: a test that uses a fixture of :data:`SERVER_FIXTURES` (directly or through another fixture) is marked
+``integration`` here, so ``make unit`` (``-m "not integration and not drill and not slow"``) never starts a
+redis-server, slapd, a simulator stack or a worker process. Tests that start one inline carry the mark themselves.
+
 The session-wide cluster is started once; its environment (short retry and breaker policies, the simulators'
 URLs, the private Redis) is applied to this process only while a test that uses it runs, so unit tests collected in
 between see the defaults. Module-scoped fixtures built on ``cluster`` run with the environment NOT applied: they
@@ -12,7 +16,24 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests._cluster import Cluster
+from nexus.testing.cluster import Cluster
+
+#: Fixtures that start real servers or processes (redis-server, slapd, the simulator stack, Celery workers, the CLI).
+SERVER_FIXTURES = frozenset({
+    "cluster", "rig",  # below: the session cluster
+    "redis_url",  # nexus.testing.redis_server.redis_server_fixture's default name
+    "ad",  # tests/_ad_fixtures.py: slapd and its fault proxy
+    "pipeline",  # tests/test_mcp.py: the simulator stack (slapd for AD)
+    "fleet_module", "guarded",  # tests/_fleet_fixtures.py: the fleet cluster
+    "flower_rig", "metrics_cluster", "remediating", "restartable", "matrix", "idle_redis", "sim_process",
+})
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

@@ -78,7 +78,7 @@ def _clean(request: pytest.FixtureRequest) -> Iterator[None]:
         sim.reset()
 
 
-@pytest.fixture(params=["slapd", "mock"])
+@pytest.fixture(params=[pytest.param("slapd", marks=pytest.mark.integration), "mock"])  # slapd: a real server
 def backend(request: pytest.FixtureRequest) -> Iterator[tuple[ADClient, Org]]:
     """The same client calls against both directories."""
     if request.param == "slapd":

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from nexus.drift.fields import DEVICE_FIELDS, PERSON_FIELDS, POLICY
-from tests._cluster import Cluster
+from nexus.testing.cluster import Cluster
 
 pytestmark = pytest.mark.integration
 

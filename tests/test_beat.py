@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from nexus.settings import Settings
-from tests._redis_server import redis_server
+from nexus.testing.redis_server import redis_server
 from workers.beat import FLEET_ENTRY, FLEET_TASK, beat_config, beat_schedule, parse_cron
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,6 +107,7 @@ def _queued(r: redis.Redis, queue: str = "audit") -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in r.lrange(queue, 0, -1)]
 
 
+@pytest.mark.integration  # a real redis-server
 def test_scheduled_task_submits_one_fleet_audit_per_tick_even_if_redelivered() -> None:
     from nexus.audits.store import AuditStore
     from tasks.scheduled import scheduled_fleet

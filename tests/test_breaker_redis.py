@@ -22,7 +22,7 @@ from clients import breaker as breaker_mod
 from clients.breaker import NexusBreaker, breaker_state, get_breaker, reset_breaker
 from nexus.errors import BreakerOpenError, CircuitOpenError, TransientError
 from nexus.policy import BreakerPolicy
-from tests._redis_server import free_port, redis_server, redis_server_fixture
+from nexus.testing.redis_server import free_port, redis_server, redis_server_fixture
 
 redis_url = redis_server_fixture(scope="module")
 
@@ -237,6 +237,7 @@ def test_real_clock_short_reset_timeout(redis_url: str, ns: str) -> None:
     assert b.snapshot().state == "closed"
 
 
+@pytest.mark.integration  # a real redis-server, then killed
 def test_redis_down_fails_open(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="nexus.resilience")
     policy = BreakerPolicy(fail_max=2, reset_timeout_s=RESET_S)

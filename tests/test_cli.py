@@ -25,8 +25,8 @@ import pytest
 
 from nexus.drift.fields import DEVICE_FIELDS
 from nexus.systems import HEALTH_SYSTEMS
-from tests._cluster import Cluster
-from tests._redis_server import free_port
+from nexus.testing.cluster import Cluster
+from nexus.testing.redis_server import free_port
 
 pytestmark = pytest.mark.integration
 

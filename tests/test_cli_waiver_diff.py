@@ -21,7 +21,8 @@ from nexus.audits.spec import AuditRequest
 from nexus.audits.store import AuditStore
 from nexus.cli import app
 from nexus.redis_conn import use_redis
-from tests._redis_server import free_port, redis_server_fixture
+from nexus.testing.clock import FakeClock
+from nexus.testing.redis_server import free_port, redis_server_fixture
 
 redis_url = redis_server_fixture(scope="module")
 
@@ -47,13 +48,9 @@ def fleet_audit(store: AuditStore, items: list[dict[str, Any]], *, finish: bool 
     return request.audit_id
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_770_000_000.0
-
-    def __call__(self) -> float:
-        self.t += 60
-        return self.t
+def ticking() -> FakeClock:
+    """A minute passes between any two readings (audits are created and finished in order)."""
+    return FakeClock(1_770_000_060.0, step=60)
 
 
 @pytest.fixture()
@@ -162,7 +159,7 @@ def test_waiver_remove_unknown_or_malformed_id_exits_2(runner: CliRunner, fake: 
 
 # -- audit diff, in-process -------------------------------------------------------------------------------------------
 def test_audit_diff_json_and_table(runner: CliRunner, fake: fakeredis.FakeRedis) -> None:
-    store = AuditStore(fake, clock=Clock())
+    store = AuditStore(fake, clock=ticking())
     a = fleet_audit(store, [TITLE, DEPT])
     b = fleet_audit(store, [dict(TITLE, value_b="Senior Intern"), ENABLED])
 
@@ -187,7 +184,7 @@ def test_audit_diff_json_and_table(runner: CliRunner, fake: fakeredis.FakeRedis)
 
 
 def test_audit_diff_bad_ids_exit_2_and_unfinished_exit_1(runner: CliRunner, fake: fakeredis.FakeRedis) -> None:
-    store = AuditStore(fake, clock=Clock())
+    store = AuditStore(fake, clock=ticking())
     done = fleet_audit(store, [TITLE])
     running = fleet_audit(store, [], finish=False)
 
@@ -223,7 +220,7 @@ def test_waiver_and_diff_subprocess_against_redis(redis_url: str, tmp_path: Path
     assert [d["subject"] for d in active] == ["ann@corp.example"]
     assert waived[0]["waiver"]["id"] == waiver_id
 
-    store = AuditStore(client, clock=Clock())
+    store = AuditStore(client, clock=ticking())
     a, b = fleet_audit(store, [TITLE, DEPT]), fleet_audit(store, [DEPT, ENABLED])
     diffed = run_cli(redis_url, "audit", "diff", a, b, "--json", cwd=tmp_path)
     assert diffed.returncode == 0, diffed.stderr

@@ -1,8 +1,8 @@
-"""Every fault kind on every system (nexus/faultmatrix.py), and the published table (docs/reliability.md).
+"""Every fault kind on every system (scripts/faultmatrix/), and the published table (docs/reliability.md).
 
 `make test` runs a representative subset on a private rig: every fault on Workday (an HTTP system), the LDAP
 specifics of AD, and FedEx (reached in a device audit's second stage). `make drill` runs the full matrix. Each cell must
-reproduce its row of ``nexus.faultmatrix.EXPECTED`` exactly, and the table in docs/reliability.md is rendered from
+reproduce its row of ``scripts.faultmatrix.EXPECTED`` exactly, and the table in docs/reliability.md is rendered from
 that same table, so the published outcomes are the verified ones.
 """
 
@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from nexus.faultmatrix import (
+from nexus.systems import System
+from nexus.testing.cluster import Cluster
+from scripts.faultmatrix import (
     EXPECTED,
     MATRIX_PEOPLE,
     MATRIX_SEED,
@@ -32,8 +34,6 @@ from nexus.faultmatrix import (
     retry_waits,
     update_document,
 )
-from nexus.systems import System
-from tests._cluster import Cluster
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 

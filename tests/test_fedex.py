@@ -14,7 +14,8 @@ from nexus.errors import AuthError, BadRequestError, MalformedResponseError, Thr
 from nexus.models import ShipmentRecord
 from nexus.sim.fedex import NOT_FOUND_CODE, FedexSim
 from nexus.sim.org_model import FedexShipment, Org
-from tests._org_factory_wd import HOSTILE, TOKEN_LIFETIME_S, SimHarness, make_org, start_sim
+from nexus.testing.sims import SimHarness
+from tests._org_factory_wd import HOSTILE, TOKEN_LIFETIME_S, make_org, start_sim
 
 TOKEN_PATH = "/oauth/token"
 

@@ -27,7 +27,7 @@ from nexus.fleet.store import SnapshotStore
 from nexus.models import DeviceRecord, PersonRecord, ReturnTicket, ShipmentRecord
 from nexus.policy import RetryPolicy
 from nexus.systems import System
-from tests._cluster import Cluster
+from nexus.testing.cluster import Cluster
 from tests._fleet_fixtures import WAIT, fleet_cluster, forget_last_good, run_fleet
 
 POLICY3 = RetryPolicy(max_attempts=3, backoff_base_s=0.25)

@@ -23,7 +23,7 @@ from nexus.fleet.report import settle
 from nexus.fleet.store import SnapshotStore
 from nexus.models import DeviceRecord, ReturnTicket
 from nexus.systems import System
-from tests._cluster import Cluster
+from nexus.testing.cluster import Cluster
 from tests._fleet_fixtures import fleet_cluster, last_good_records, run_fleet
 
 

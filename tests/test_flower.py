@@ -28,8 +28,8 @@ import httpx
 import pytest
 
 from nexus.settings import Settings
-from tests._cluster import Cluster
-from tests._redis_server import free_port
+from nexus.testing.cluster import Cluster
+from nexus.testing.redis_server import free_port
 from workers.flower import BASIC_AUTH_ENV, UNAUTHENTICATED_ENV, flower_credentials, run_flower
 
 ROOT = Path(__file__).resolve().parents[1]

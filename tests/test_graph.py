@@ -4,7 +4,6 @@ sockets. Clocks are injected; nothing sleeps."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -23,62 +22,17 @@ from nexus.errors import (
     TransientError,
 )
 from nexus.models import DeviceRecord, PersonRecord
-from nexus.settings import Settings
 from nexus.sim import odata
-from nexus.sim.base import SimContext, SimCredentials
 from nexus.sim.faults import Fault
 from nexus.sim.graph import DEFAULT_USER_SELECT, graph_sims, iso
-from nexus.sim.http_app import build_app
-from nexus.sim.http_server import HttpServerHandle, serve_http
 from nexus.sim.org_model import Org
-from nexus.sim.tokens import TokenIssuer
+from nexus.testing.clock import FakeClock
+from nexus.testing.sims import SimHarness
 from tests._org_factory_graph import CountingList, make_bulk_org, make_org
 
 
-class Clock:
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Sim:
-    ctx: SimContext
-    handle: HttpServerHandle
-    clock: Clock
-    http: httpx.Client  # one client: creating one per request costs more than the request
-
-    def stop(self) -> None:
-        self.http.close()
-        self.handle.stop()
-
-    @property
-    def url(self) -> str:
-        return self.handle.url
-
-    def settings(self, **overrides: str) -> Settings:
-        creds = self.ctx.creds
-        values = {
-            "AZURE_AUTHORITY_URL": f"{self.url}/azure",
-            "AZURE_TENANT_ID": creds.azure_tenant_id,
-            "AZURE_CLIENT_ID": creds.azure_client_id,
-            "AZURE_CLIENT_SECRET": creds.azure_client_secret,
-            "GRAPH_BASE_URL": f"{self.url}/graph",
-        }
-        values.update(overrides)
-        return Settings.model_validate(values)  # no environment, no .env: only these values and the defaults
-
-    def requests(self, system: str) -> dict[str, Any]:
-        snapshot: dict[str, Any] = self.http.get(f"{self.url}/_sim/requests").json()
-        return snapshot.get(system, {"total": 0, "paths": {}})
-
-    def count(self, system: str, path: str) -> int:
-        return int(self.requests(system)["paths"].get(path, 0))
-
-    def recent(self, system: str) -> list[dict[str, str]]:
-        return list(self.http.get(f"{self.url}/_sim/requests", params={"recent": 1, "system": system}).json()["recent"])
+class Sim(SimHarness):
+    """The Graph and Azure token simulators, plus Graph's own request helpers."""
 
     def token(self) -> str:
         creds = self.ctx.creds
@@ -93,9 +47,7 @@ class Sim:
 
 
 def start_sim(org: Org) -> Sim:
-    clock = Clock()
-    ctx = SimContext(org=org, tokens=TokenIssuer(lifetime_s=3599, clock=clock), creds=SimCredentials.random(7))
-    return Sim(ctx, serve_http(build_app(ctx, graph_sims(ctx))), clock, httpx.Client())
+    return Sim.start(graph_sims, org, seed=7, clock=FakeClock(1000.0), token_lifetime_s=3599)
 
 
 @pytest.fixture(scope="module")
@@ -332,7 +284,7 @@ def test_intune_pages_and_request_log(sim: Sim, intune: IntuneClient) -> None:
 
 # -- tokens ----------------------------------------------------------------------------------------------------------
 def test_token_is_cached_and_renewed_before_expiry(sim: Sim) -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     with EntraClient(sim.settings(), clock=clock) as entra:
         entra.health()
         entra.health()

@@ -21,7 +21,8 @@ from nexus.sim.helix import (
     parse_qualification,
 )
 from nexus.sim.org_model import HelixAsset, HelixReturnTicket, Org
-from tests._org_factory_wd import HOSTILE, SimHarness, make_org, start_sim
+from nexus.testing.sims import SimHarness
+from tests._org_factory_wd import HOSTILE, make_org, start_sim
 
 ODD_SERIAL = 'Q"7\\X\'Z'  # a serial with a double quote, a backslash and a single quote
 ODD_OWNER = "o'brien@corp.example"

@@ -38,8 +38,8 @@ from nexus.errors import InvalidInput
 from nexus.sim import odata
 from nexus.sim.helix import Compare, FieldRef, Literal, parse_qualification
 from nexus.sim.ldap_proxy import children, element_at
-from tests._cluster import Cluster, repoint_celery_app
-from tests._redis_server import redis_server
+from nexus.testing.cluster import Cluster, repoint_celery_app
+from nexus.testing.redis_server import redis_server
 from workers.routing import ALL_QUEUES
 
 pytestmark = pytest.mark.integration

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -13,60 +12,32 @@ import pytest
 from clients.lansweeper import ASSETS_QUERY, LansweeperClient
 from nexus.errors import AuthError, BadRequestError, MalformedResponseError, ThrottledError, TransientError
 from nexus.models import DeviceRecord
-from nexus.settings import Settings
-from nexus.sim.base import SimContext, SimCredentials
 from nexus.sim.faults import Fault
-from nexus.sim.http_app import build_app
-from nexus.sim.http_server import HttpServerHandle, serve_http
 from nexus.sim.lansweeper import GRAPHQL_PATH, LansweeperSim
 from nexus.sim.org_model import LansweeperAsset, Org
+from nexus.testing.clock import FakeClock
+from nexus.testing.sims import SimHarness
 from tests._org_factory_graph import CountingList, make_bulk_org, make_org
 
 URL_PATH = "/lansweeper" + GRAPHQL_PATH
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Sim:
-    ctx: SimContext
-    handle: HttpServerHandle
-    http: httpx.Client
-
-    def stop(self) -> None:
-        self.http.close()
-        self.handle.stop()
-
-    def settings(self, **overrides: str) -> Settings:
-        values = {"LANSWEEPER_GRAPHQL_URL": f"{self.handle.url}{URL_PATH}",
-                  "LANSWEEPER_TOKEN": self.ctx.creds.lansweeper_token,
-                  "LANSWEEPER_SITE_ID": self.ctx.creds.lansweeper_site_id}
-        values.update(overrides)
-        return Settings.model_validate(values)  # no environment, no .env: only these values and the defaults
+class Sim(SimHarness):
+    """The Lansweeper simulator, plus its own request helpers (GraphQL posts and the bodies it received)."""
 
     def post(self, body: Any, token: str | None = None) -> httpx.Response:
         headers = {"Authorization": f"Token {token or self.ctx.creds.lansweeper_token}"}
-        return self.http.post(f"{self.handle.url}{URL_PATH}", json=body, headers=headers)
+        return self.http.post(f"{self.url}{URL_PATH}", json=body, headers=headers)
 
-    def count(self) -> int:
-        snapshot = self.http.get(f"{self.handle.url}/_sim/requests").json()
-        return int(snapshot.get("lansweeper", {}).get("paths", {}).get(GRAPHQL_PATH, 0))
+    def count(self, system: str = "lansweeper", path: str = GRAPHQL_PATH) -> int:
+        return super().count(system, path)
 
     def bodies(self) -> list[dict[str, Any]]:
-        recent = self.http.get(f"{self.handle.url}/_sim/requests",
-                               params={"recent": 1, "system": "lansweeper"}).json()["recent"]
-        return [json.loads(r["query"]) for r in recent if r["query"].startswith("{")]
+        return [json.loads(r["query"]) for r in self.recent() if r["query"].startswith("{")]
 
 
 def start_sim(org: Org, **kwargs: Any) -> Sim:
-    ctx = SimContext(org=org, creds=SimCredentials.random(3))
-    return Sim(ctx, serve_http(build_app(ctx, [LansweeperSim(ctx, **kwargs)])), httpx.Client())
+    return Sim.start(lambda ctx: LansweeperSim(ctx, **kwargs), org, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +159,7 @@ def test_bad_token_is_auth_error_after_one_retry(sim: Sim) -> None:
     assert sim.count() == 2
     raw = sim.post({"query": "{ me { username } }"}, token="nope")
     assert raw.status_code == 401 and raw.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
-    no_scheme = sim.http.post(f"{sim.handle.url}{URL_PATH}", json={"query": "{ me { username } }"},
+    no_scheme = sim.http.post(f"{sim.url}{URL_PATH}", json={"query": "{ me { username } }"},
                               headers={"Authorization": f"Bearer {sim.ctx.creds.lansweeper_token}"})
     assert no_scheme.status_code == 401
 
@@ -264,7 +235,7 @@ def test_truncated_cursor_fails_transiently_and_recovers(sim: Sim, client: Lansw
 
 
 def test_optional_rate_limit_answers_429_with_retry_after() -> None:
-    clock = Clock()
+    clock = FakeClock(5000.0)
     running = start_sim(make_org(), rate_limit_per_min=3, clock=clock)
     try:
         with LansweeperClient(running.settings()) as client:

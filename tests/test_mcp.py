@@ -26,6 +26,8 @@ from nexus.mcp.schema import trim_report
 from nexus.mcp.server import build_server
 from nexus.settings import Settings
 from nexus.sim.stack import SimulatorStack
+from nexus.testing.clock import FakeClock
+from nexus.testing.redis_server import free_port
 from tests._mcp_fixtures import (
     BAD_INPUTS,
     DEVICE_REPORT_KEYS,
@@ -38,7 +40,6 @@ from tests._mcp_fixtures import (
     patched_env,
     truth_keys,
 )
-from tests._redis_server import free_port
 
 T = TypeVar("T")
 
@@ -120,8 +121,8 @@ def test_tools_are_listed_with_pinned_input_and_output_schemas(server: FastMCP) 
             description = tools[name].description or ""
             assert "get_audit" in description and "wait_s" in description, name
             assert tools[name].annotations is not None and tools[name].annotations.read_only_hint is False
-        assert tools["get_audit"].annotations.read_only_hint is True  # type: ignore[union-attr]
-        assert set(tools["list_audits"].output_schema["properties"]) == {"audits", "count"}  # type: ignore[index]
+        assert tools["get_audit"].annotations.read_only_hint is True
+        assert set(tools["list_audits"].output_schema["properties"]) == {"audits", "count"}
 
     run(body)
 
@@ -321,15 +322,10 @@ class _StuckNexus:
 
 
 def test_short_wait_is_bounded_and_never_sleeps_for_real() -> None:
-    now = [0.0]
-    slept: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
+    clock = FakeClock(0.0)
+    slept = clock.slept
     stuck = _StuckNexus()
-    server = build_server(nexus_factory=lambda: stuck, clock=lambda: now[0], sleep=fake_sleep,  # type: ignore[arg-type,return-value]
+    server = build_server(nexus_factory=lambda: stuck, clock=clock, sleep=clock.asleep,  # type: ignore[arg-type,return-value]
                           poll_s=0.25)
 
     async def body() -> dict[str, Any]:
@@ -358,10 +354,11 @@ def test_internal_errors_are_masked() -> None:
 
 
 def test_trim_report_keeps_what_matters_first_in_order() -> None:
-    entries = [{"email": f"p{i}", "discrepancy_count": 1 if i in (3, 1) else 0, "discrepancies": []} for i in range(5)]
+    entries: list[dict[str, Any]] = [
+        {"email": f"p{i}", "discrepancy_count": 1 if i in (3, 1) else 0, "discrepancies": []} for i in range(5)]
     severities = ["low", "critical", "medium", "high", "critical"]
     discrepancies = [{"field": f"f{i}", "severity": sev} for i, sev in enumerate(severities)]
-    report = {"people": 5, "entries": entries, "discrepancies": discrepancies,
+    report: dict[str, Any] = {"people": 5, "entries": entries, "discrepancies": discrepancies,
               "systems_checked": ["A", "B", "C", "D"]}
     trimmed, omitted = trim_report(report, 3)
     assert omitted == {"entries": 2, "discrepancies": 2}

@@ -26,7 +26,8 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests._cluster import ROOT, Cluster
+from nexus.testing.cluster import ROOT, Cluster
+from nexus.testing.redis_server import free_port
 from tests._mcp_fixtures import (
     TOOL_NAMES,
     USER_REPORT_KEYS,
@@ -36,7 +37,6 @@ from tests._mcp_fixtures import (
     drifted_person,
     truth_keys,
 )
-from tests._redis_server import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from nexus import metrics
 from nexus.metrics import BreakerStateCollector, NexusMetrics
-from tests._cluster import ROOT, Cluster
+from nexus.testing.cluster import ROOT, Cluster
 from workers import metrics_server
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
@@ -335,6 +335,7 @@ _MULTIPROCESS_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.integration  # child processes and the metrics endpoint
 def test_multiprocess_children_are_merged_by_the_main_process_endpoint() -> None:
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env["NEXUS_BREAKER_REDIS_URL"] = "memory://"

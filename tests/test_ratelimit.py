@@ -14,25 +14,12 @@ from clients.ratelimit import NO_LIMIT, TokenBucket, clear_limiters, limiter_for
 from nexus.budgets import Budget, parse_budgets
 from nexus.errors import BudgetExceededError
 from nexus.settings import DEFAULT_RATE_BUDGETS, Settings
+from nexus.testing.clock import FakeClock
 
 
-class FakeTime:
-    """A clock that only moves when the code under test sleeps (or the test says so)."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-def bucket(budget: Budget, redis: Any, t: FakeTime, **kwargs: Any) -> TokenBucket:
-    return TokenBucket(budget, redis, clock=t.clock, sleep=t.sleep, **kwargs)
+def bucket(budget: Budget, redis: Any, t: FakeClock, **kwargs: Any) -> TokenBucket:
+    """A bucket on ``t``: a clock that only moves when the bucket sleeps (or the test says so)."""
+    return TokenBucket(budget, redis, clock=t, sleep=t.sleep, **kwargs)
 
 
 @pytest.fixture()
@@ -80,7 +67,7 @@ def test_no_window_ever_sees_more_than_the_limit() -> None:
 
 # -- the bucket ------------------------------------------------------------------------------------------------------
 def test_burst_then_paced_at_the_rate(redis: Any) -> None:
-    t = FakeTime()
+    t = FakeClock()
     b = bucket(Budget("lansweeper", 150, 60.0), redis, t)
     waits = [b.acquire() for _ in range(10)]
     assert waits[:3] == [0.0, 0.0, 0.0]  # the burst
@@ -90,7 +77,7 @@ def test_burst_then_paced_at_the_rate(redis: Any) -> None:
 
 
 def test_idle_time_refills_up_to_the_burst_only(redis: Any) -> None:
-    t = FakeTime()
+    t = FakeClock()
     b = bucket(Budget("x", 20, 10.0), redis, t)  # burst 2, 1.8 tokens/s
     for _ in range(2):
         assert b.acquire() == 0.0
@@ -100,7 +87,7 @@ def test_idle_time_refills_up_to_the_burst_only(redis: Any) -> None:
 
 def test_two_clients_share_one_budget(redis: Any) -> None:
     """Two workers (two buckets, one Redis key): the second sees the first one's reservations."""
-    t = FakeTime()
+    t = FakeClock()
     budget = Budget("lansweeper", 150, 60.0)
     first, second = bucket(budget, redis, t), bucket(budget, redis, t)
     assert [first.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
@@ -112,7 +99,7 @@ def test_two_clients_share_one_budget(redis: Any) -> None:
 
 
 def test_max_wait_raises_throttled_and_reserves_nothing(redis: Any) -> None:
-    t = FakeTime()
+    t = FakeClock()
     b = bucket(Budget("fedex", 4, 10.0), redis, t, max_wait_s=4.0)  # burst 1, 0.3 tokens/s
     assert b.reserve() == 0.0
     assert b.reserve() == pytest.approx(1 / 0.3)
@@ -138,7 +125,7 @@ def test_redis_down_means_no_limiting(caplog: pytest.LogCaptureFixture) -> None:
 
             return run
 
-    t = FakeTime()
+    t = FakeClock()
     b = bucket(Budget("lansweeper", 150, 60.0), Down(), t)
     with caplog.at_level(logging.WARNING, logger="nexus.resilience"):
         assert [b.acquire() for _ in range(20)] == [0.0] * 20

@@ -10,6 +10,7 @@ reported as unknown (CLI exit 2), never waited on forever.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import fakeredis
@@ -31,14 +32,14 @@ from nexus.audits.spec import AuditRequest
 from nexus.audits.store import AuditStore
 from nexus.errors import AuditLost, InvalidInput, ServiceUnavailable, WaitTimeout
 from nexus.facade import Nexus
-from tests._cluster import Cluster, repoint_celery_app
-from tests._redis_server import REDIS_SERVER, _wait_ready, free_port
+from nexus.testing.cluster import Cluster, repoint_celery_app
+from nexus.testing.redis_server import REDIS_SERVER, free_port, wait_ready
+from nexus.testing.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
 NEXUS = str(Path(sys.executable).parent / "nexus")
 WAIT = 60.0
-T = TypeVar("T")
 
 
 class RestartableRedis:
@@ -54,7 +55,7 @@ class RestartableRedis:
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self._dir.name,
                 "--save", "", "--appendonly", "no", "--loglevel", "warning"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not _wait_ready(self.proc, self.url, 10.0):
+        if not wait_ready(self.proc, self.url, 10.0):
             raise RuntimeError(f"redis-server did not start on port {self.port}")
 
     def kill(self) -> None:
@@ -82,17 +83,6 @@ def restartable() -> Iterator[RestartableRedis]:
 def restart_cluster(restartable: RestartableRedis) -> Iterator[Cluster]:
     with Cluster.start(people=80, seed=17, workers=2, concurrency=2, redis_url=restartable.url) as c:
         yield c
-
-
-def _until(probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[BaseException | None, float]:
@@ -139,8 +129,8 @@ def test_redis_restart_new_audits_work_without_restarting_workers(restartable: R
     assert nx.wait(nx.submit(nx.request_for(email=people[0])), timeout=WAIT)["status"] == "done"
     c.fault("entra", "slow", delay_ms=1500)
     audit_id = nx.submit(nx.request_for(email=people[1]))
-    _until(lambda: nx.get(audit_id)["progress"]["systems"].get("entra", {}).get("status") == "running", 10.0,
-           "fetch_entra to be running")
+    wait_until(lambda: nx.get(audit_id)["progress"]["systems"].get("entra", {}).get("status") == "running", 10.0,
+               what="fetch_entra to be running")
     restartable.kill()
     try:
         error, elapsed = _timed(lambda: nx.wait(audit_id, timeout=5))
@@ -176,8 +166,8 @@ def test_redis_killed_mid_audit_then_restarted_empty(restartable: RestartableRed
     waiting = _cli(["audit", "submit", "--email", people[0], "--wait", "--timeout", "30", "--json"], env)
     assert waiting.stderr is not None
     assert "submitted" in waiting.stderr.readline()
-    _until(lambda: any(s.get("status") == "running" for s in nx.get(in_flight[0])["progress"]["systems"].values()),
-           10.0, "fetches to be running")
+    wait_until(lambda: any(s.get("status") == "running" for s in nx.get(in_flight[0])["progress"]["systems"].values()),
+               10.0, what="fetches to be running")
 
     restartable.kill()
     killed_at = time.monotonic()
@@ -230,7 +220,7 @@ def test_redis_killed_mid_audit_then_restarted_empty(restartable: RestartableRed
 
     # The audits that were in flight went with Redis's data: reported as unknown, never waited on.
     for audit_id in in_flight:
-        error, elapsed = _timed(lambda audit_id=audit_id: nx.wait(audit_id, timeout=5))
+        error, elapsed = _timed(functools.partial(nx.wait, audit_id, timeout=5))
         assert isinstance(error, InvalidInput) and "no audit with id" in str(error) and elapsed < 1.0
     _, err = lost.communicate(timeout=30)
     assert lost.returncode == 2 and "no audit with id" in err  # unknown now, like an expired one

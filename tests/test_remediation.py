@@ -31,9 +31,10 @@ from nexus.remediation import (
 )
 from nexus.sim.helix import INCIDENT_CREATE_FORM, TICKET_FORM, HelixIncident, HelixSim
 from nexus.sim.org_model import Org
-from tests._cluster import Cluster
-from tests._org_factory_wd import SimHarness, make_org, start_sim
-from tests._redis_server import redis_server_fixture
+from nexus.testing.cluster import Cluster
+from nexus.testing.redis_server import redis_server_fixture
+from nexus.testing.sims import SimHarness
+from tests._org_factory_wd import make_org, start_sim
 
 CREATE_PATH = f"/api/arsys/v1/entry/{INCIDENT_CREATE_FORM}"
 TICKETS_PATH = "/api/arsys/v1/entry/HPD:Help Desk"

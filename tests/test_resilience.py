@@ -43,32 +43,8 @@ from nexus.errors import (
 from nexus.policy import BreakerPolicy, RetryPolicy
 from nexus.redis_conn import MEMORY_URL
 from nexus.settings import Settings
-from tests._redis_server import free_port
-
-T0 = 1_700_000_000.0
-
-
-class FakeClock:
-    """Epoch seconds that only move when a test says so."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class SleepRecorder:
-    """A sleeper that records the waits instead of waiting."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
+from nexus.testing.clock import T0, FakeClock
+from nexus.testing.redis_server import free_port
 
 
 class Transitions(pybreaker.CircuitBreakerListener):
@@ -294,18 +270,18 @@ class TestCircuitBreaker:
 
 class TestResilientHttpCall:
     def test_retries_on_timeout_exception(self, breaker: NexusBreaker, caplog: pytest.LogCaptureFixture) -> None:
-        sleeps = SleepRecorder()
+        sleeps = FakeClock()
         request = httpx.Request("GET", "https://workday.example/x")
         fn = Flaky(httpx.ReadTimeout("timed out", request=request), transient("timeout: ReadTimeout"),
                    result={"ok": True})  # fmt: skip
 
-        @resilient_http_call(service_name="Workday", max_attempts=3, breaker=breaker, sleep=sleeps)
+        @resilient_http_call(service_name="Workday", max_attempts=3, breaker=breaker, sleep=sleeps.sleep)
         def get(path: str) -> dict[str, bool]:
             return fn(path)
 
         assert get("/workers") == {"ok": True}
         assert fn.calls == 3
-        assert sleeps.waits == [2.0, 4.0]
+        assert sleeps.slept == [2.0, 4.0]
         logs = messages(caplog)
         assert (
             "[resilience] [Workday] Retry attempt 1/3 after TransientError: timeout: ReadTimeout (waiting 2.0s)" in logs
@@ -320,12 +296,12 @@ class TestResilientHttpCall:
         assert breaker.snapshot().failures == 0  # the call succeeded in the end
 
     def test_retries_on_5xx_errors(self, breaker: NexusBreaker) -> None:
-        sleeps = SleepRecorder()
+        sleeps = FakeClock()
         fn = Flaky(http_status_error(503), TransientError("HTTP 502: Bad Gateway", status=502), result="data")
-        wrapped = resilient_http_call("Workday", breaker=breaker, sleep=sleeps)(fn)
+        wrapped = resilient_http_call("Workday", breaker=breaker, sleep=sleeps.sleep)(fn)
         assert wrapped() == "data"
         assert fn.calls == 3
-        assert sleeps.waits == [2.0, 4.0]
+        assert sleeps.slept == [2.0, 4.0]
 
     def test_no_retry_on_4xx_errors(self, breaker: NexusBreaker) -> None:
         cases: list[tuple[Exception, type[Exception]]] = [
@@ -337,70 +313,72 @@ class TestResilientHttpCall:
             (http_status_error(403), AuthError),
         ]
         for error, raised in cases:
-            sleeps = SleepRecorder()
+            sleeps = FakeClock()
             fn = Flaky(forever=error)
-            wrapped = resilient_http_call("Workday", breaker=breaker, sleep=sleeps)(fn)
+            wrapped = resilient_http_call("Workday", breaker=breaker, sleep=sleeps.sleep)(fn)
             with pytest.raises(raised):
                 wrapped()
             assert fn.calls == 1, error
-            assert sleeps.waits == [], error
+            assert sleeps.slept == [], error
         # 4xx answers prove the system alive; only the malformed answer counted (and a later 4xx reset it).
         assert breaker.snapshot().failures == 0
 
     def test_exhausts_retries_and_raises(self, breaker: NexusBreaker, caplog: pytest.LogCaptureFixture) -> None:
-        sleeps = SleepRecorder()
+        sleeps = FakeClock()
         errors = [transient(f"HTTP 503: attempt {i}") for i in (1, 2, 3)]
         fn = Flaky(*errors)
-        wrapped = resilient_http_call("Workday", breaker=breaker, sleep=sleeps)(fn)
+        wrapped = resilient_http_call("Workday", breaker=breaker, sleep=sleeps.sleep)(fn)
         with pytest.raises(TransientError) as info:
             wrapped()
         assert info.value is errors[2]  # the last error itself, not a tenacity RetryError
         assert fn.calls == 3
-        assert sleeps.waits == [2.0, 4.0]
+        assert sleeps.slept == [2.0, 4.0]
         assert breaker.snapshot().failures == 1  # one failed CALL is one breaker failure
         assert sum("Retry attempt" in m for m in messages(caplog)) == 2
 
     # -- beyond the seed ---------------------------------------------------------------------------------------
 
     def test_retry_after_is_honoured_and_capped(self, breaker: NexusBreaker) -> None:
-        sleeps = SleepRecorder()
+        sleeps = FakeClock()
         fn = Flaky(ThrottledError("HTTP 429", retry_after=7), ThrottledError("HTTP 429", retry_after=5000),
                    result="ok")  # fmt: skip
-        assert resilient_http_call("Entra", breaker=breaker, sleep=sleeps)(fn)() == "ok"
-        assert sleeps.waits == [7.0, 120.0]
+        assert resilient_http_call("Entra", breaker=breaker, sleep=sleeps.sleep)(fn)() == "ok"
+        assert sleeps.slept == [7.0, 120.0]
         assert breaker.snapshot().failures == 0  # throttling is not ill health
 
     def test_throttle_without_retry_after_uses_backoff(self, breaker: NexusBreaker) -> None:
-        sleeps = SleepRecorder()
+        sleeps = FakeClock()
         fn = Flaky(http_status_error(429), http_status_error(429, {"Retry-After": "3"}), result="ok")
-        assert resilient_http_call("Entra", breaker=breaker, sleep=sleeps)(fn)() == "ok"
-        assert sleeps.waits == [2.0, 3.0]
+        assert resilient_http_call("Entra", breaker=breaker, sleep=sleeps.sleep)(fn)() == "ok"
+        assert sleeps.slept == [2.0, 3.0]
 
     def test_max_attempts_and_policy(self, breaker: NexusBreaker) -> None:
-        sleeps = SleepRecorder()
+        sleeps = FakeClock()
         fn = Flaky(forever=transient())
-        wrapped = resilient_http_call("Workday", max_attempts=5, breaker=breaker, sleep=sleeps)(fn)
+        wrapped = resilient_http_call("Workday", max_attempts=5, breaker=breaker, sleep=sleeps.sleep)(fn)
         with pytest.raises(TransientError):
             wrapped()
-        assert sleeps.waits == [2.0, 4.0, 8.0, 16.0]
+        assert sleeps.slept == [2.0, 4.0, 8.0, 16.0]
 
-        sleeps2 = SleepRecorder()
+        sleeps2 = FakeClock()
         policy = RetryPolicy(max_attempts=4, backoff_base_s=1, backoff_max_s=3)
         with pytest.raises(TransientError):
-            resilient_http_call("Workday", policy=policy, breaker=breaker, sleep=sleeps2)(Flaky(forever=transient()))()
-        assert sleeps2.waits == [1.0, 2.0, 3.0]
+            resilient_http_call("Workday", policy=policy, breaker=breaker,
+                                sleep=sleeps2.sleep)(Flaky(forever=transient()))()
+        assert sleeps2.slept == [1.0, 2.0, 3.0]
 
     def test_jittered_waits_stay_within_bounds(self, breaker: NexusBreaker) -> None:
-        sleeps = SleepRecorder()
+        sleeps = FakeClock()
         policy = RetryPolicy(max_attempts=4, jitter=True)
         with pytest.raises(TransientError):
-            resilient_http_call("Workday", policy=policy, breaker=breaker, sleep=sleeps)(Flaky(forever=transient()))()
-        assert len(sleeps.waits) == 3
-        for wait, cap in zip(sleeps.waits, (2.0, 4.0, 8.0), strict=True):
+            resilient_http_call("Workday", policy=policy, breaker=breaker,
+                                sleep=sleeps.sleep)(Flaky(forever=transient()))()
+        assert len(sleeps.slept) == 3
+        for wait, cap in zip(sleeps.slept, (2.0, 4.0, 8.0), strict=True):
             assert 0.0 <= wait <= cap
 
     def test_async_function(self, breaker: NexusBreaker, caplog: pytest.LogCaptureFixture) -> None:
-        sync_sleeps = SleepRecorder()
+        sync_sleeps = FakeClock()
         async_sleeps: list[float] = []
 
         async def record(seconds: float) -> None:
@@ -408,14 +386,14 @@ class TestResilientHttpCall:
 
         fn = Flaky(transient(), transient(), result={"value": 1})
 
-        @resilient_http_call(service_name="Entra", breaker=breaker, sleep=sync_sleeps)
+        @resilient_http_call(service_name="Entra", breaker=breaker, sleep=sync_sleeps.sleep)
         async def get(path: str) -> Any:
             await asyncio.sleep(0)
             return fn(path)
 
         assert inspect.iscoroutinefunction(get)
         assert asyncio.run(get("/users")) == {"value": 1}
-        assert sync_sleeps.waits == [2.0, 4.0]
+        assert sync_sleeps.slept == [2.0, 4.0]
         assert "[resilience] [Entra] Retry attempt 1/3 after TransientError: HTTP 503: Service Unavailable " \
                "(waiting 2.0s)" in messages(caplog)  # fmt: skip
 
@@ -434,9 +412,9 @@ class TestResilientHttpCall:
         assert async_sleeps == [2.0, 4.0] * 5
 
     def test_without_breaker(self, store: fakeredis.FakeRedis) -> None:
-        sleeps = SleepRecorder()
+        sleeps = FakeClock()
         fn = Flaky(forever=transient())
-        wrapped = resilient_http_call("Workday", enable_circuit_breaker=False, sleep=sleeps)(fn)
+        wrapped = resilient_http_call("Workday", enable_circuit_breaker=False, sleep=sleeps.sleep)(fn)
         for _ in range(7):
             with pytest.raises(TransientError):
                 wrapped()
@@ -463,16 +441,16 @@ class TestResilientHttpCall:
         monkeypatch.setenv("NEXUS_BREAKER_REDIS_URL", MEMORY_URL + "settings-test")
         settings_mod.get_settings.cache_clear()
         try:
-            sleeps = SleepRecorder()
+            sleeps = FakeClock()
             fn = Flaky(forever=transient())
-            wrapped = resilient_http_call("Helix", sleep=sleeps)(fn)
+            wrapped = resilient_http_call("Helix", sleep=sleeps.sleep)(fn)
             for _ in range(2):
                 with pytest.raises(TransientError):
                     wrapped()
             with pytest.raises(CircuitOpenError):
                 wrapped()
             assert fn.calls == 4
-            assert sleeps.waits == [2.0, 2.0]
+            assert sleeps.slept == [2.0, 2.0]
             assert breaker_state("helix")["state"] == "open"
         finally:
             settings_mod.get_settings.cache_clear()
@@ -492,17 +470,17 @@ class TestHandle404Gracefully:
         assert get_raw("nonexistent-id") is None
 
         # The seed's stack: no retry for a 404, and it does not count against the breaker.
-        sleeps = SleepRecorder()
+        sleeps = FakeClock()
         fn = Flaky(forever=http_status_error(404))
 
         @handle_404_gracefully
-        @resilient_http_call(service_name="Entra", breaker=breaker, sleep=sleeps)
+        @resilient_http_call(service_name="Entra", breaker=breaker, sleep=sleeps.sleep)
         async def get_async(user_id: str) -> Any:
             return fn(user_id)
 
         assert asyncio.run(get_async("nonexistent-id")) is None
         assert fn.calls == 1
-        assert sleeps.waits == []
+        assert sleeps.slept == []
         assert breaker.snapshot().failures == 0
 
     def test_does_not_convert_other_errors(self) -> None:
@@ -537,10 +515,10 @@ class TestCircuitBreakerIntegration:
     def test_circuit_breaker_opens_after_failures(
         self, breaker: NexusBreaker, clock: FakeClock, transitions: Transitions, caplog: pytest.LogCaptureFixture
     ) -> None:
-        sleeps = SleepRecorder()
+        sleeps = FakeClock()
         workday = Flaky(forever=transient("connection error: ConnectError: [Errno 111] Connection refused"))
 
-        @resilient_http_call(service_name="Workday", max_attempts=3, breaker=breaker, sleep=sleeps)
+        @resilient_http_call(service_name="Workday", max_attempts=3, breaker=breaker, sleep=sleeps.sleep)
         def get(path: str) -> Any:
             return workday(path)
 
@@ -549,7 +527,7 @@ class TestCircuitBreakerIntegration:
             with pytest.raises(TransientError):
                 get("/workers")
             assert workday.calls == 3 * request
-        assert sleeps.waits == [2.0, 4.0] * 5
+        assert sleeps.slept == [2.0, 4.0] * 5
         assert breaker.snapshot().state == "open"
 
         # Requests 6 and 7: the circuit is open, they fail fast with no retry and nothing sent.
@@ -559,7 +537,7 @@ class TestCircuitBreakerIntegration:
                 get("/workers")
             assert time.perf_counter() - started < 0.1
         assert workday.calls == 15  # at most fail_max x max_attempts requests reached the dead system
-        assert len(sleeps.waits) == 10
+        assert len(sleeps.slept) == 10
 
         logs = messages(caplog)
         assert logs.count("[resilience] [Workday] Circuit CLOSED -> OPEN (5 consecutive failures)") == 1
@@ -574,7 +552,7 @@ class TestCircuitBreakerIntegration:
         assert transitions.events == [("closed", "open"), ("open", "half-open"), ("half-open", "closed")]
         workday.errors = [transient()]
         assert get("/workers") == {"data": []}
-        assert sleeps.waits[-1] == 2.0
+        assert sleeps.slept[-1] == 2.0
 
 
 # ---------------------------------------------------------------------------------------------------------------

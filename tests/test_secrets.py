@@ -44,8 +44,8 @@ import redis
 
 from nexus.settings import Settings
 from nexus.systems import System
-from tests._cluster import Cluster
-from tests._redis_server import free_port
+from nexus.testing.cluster import Cluster
+from nexus.testing.redis_server import free_port
 
 WAIT = 90.0
 RIG_ENV = {

@@ -9,21 +9,11 @@ import fakeredis
 import pytest
 
 from nexus.errors import InvalidInput, WaiverNotFound
+from nexus.testing.clock import FakeClock
 from nexus.waivers import KEEP_EXPIRED_DAYS, KEY, WaiverStore
 
 NOW = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 DAY = 86400.0
-
-
-class Clock:
-    def __init__(self, at: datetime) -> None:
-        self.t = at.timestamp()
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, days: float) -> None:
-        self.t += days * DAY
 
 
 def disc(subject: str, field: str, a: str, b: str) -> dict[str, Any]:
@@ -32,12 +22,12 @@ def disc(subject: str, field: str, a: str, b: str) -> dict[str, Any]:
 
 
 @pytest.fixture()
-def clock() -> Clock:
-    return Clock(NOW)
+def clock() -> FakeClock:
+    return FakeClock(NOW.timestamp())
 
 
 @pytest.fixture()
-def store(clock: Clock) -> WaiverStore:
+def store(clock: FakeClock) -> WaiverStore:
     return WaiverStore(fakeredis.FakeRedis(), clock=clock)
 
 
@@ -104,20 +94,20 @@ def test_apply_matches_subject_case_insensitively_field_and_system(store: Waiver
     assert "waiver" not in items[0]  # inputs untouched
 
 
-def test_waiver_expires_by_itself_and_is_pruned_later(store: WaiverStore, clock: Clock) -> None:
+def test_waiver_expires_by_itself_and_is_pruned_later(store: WaiverStore, clock: FakeClock) -> None:
     w = store.add("ann@corp.example", "job_title", "HR approved", NOW + timedelta(days=7))
     item = disc("ann@corp.example", "job_title", "Workday", "Entra")
     assert store.apply([item])[1] != []
-    clock.advance(7 - 1 / 86400)  # one second before expiry: still applies
+    clock.advance((7 - 1 / 86400) * DAY)  # one second before expiry: still applies
     assert len(store.apply([item])[1]) == 1
-    clock.advance(1 / 86400)  # at expiry: no longer applies, no job ran
+    clock.advance(1 / 86400 * DAY)  # at expiry: no longer applies, no job ran
     active, waived = store.apply([item])
     assert (len(active), waived) == (1, [])
     assert store.list() == []
     assert [(x.id, x.to_dict(clock())["status"]) for x in store.list(include_expired=True)] == [(w.id, "expired")]
     # a new waiver for the same finding is allowed once the old one expired
     store.add("ann@corp.example", "job_title", "extended", NOW + timedelta(days=30))
-    clock.advance(KEEP_EXPIRED_DAYS)
+    clock.advance(KEEP_EXPIRED_DAYS * DAY)
     store.apply([item])  # pruning is lazy: any read past the retention removes it
     assert w.id.encode() not in store.r.hkeys(KEY)
 

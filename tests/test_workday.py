@@ -20,7 +20,8 @@ from nexus.errors import (
 from nexus.models import PersonRecord
 from nexus.sim.org_model import Org, WorkdayWorker
 from nexus.sim.workday import WorkdaySim
-from tests._org_factory_wd import HOSTILE, TOKEN_LIFETIME_S, SimHarness, make_org, start_sim
+from nexus.testing.sims import SimHarness
+from tests._org_factory_wd import HOSTILE, TOKEN_LIFETIME_S, make_org, start_sim
 
 PEOPLE = 250
 

@@ -33,13 +33,15 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from nexus.drift.fields import PERSON_FIELDS, POLICY
 from nexus.fleet.store import LAST_GOOD, SnapshotStore
-from tests._cluster import TEST_POLICY_ENV, Cluster, WorkerProcess, alive
+from nexus.testing.cluster import TEST_POLICY_ENV, Cluster, WorkerProcess
+from nexus.testing.procs import alive
+from nexus.testing.waiting import wait_until
 
 PEOPLE = 1500
 VISIBILITY_S = 15
@@ -58,21 +60,10 @@ FLEET_PARTS = 7  # one marker per system
 # and kill it, so the kill always lands while the task runs.
 SLOW_MS = 1500
 
-T = TypeVar("T")
 Key = tuple[str, str, frozenset[str], str]
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
-def _until(probe: Callable[[], T | None], timeout: float, what: str, every: float = 0.05) -> T:
-    """Poll ``probe`` until it returns something truthy; fail the test (never hang) after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 def _active(c: Cluster, audit_id: str, name: str) -> dict[str, Any] | None:
@@ -135,7 +126,7 @@ def assert_one_report(c: Cluster, audit_id: str, parts: int) -> None:
     assert r.exists(f"nexus:audit:{audit_id}:final")
     assert r.hlen(f"nexus:audit:{audit_id}:parts") == parts
     done_line = rf"audit {audit_id} done:"
-    _until(lambda: re.search(done_line, c.worker_logs()), 5.0, "the finisher's log line")
+    wait_until(lambda: re.search(done_line, c.worker_logs()), 5.0, what="the finisher's log line")
     assert len(re.findall(done_line, c.worker_logs())) == 1
 
 
@@ -242,8 +233,8 @@ def bulk_baseline(c: Cluster, cache: dict[str, dict[str, Any]], path: str) -> di
 def _find(c: Cluster, audit_id: str, name: str, ready: Callable[[], bool] | None) -> dict[str, Any]:
     """Wait for ``ready()`` (the audit is far enough along), then for ``name`` executing for the audit."""
     if ready is not None:
-        _until(ready, 20.0, "the audit to be under way")
-    return _until(lambda: _active(c, audit_id, name), 20.0, f"{name} to be executing")
+        wait_until(ready, 20.0, what="the audit to be under way")
+    return wait_until(lambda: _active(c, audit_id, name), 20.0, what=f"{name} to be executing")
 
 
 def kill_child_running(c: Cluster, audit_id: str, name: str,
@@ -253,10 +244,10 @@ def kill_child_running(c: Cluster, audit_id: str, name: str,
     child = int(active["worker_pid"])
     c.kill_pool_child(child)  # refuses any pid that is not a pool child of this cluster's workers
     c.clear_faults()
-    _until(lambda: not alive(child), 5.0, "the killed child to be gone")
+    wait_until(lambda: not alive(child), 5.0, what="the killed child to be gone")
     logs = c.worker_logs
-    _until(lambda: re.search(rf"pid:{child} exited with 'signal 9 \(SIGKILL\)'", logs()), 10.0,
-           "the worker to see its child die")
+    wait_until(lambda: re.search(rf"pid:{child} exited with 'signal 9 \(SIGKILL\)'", logs()), 10.0,
+               what="the worker to see its child die")
     return active
 
 

@@ -11,48 +11,17 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from tests._cluster import Cluster
+from nexus.testing.cluster import Cluster
+from nexus.testing.procs import alive, parent_pid
+from nexus.testing.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
 WAIT = 90.0
-T = TypeVar("T")
-
-
-def _until(probe: Callable[[], T | None], timeout: float, what: str, every: float = 0.05) -> T:
-    """Poll ``probe`` until it returns something truthy; fail the test (never hang) after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
-
-
-def _parent_pid(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may contain spaces: split after the last ')'.
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _active_fetch(task_name: str) -> dict[str, Any] | None:
@@ -88,14 +57,14 @@ def test_pool_child_sigkilled_mid_fetch_audit_completes_with_one_report(rig: Clu
     # Entra answers after 3 s: long enough to find the pool child running fetch_entra and kill it mid-request.
     rig.fault("entra", "slow", delay_ms=3000)
     audit_id = nx.submit(nx.request_for(email=subject))
-    active = _until(lambda: _active_fetch("nexus.fetch_entra"), 10.0, "fetch_entra to be executing")
+    active = wait_until(lambda: _active_fetch("nexus.fetch_entra"), 10.0, what="fetch_entra to be executing")
     task_id, child = str(active["id"]), int(active["worker_pid"])
     assert active["args"][0] == audit_id
     worker_pids = {w.proc.pid for w in rig.workers}
-    assert _parent_pid(child) in worker_pids, "only a pool child of our own workers is ever killed"
+    assert parent_pid(child) in worker_pids, "only a pool child of our own workers is ever killed"
     os.kill(child, signal.SIGKILL)
     rig.clear_faults()
-    _until(lambda: not _alive(child), 5.0, "the killed child to be gone")
+    wait_until(lambda: not alive(child), 5.0, what="the killed child to be gone")
 
     view = nx.wait(audit_id, timeout=WAIT)
     assert view["status"] == "done", view
@@ -120,7 +89,7 @@ def test_pool_child_sigkilled_mid_fetch_audit_completes_with_one_report(rig: Clu
     assert r.exists(f"nexus:audit:{audit_id}:final")
     assert r.hlen(f"nexus:audit:{audit_id}:parts") == 1
     done_line = rf"audit {audit_id} done:"
-    _until(lambda: re.search(done_line, rig.worker_logs()), 5.0, "the finisher's log line")
+    wait_until(lambda: re.search(done_line, rig.worker_logs()), 5.0, what="the finisher's log line")
     assert len(re.findall(done_line, rig.worker_logs())) == 1
     assert nx.list(50)[0]["audit_id"] == audit_id
 

@@ -1,6 +1,6 @@
 """A private ``redis-server`` for tests: free loopback port, temp dir, no persistence, killed on exit.
 
-    from tests._redis_server import redis_server, redis_server_fixture
+    from nexus.testing.redis_server import redis_server, redis_server_fixture
 
     with redis_server() as url:          # "redis://127.0.0.1:<port>/0"
         ...
@@ -10,6 +10,7 @@
 
 Every server is its own process (no sharing with a developer's Redis on 6379), started with
 ``--save "" --appendonly no`` so nothing is written, and killed by its pid when the block or session ends.
+:func:`redis_server_fixture` needs pytest (imported when it is called, so this module imports without it).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
-import pytest
 import redis
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -54,8 +55,6 @@ def _start(port: int, workdir: str) -> subprocess.Popen[bytes]:
 
 
 def _listening(url: str) -> bool:
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     try:
         with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=0.2) as sock:
@@ -64,7 +63,8 @@ def _listening(url: str) -> bool:
         return False
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float) -> bool:
+def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float) -> bool:
+    """True once the server at ``url`` answers PING; False if ``proc`` exits or ``timeout_s`` passes first."""
     client = redis.Redis.from_url(url, socket_connect_timeout=0.2, socket_timeout=0.5)
     deadline = time.monotonic() + timeout_s
     try:
@@ -105,7 +105,7 @@ def redis_server(timeout_s: float = 10.0, attempts: int = 3) -> Iterator[str]:
             url = f"redis://127.0.0.1:{port}/0"
             proc = _start(port, workdir)
             try:
-                if _wait_ready(proc, url, timeout_s):
+                if wait_ready(proc, url, timeout_s):
                     yield url
                     return
                 last_error = _log_tail(workdir) or "did not answer PING"
@@ -119,6 +119,7 @@ def redis_server_fixture(scope: Any = "session", name: str = "redis_url") -> Cal
 
     Assign it at module level in a test module or conftest: ``redis_url = redis_server_fixture()``.
     """
+    import pytest
 
     @pytest.fixture(scope=scope, name=name)
     def _fixture() -> Iterator[str]:
@@ -128,4 +129,4 @@ def redis_server_fixture(scope: Any = "session", name: str = "redis_url") -> Cal
     return _fixture
 
 
-__all__ = ["free_port", "redis_server", "redis_server_fixture"]
+__all__ = ["REDIS_SERVER", "free_port", "redis_server", "redis_server_fixture", "wait_ready"]

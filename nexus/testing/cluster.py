@@ -7,6 +7,10 @@
 
 Worker processes get the simulators' env file plus short countdowns (``NEXUS_RETRY_BACKOFF_BASE_S``) and a short
 breaker reset, so the tests exercise the real retry and breaker paths without waiting for the production 2/4/8 s.
+
+Used by the integration tests (``tests/conftest.py`` starts one per session), the fault-matrix drill
+(``scripts/faultmatrix``) and the benchmarks (``benchmarks/_rig.py``, with the production policies). Linux only
+(pool children are found through ``/proc``); needs ``redis-server`` and ``slapd`` installed.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ import httpx
 import redis
 
 from nexus.sim.stack import SimulatorStack
-from tests._redis_server import redis_server
+from nexus.testing.procs import alive, children_of, parent_pid
+from nexus.testing.redis_server import redis_server
 
-ROOT = Path(__file__).resolve().parents[1]
+#: The directory worker processes start in: the checkout, when nexus is installed editable (``make setup``).
+ROOT = Path(__file__).resolve().parents[2]
 
 TEST_POLICY_ENV = {
     "NEXUS_RETRY_BACKOFF_BASE_S": "0.25",
@@ -78,32 +84,7 @@ class WorkerProcess:
 
     def children(self) -> list[int]:
         """The pids of this worker's pool children (processes whose parent is the worker's main process)."""
-        return [pid for pid in _all_pids() if parent_pid(pid) == self.proc.pid]
-
-
-def _all_pids() -> list[int]:
-    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """The fields of /proc/<pid>/stat after the command name (field 3 onwards), or None if there is no such pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may contain spaces: split after the last ')'.
-    return stat.rsplit(")", 1)[1].split()
-
-
-def parent_pid(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return int(fields[1]) if fields else None
-
-
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie waiting to be reaped."""
-    fields = _stat_fields(pid)
-    return fields is not None and fields[0] != "Z"
+        return sorted(children_of([self.proc.pid]))
 
 
 @dataclass
@@ -319,3 +300,6 @@ class Cluster:
     def truth(self) -> dict[str, Any]:
         assert self.stack.org is not None
         return self.stack.org.truth
+
+
+__all__ = ["ROOT", "TEST_POLICY_ENV", "Cluster", "WorkerProcess", "repoint_celery_app"]
