@@ -29,7 +29,7 @@ class HttpSystemClient:
     system: str = ""
     auth_scheme: str = "Bearer"
     #: The system's request budget (clients.ratelimit), acquired before every API request; the worker layer
-    #: installs the shared bucket (tasks.clients), so a client built alone is never paced.
+    #: installs the shared bucket (nexus.runtime), so a client built alone is never paced.
     rate_limiter: RateLimiter = NO_LIMIT
 
     #: The Settings field holding this system's base URL (a service root, as in production).

@@ -6,7 +6,7 @@ changed from one wrong value to another is the same disagreement, still ``persis
 
 Use from the fleet report builder (once per fleet audit, after the comparison)::
 
-    store = HistoryStore(get_redis(), ttl_s=settings.report_ttl_s)
+    store = HistoryStore(runtime.redis, ttl_s=settings.report_ttl_s)
     result = store.annotate_full(audit_id, discrepancies, now, available={"Workday", "Entra", ...})
     result.annotated   # the current discrepancies, each with "history": "new" | "persisting" and "since"
     result.resolved    # the previous audit's discrepancies that are gone ("history": "resolved")

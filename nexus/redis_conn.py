@@ -1,9 +1,10 @@
-"""The process's Redis connections: the store's (audit store, snapshots) from ``REDIS_URL``, and one cached client
-per URL for the breakers and rate budgets (:func:`redis_for`, usually ``NEXUS_BREAKER_REDIS_URL``).
+"""Redis connections: :func:`connect` builds the stores' client (audit store, snapshots, history; the runtime owns
+one, from ``REDIS_URL``), and :func:`redis_for` keeps one cached client per URL for the breakers and rate budgets
+(usually ``NEXUS_BREAKER_REDIS_URL``).
 
 ``rediss://`` URLs (TLS) and passwords in the URL (``redis://:password@host:6379/0``) are supported by redis-py as
-they are. The embedded demo and unit tests install a fakeredis client with :func:`use_redis`, and give
-:func:`redis_for` the ``memory://`` URL.
+they are. The embedded demo and unit tests give the runtime a fakeredis client, and :func:`redis_for` the
+``memory://`` URL.
 """
 
 from __future__ import annotations
@@ -15,34 +16,17 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from nexus.settings import get_settings
-
 #: ``redis_for(MEMORY_URL)`` (or ``memory://<name>``): a process-local fakeredis server (embedded demo, unit tests).
 MEMORY_URL = "memory://"
 
-_lock = threading.Lock()
-_client: redis.Redis | None = None
 _by_url_lock = threading.Lock()
 _by_url: dict[str, redis.Redis] = {}
 
 
-def get_redis() -> redis.Redis:
-    global _client
-    with _lock:
-        if _client is None:
-            settings = get_settings()
-            _client = redis.Redis.from_url(
-                settings.redis_url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30,
-                retry_on_timeout=False,
-            )
-        return _client
-
-
-def use_redis(client: redis.Redis | None) -> None:
-    """Install a client (fakeredis in the demo and unit tests); None goes back to ``REDIS_URL``."""
-    global _client
-    with _lock:
-        _client = client
+def connect(url: str) -> redis.Redis:
+    """A new client for the stores at ``url`` (bounded socket waits: a dead Redis fails calls, it never hangs them)."""
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30,
+                                retry_on_timeout=False)
 
 
 def redis_for(url: str) -> redis.Redis:
@@ -81,4 +65,4 @@ def clear_redis_clients() -> None:
         _by_url.clear()
 
 
-__all__ = ["MEMORY_URL", "clear_redis_clients", "get_redis", "redis_for", "use_redis"]
+__all__ = ["MEMORY_URL", "clear_redis_clients", "connect", "redis_for"]

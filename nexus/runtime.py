@@ -23,7 +23,7 @@ from nexus import metrics
 from nexus.audits.store import AuditStore
 from nexus.fleet.store import SnapshotStore
 from nexus.policy import BreakerPolicy, RetryPolicy
-from nexus.redis_conn import get_redis
+from nexus.redis_conn import connect
 from nexus.registry import SPECS
 from nexus.settings import Settings, get_settings
 from nexus.systems import System
@@ -37,6 +37,7 @@ class Runtime:
     def __init__(self, settings: Settings, *, redis_client: redis.Redis | None = None, hooks: Any = None) -> None:
         self.settings = settings
         self._redis = redis_client
+        self._own_redis = False
         self.hooks: Any = hooks if hooks is not None else metrics
         self._lock = threading.Lock()
         self._clients: dict[System, Any] = {}
@@ -46,8 +47,12 @@ class Runtime:
     # -- stores ------------------------------------------------------------------------------------------------------
     @property
     def redis(self) -> redis.Redis:
-        """The Redis of the stores (the process's connection unless one was given)."""
-        return self._redis if self._redis is not None else get_redis()
+        """The Redis of the stores: the one given, else one connection pool to ``REDIS_URL``, made on first use."""
+        with self._lock:
+            if self._redis is None:
+                self._redis = connect(self.settings.redis_url)
+                self._own_redis = True
+            return self._redis
 
     def audit_store(self) -> AuditStore:
         return AuditStore(self.redis, ttl_s=self.settings.report_ttl_s)
@@ -82,7 +87,10 @@ class Runtime:
         """Close every client (idempotent)."""
         with self._lock:
             clients, self._clients = list(self._clients.values()), {}
+            own = self._redis if self._own_redis else None
             self.closed = True
+        if own is not None:
+            own.close()
         for client in clients:
             try:
                 client.close()

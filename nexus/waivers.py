@@ -7,7 +7,7 @@ at most :data:`MAX_DAYS` days away). Waived discrepancies are reported as waived
 Use from the fleet report builder (after ``nexus.history.HistoryStore.annotate``, so waived findings keep their
 history)::
 
-    active, waived = WaiverStore(get_redis()).apply(discrepancies, now)
+    active, waived = WaiverStore(runtime.redis).apply(discrepancies, now)
     # active: the discrepancies no waiver covers (count these)
     # waived: the others, each a copy with "waiver": {"id", "reason", "expires_at"}
 

@@ -79,7 +79,7 @@ def test_beat_config_uses_redbeat_with_a_lock_that_outlives_a_tick() -> None:
 @contextlib.contextmanager
 def _pointed_at(url: str) -> Iterator[None]:
     """This process's settings, Redis client and Celery broker on a private Redis (restored afterwards)."""
-    from nexus.redis_conn import use_redis
+    from nexus import runtime
     from nexus.settings import get_settings
     from workers.app import celery_app
     from workers.config import celery_config
@@ -89,7 +89,7 @@ def _pointed_at(url: str) -> Iterator[None]:
 
     def apply() -> None:
         get_settings.cache_clear()
-        use_redis(None)
+        runtime.reset()
         celery_app.conf.update(celery_config(get_settings()))
 
     apply()

@@ -17,10 +17,11 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
+from nexus import runtime
 from nexus.audits.spec import AuditRequest
 from nexus.audits.store import AuditStore
 from nexus.cli import app
-from nexus.redis_conn import use_redis
+from nexus.settings import get_settings
 from nexus.testing.clock import FakeClock
 from nexus.testing.redis_server import free_port, redis_server_fixture
 
@@ -56,9 +57,9 @@ def ticking() -> FakeClock:
 @pytest.fixture()
 def fake() -> Iterator[fakeredis.FakeRedis]:
     client = fakeredis.FakeRedis()
-    use_redis(client)
+    previous = runtime.install(runtime.Runtime(get_settings(), redis_client=client))
     yield client
-    use_redis(None)
+    runtime.install(previous)
 
 
 @pytest.fixture()

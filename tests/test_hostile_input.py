@@ -459,7 +459,7 @@ def test_a_device_audit_sends_its_serial_only_as_a_literal_or_a_variable(quiet_r
 @contextlib.contextmanager
 def _pointed_at(url: str, extra: dict[str, str]) -> Iterator[None]:
     """This process's facade, Redis client and Celery producer on ``url`` for the block (then back)."""
-    from nexus.redis_conn import use_redis
+    from nexus import runtime
     from nexus.settings import get_settings
     from workers.app import celery_app
     from workers.config import celery_config
@@ -469,7 +469,7 @@ def _pointed_at(url: str, extra: dict[str, str]) -> Iterator[None]:
 
     def apply() -> None:
         get_settings.cache_clear()
-        use_redis(None)
+        runtime.reset()
         celery_app.conf.update(celery_config(get_settings()))
         repoint_celery_app()
 

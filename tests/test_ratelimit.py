@@ -192,27 +192,27 @@ def test_ad_client_acquires_before_every_search() -> None:
         unregister_mock_directory(url)
 
 
-def test_worker_clients_get_the_shared_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runtime_clients_get_the_shared_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nexus import runtime
     from nexus.settings import get_settings
     from nexus.systems import System
-    from tasks import clients
 
     monkeypatch.setenv("NEXUS_RATE_BUDGETS", "lansweeper=150/60s")
     monkeypatch.setenv("NEXUS_BREAKER_REDIS_URL", "memory://ratelimit-test")
     get_settings.cache_clear()
     clear_limiters()
-    clients.reset_clients()
+    runtime.reset()
     try:
         assert isinstance(limiter_for("lansweeper"), TokenBucket)
         assert limiter_for("lansweeper") is limiter_for("lansweeper")
         assert limiter_for("workday") is NO_LIMIT
-        assert isinstance(clients.get_client(System.LANSWEEPER).rate_limiter, TokenBucket)
-        assert clients.get_client(System.WORKDAY).rate_limiter is NO_LIMIT
+        assert isinstance(runtime.current().client(System.LANSWEEPER).rate_limiter, TokenBucket)
+        assert runtime.current().client(System.WORKDAY).rate_limiter is NO_LIMIT
         monkeypatch.setenv("NEXUS_RATE_BUDGETS", "off")
         get_settings.cache_clear()
         assert limiter_for("lansweeper") is NO_LIMIT  # budgets off: no behaviour change at all
     finally:
-        clients.reset_clients()
+        runtime.reset()
         monkeypatch.undo()
         get_settings.cache_clear()
         clear_limiters()

@@ -296,14 +296,14 @@ def _faulted_audits(cluster: Cluster, ids: list[str]) -> None:
         view = _audit(cluster, ids, **subject)
         assert view["report"]["systems_failed"] == [], view["report"]
     # And the health check, in this process (its clients log here), with one system down.
+    from nexus import runtime
     from nexus.health import check_system_health
-    from tasks.clients import reset_clients
 
     cluster.fault("lansweeper", "down")
     try:
         health = check_system_health()
     finally:
-        reset_clients()
+        runtime.reset()
     assert health["systems"]["Lansweeper"]["available"] is False
     cluster.clear_faults()
 

@@ -47,9 +47,8 @@ def embedded_worker(concurrency: int = 4) -> Iterator[Any]:
     import tasks.compare
     import tasks.fetch  # noqa: F401
     from clients.breaker import clear_registry
-    from nexus.redis_conn import use_redis
+    from nexus import runtime
     from nexus.settings import get_settings
-    from tasks.clients import reset_clients
     from workers.app import celery_app
 
     # kombu warns that memory:// has no hostname on every connection; that is expected here.
@@ -61,21 +60,21 @@ def embedded_worker(concurrency: int = 4) -> Iterator[Any]:
                            broker_transport_options={"polling_interval": 0.05}, result_backend_transport_options={})
     reset_app_connections(celery_app)
     server = fakeredis.FakeServer()
-    use_redis(fakeredis.FakeRedis(server=server))
     # Breakers on the process-wide fake server (see nexus.redis_conn.redis_for).
     saved_breaker_url = os.environ.get("NEXUS_BREAKER_REDIS_URL")
     os.environ["NEXUS_BREAKER_REDIS_URL"] = "memory://"
     get_settings.cache_clear()
     clear_registry()
-    reset_clients()
+    embedded = runtime.Runtime(get_settings(), redis_client=fakeredis.FakeRedis(server=server))
+    previous = runtime.install(embedded)
     try:
         with start_worker(celery_app, concurrency=concurrency, pool="threads", perform_ping_check=False,
                           queues=list(ALL_QUEUES), loglevel="WARNING", shutdown_timeout=5) as worker:
             yield worker
     finally:
-        use_redis(None)
+        runtime.install(previous)
+        embedded.close()
         clear_registry()
-        reset_clients()
         celery_app.conf.update(saved)
         reset_app_connections(celery_app)
         if saved_breaker_url is None:

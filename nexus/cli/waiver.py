@@ -18,10 +18,10 @@ waiver_app = typer.Typer(no_args_is_help=True, help="Waivers: accepted exception
 
 
 def _store() -> WaiverStore:
-    from nexus.redis_conn import get_redis
+    from nexus.runtime import current
     from nexus.waivers import WaiverStore
 
-    return WaiverStore(get_redis())
+    return WaiverStore(current().redis)
 
 
 def parse_expiry(text: str) -> datetime:

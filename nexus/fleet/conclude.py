@@ -19,9 +19,11 @@ from nexus.audits.finish import fail_audit, finish_report
 from nexus.fleet.assess import Assessment, assess
 from nexus.fleet.compare import Comparison, FleetComparer, merge
 from nexus.fleet.context import FleetContext, peak_rss_mb
-from nexus.fleet.report import bulk_snapshot_report, fleet_report, settle
+from nexus.fleet.report import Annotators, bulk_snapshot_report, fleet_report, settle
+from nexus.history import HistoryStore
 from nexus.registry import listed_systems
 from nexus.systems import USER_SYSTEMS, System
+from nexus.waivers import WaiverStore
 
 log = logging.getLogger("nexus.tasks")
 
@@ -110,7 +112,8 @@ def _compare(ctx: FleetContext, audit_id: str,
         people, people_rss = _people_part(ctx, comparer, audit_id)
         comparison = merge(people, comparer.devices())
         comparison.timings["final_s"] = round(time.perf_counter() - started, 3)
-        report = fleet_report(audit_id, assessment, comparison, now)
+        annotators = Annotators(HistoryStore(store.r, ttl_s=ctx.settings.report_ttl_s), WaiverStore(store.r))
+        report = fleet_report(audit_id, assessment, comparison, now, annotators=annotators)
     report["stats"]["compare_peak_rss_mb"] = round(max(peak_rss_mb(), people_rss or 0.0), 1)
     for system, status in assessment.systems.items():
         if status.status in ("degraded", "stale"):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -42,8 +43,10 @@ from nexus.fleet.assess import Assessment
 from nexus.fleet.compare import Comparison
 from nexus.fleet.guard import suppress
 from nexus.fleet.store import SnapshotStore
+from nexus.history import HistoryStore
 from nexus.registry import STREAMS, listed_systems
 from nexus.systems import System
+from nexus.waivers import WaiverStore
 
 log = logging.getLogger("nexus.fleet")
 
@@ -93,18 +96,19 @@ def _frame(assessment: Assessment) -> dict[str, Any]:
     }
 
 
-def _annotate(audit_id: str, active: list[dict[str, Any]], available: list[str],
+@dataclass(frozen=True, slots=True)
+class Annotators:
+    """Where a fleet report's history and waivers come from."""
+
+    history: HistoryStore
+    waivers: WaiverStore
+
+
+def _annotate(annotators: Annotators, audit_id: str, active: list[dict[str, Any]], available: list[str],
               now: datetime) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """History first (so a waived finding keeps its since), then waivers (nexus.history, nexus.waivers)."""
-    from nexus.history import HistoryStore
-    from nexus.redis_conn import get_redis
-    from nexus.settings import get_settings
-    from nexus.waivers import WaiverStore
-
-    redis = get_redis()
-    history = HistoryStore(redis, ttl_s=get_settings().report_ttl_s)
-    result = history.annotate_full(audit_id, active, now, available=available)
-    counted, waived = WaiverStore(redis).apply(result.annotated, now)
+    result = annotators.history.annotate_full(audit_id, active, now, available=available)
+    counted, waived = annotators.waivers.apply(result.annotated, now)
     extra = {
         "waived": waived,
         "waived_count": len(waived),
@@ -116,14 +120,15 @@ def _annotate(audit_id: str, active: list[dict[str, Any]], available: list[str],
 
 
 def fleet_report(audit_id: str, assessment: Assessment, comparison: Comparison, now: datetime, *,
-                 annotate: bool = True) -> dict[str, Any]:
+                 annotators: Annotators | None = None) -> dict[str, Any]:
+    """The fleet report; with ``annotators``, each discrepancy labelled new/persisting and waivers applied."""
     frame = _frame(assessment)
     kept, dropped = suppress(comparison.discrepancies, assessment.degraded)
     extra: dict[str, Any] = {}
-    if annotate:
+    if annotators is not None:
         # A degraded system was not fully read: its earlier findings cannot be judged resolved (the guard hid them).
         judged = [s for s in frame["systems_available"] if s not in set(frame.get("systems_degraded") or ())]
-        kept, extra = _annotate(audit_id, kept, judged, now)
+        kept, extra = _annotate(annotators, audit_id, kept, judged, now)
     report: dict[str, Any] = {"scope": "fleet", **frame, "people": comparison.people, "devices": comparison.devices,
                               "discrepancy_count": len(kept), "summary": summarize(kept), "discrepancies": kept,
                               **extra}
@@ -176,4 +181,4 @@ def settle(store: SnapshotStore, audit_id: str, assessment: Assessment, *, fallb
             store.delete(audit_id, name)  # this audit's copy only (a stale stand-in belongs to an older audit)
 
 
-__all__ = ["FLEET_SYSTEMS", "bulk_snapshot_report", "fleet_report", "settle", "system_rows"]
+__all__ = ["FLEET_SYSTEMS", "Annotators", "bulk_snapshot_report", "fleet_report", "settle", "system_rows"]

@@ -136,7 +136,6 @@ class Cluster:
 
     def _apply_env_here(self) -> dict[str, str | None]:
         """Point this (the test) process at the same Redis and simulators as the workers."""
-        from nexus.redis_conn import use_redis
         from nexus.settings import get_settings
         from workers.app import celery_app
         from workers.config import celery_config
@@ -144,13 +143,11 @@ class Cluster:
         saved = {k: os.environ.get(k) for k in self.env}
         os.environ.update(self.env)
         get_settings.cache_clear()
-        use_redis(None)
         celery_app.conf.update(celery_config(get_settings()))
         self._reset_process_caches()
         return saved
 
     def _restore_env(self, saved: dict[str, str | None]) -> None:
-        from nexus.redis_conn import use_redis
         from nexus.settings import get_settings
         from workers.app import celery_app
         from workers.config import celery_config
@@ -161,17 +158,16 @@ class Cluster:
             else:
                 os.environ[key] = value
         get_settings.cache_clear()
-        use_redis(None)
         celery_app.conf.update(celery_config(get_settings()))
         self._reset_process_caches()
 
     @staticmethod
     def _reset_process_caches() -> None:
         from clients.breaker import clear_registry
-        from tasks.clients import reset_clients
+        from nexus import runtime
 
         clear_registry()
-        reset_clients()
+        runtime.reset()
         repoint_celery_app()
 
     def spawn_worker(self, name: str, *, concurrency: int = 2, queues: str = "") -> WorkerProcess:
