@@ -27,8 +27,11 @@ test: setup lint typecheck
 unit: setup
 	$(BIN)/python -m pytest -q -m "not integration and not drill and not slow"
 
+## ruff, the layer contract (import-linter, .importlinter) and no import cycle (grimp; lazy imports included).
 lint: setup
 	$(BIN)/ruff check nexus clients tasks workers tests benchmarks scripts docker
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python scripts/import_cycles.py
 
 typecheck: setup
 	$(BIN)/mypy

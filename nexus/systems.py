@@ -78,13 +78,8 @@ USER_SYSTEMS: tuple[System, ...] = systems_with(Role.PEOPLE)
 #: Systems a device audit reads: the device inventories (stage 1), then the shipments their tickets name.
 DEVICE_INVENTORIES: tuple[System, ...] = systems_with(Role.DEVICES)
 DEVICE_SYSTEMS: tuple[System, ...] = systems_with(Role.DEVICES, Role.SHIPMENTS)
-#: Systems the health check pings (the seed's six; FedEx is added after them).
-HEALTH_SYSTEMS: tuple[System, ...] = (
-    System.WORKDAY,
-    System.AD,
-    System.ENTRA,
-    System.LANSWEEPER,
-    System.INTUNE,
-    System.HELIX,
-    System.FEDEX,
+#: Systems the health check pings: the seed's six in the seed's order, then every other system (FedEx, ...).
+_SEED_HEALTH_ORDER: tuple[System, ...] = (
+    System.WORKDAY, System.AD, System.ENTRA, System.LANSWEEPER, System.INTUNE, System.HELIX,
 )
+HEALTH_SYSTEMS: tuple[System, ...] = (*_SEED_HEALTH_ORDER, *(s for s in System if s not in _SEED_HEALTH_ORDER))

@@ -11,7 +11,11 @@ from typing import Any
 
 from nexus.drift.engine import device_report, summarize, user_report
 from nexus.models import DeviceRecord, PersonRecord, ReturnTicket, ShipmentRecord
-from nexus.systems import System
+from nexus.systems import DEVICE_INVENTORIES, USER_SYSTEMS, Role, System
+
+#: Where a device audit looks for the people a device names: the asset register (the system that also holds the
+#: return tickets) first, then the other inventories.
+OWNER_SOURCES: tuple[System, ...] = tuple(sorted(DEVICE_INVENTORIES, key=lambda s: Role.RETURNS not in s.roles))
 
 
 def split_results(results: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -34,7 +38,7 @@ def people_reports(emails: Sequence[str], results: Iterable[dict[str, Any]]) -> 
     reports = []
     for email in emails:
         by_system: dict[str, list[PersonRecord] | None] = {}
-        for system in (System.WORKDAY, System.AD, System.ENTRA):
+        for system in USER_SYSTEMS:
             if system.value in data:
                 raw = data[system.value].get(email)
                 by_system[system.value] = [PersonRecord.from_dict(raw)] if raw else []
@@ -48,7 +52,7 @@ def device_owner_refs(serial: str, stage1: dict[str, Any]) -> tuple[list[str], l
     """From the device lookups: the people references to resolve and the tracking numbers to track."""
     refs: list[str] = []
     numbers: list[str] = []
-    for system in (System.HELIX, System.INTUNE, System.LANSWEEPER):
+    for system in OWNER_SOURCES:
         entry = (stage1.get(system.value) or {}).get(serial) or {}
         device = entry.get("device")
         if device and device.get("owner"):
@@ -71,7 +75,7 @@ def device_full_report(
     data2, errors2 = split_results(stage2_results)
     records: dict[str, list[Any] | None] = {}
     tickets: list[ReturnTicket] = []
-    for system in (System.INTUNE, System.LANSWEEPER, System.HELIX):
+    for system in DEVICE_INVENTORIES:
         if system.value not in data1:
             records[system.value] = None
             continue
@@ -87,7 +91,7 @@ def device_full_report(
     else:
         records[System.FEDEX.value] = []  # nothing to track: FedEx was not needed
     people: dict[str, list[PersonRecord] | None] = {}
-    for system in (System.WORKDAY, System.AD, System.ENTRA):
+    for system in USER_SYSTEMS:
         if system.value in data2:
             people[system.value] = [PersonRecord.from_dict(r) for r in data2[system.value].values() if r]
         elif system.value in errors2:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from nexus.systems import System
+from nexus.registry import specs
+from nexus.systems import Role, System
 
 MATRIX_PEOPLE = 1100  # every listing needs two pages or more (AD pages 1000, Graph 999, Helix/Lansweeper 500)
 MATRIX_SEED = 11
@@ -66,16 +67,15 @@ FAULT_LABELS: dict[Fault, str] = {
     Fault.REFUSED: "LDAP connection refused",
 }
 
-SYSTEMS: tuple[System, ...] = (
-    System.WORKDAY, System.AD, System.ENTRA, System.INTUNE, System.LANSWEEPER, System.HELIX, System.FEDEX,
-)
+#: Every system of the registry, in report order.
+SYSTEMS: tuple[System, ...] = tuple(spec.system for spec in specs())
 COMMON_FAULTS: tuple[Fault, ...] = tuple(f for f in Fault if f is not Fault.REFUSED)
 
-#: Which audit exercises each system.
+#: Which audit exercises each system, by its role: a people directory in a user audit, a device inventory in a
+#: device audit, shipment tracking in a device audit whose device has a return ticket.
+_KIND_BY_ROLE: dict[Role, str] = {Role.PEOPLE: "user", Role.DEVICES: "device", Role.SHIPMENTS: "device+return"}
 AUDIT_KIND: dict[System, str] = {
-    System.WORKDAY: "user", System.AD: "user", System.ENTRA: "user",
-    System.INTUNE: "device", System.LANSWEEPER: "device", System.HELIX: "device",
-    System.FEDEX: "device+return",
+    s: next(kind for role, kind in _KIND_BY_ROLE.items() if role in s.roles) for s in SYSTEMS
 }
 
 Cell = tuple[System, Fault]
