@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nexus.settings import get_settings
 from nexus.systems import System
 
+if TYPE_CHECKING:
+    from clients.ad import ConnectionFactory
+
 _lock = threading.Lock()
 _clients: dict[System, Any] = {}
+#: The connection factory of an in-process AD directory this process serves (the embedded demo without slapd:
+#: see use_ad_connection_factory); None builds TCP connections to AD_LDAP_URL.
+_ad_connection_factory: ConnectionFactory | None = None
 
 
 def build_client(system: System) -> Any:
@@ -21,7 +27,7 @@ def build_client(system: System) -> Any:
     if system is System.AD:
         from clients.ad import ADClient
 
-        return ADClient(settings)
+        return ADClient(settings, connection_factory=_ad_connection_factory)
     if system is System.ENTRA:
         from clients.entra import EntraClient
 
@@ -64,3 +70,11 @@ def reset_clients() -> None:
             except Exception:  # closing a dead connection must not stop the reset
                 pass
         _clients.clear()
+
+
+def use_ad_connection_factory(factory: ConnectionFactory | None) -> None:
+    """Build this process's AD client on ``factory`` from now on (None: TCP); drops the cached clients."""
+    global _ad_connection_factory
+    reset_clients()
+    with _lock:
+        _ad_connection_factory = factory

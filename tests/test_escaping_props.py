@@ -1,7 +1,7 @@
 """Property tests: whatever text a value holds, it reaches every system as ONE literal, and normalisation is stable.
 
-- LDAP (clients/ad.py): each clause parses (ldap3's own parser, the one the client sends with) as exactly one
-  equality assertion, and the BER value on the wire is the input's UTF-8 bytes.
+- LDAP (clients/ad/matching.py): each clause parses (ldap3's own parser, the one the client sends with) as exactly
+  one equality assertion, and the BER value on the wire is the input's UTF-8 bytes.
 - OData (clients/_graph.py ``odata_quote``, through EntraClient/IntuneClient): the ``$filter`` parsed by the Graph
   simulator's parser is exactly the comparisons the client meant, holding the input as literals.
 - Helix (``qual_quote``): the simulator's qualification parser returns one comparison with the input as its literal.
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from ldap3.operation.search import MATCH_EQUAL, OR, ROOT, compile_filter, parse_filter
 from pyasn1.codec.ber import encoder
 
-from clients.ad import PERSON_FILTER, _clauses
+from clients.ad import PERSON_FILTER, matching
 from clients.entra import EntraClient
 from clients.helix import qual_eq, qual_quote
 from clients.intune import IntuneClient
@@ -71,7 +71,7 @@ LDAP_TEXT = TEXT.filter(lambda s: s == s.strip())
 @example("*)(sAMAccountName=*")
 def test_ldap_clause_is_one_equality_whose_value_round_trips(value: str) -> None:
     assume(value)
-    (clause,) = _clauses(username=value)
+    (clause,) = matching.clauses(username=value)
     root = _ldap_parse(clause)
     assert root.tag == ROOT
     (node,) = root.elements
@@ -83,7 +83,7 @@ def test_ldap_clause_is_one_equality_whose_value_round_trips(value: str) -> None
 @given(st.lists(LDAP_TEXT.filter(bool), min_size=1, max_size=5))
 def test_ldap_batch_filter_has_exactly_the_expected_equalities(values: list[str]) -> None:
     """The whole filter of ``find_users``: (&PERSON_FILTER(|3 equalities per address)) and nothing else."""
-    clauses = [c for v in values for c in _clauses(email=v)]
+    clauses = [c for v in values for c in matching.clauses(email=v)]
     root = _ldap_parse(f"(&{PERSON_FILTER}(|{''.join(clauses)}))")
     (conj,) = root.elements
     category, klass, disj = conj.elements
@@ -210,7 +210,7 @@ def test_the_classic_injection_strings_stay_literals_everywhere() -> None:
         assert helix_sim.parse_qualification(qual_eq("Owner Email", value)) == helix_sim.Compare(
             "=", helix_sim.FieldRef("Owner Email"), helix_sim.Literal(value))
         if value.strip():
-            (node,) = _ldap_parse(_clauses(username=value.strip())[0]).elements
+            (node,) = _ldap_parse(matching.clauses(username=value.strip())[0]).elements
             assert _wire_value(node) == ("sAMAccountName", value.strip().encode())
 
 

@@ -24,13 +24,14 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from clients.ad.listing import ListingLost
 from clients.errors import CircuitOpenError, TransientError
 from clients.errors import error_dict as base_error_dict
 from clients.paging import Page
 from clients.policy import RetryPolicy
 from clients.ratelimit import BudgetExceededError
 from nexus.fleet import codec
-from nexus.fleet.sources import ListingLost, Source
+from nexus.fleet.sources import Source
 from nexus.fleet.store import SnapshotStore, StreamState
 
 

@@ -19,7 +19,7 @@ Directory layout: base ``DC=corp,DC=example``; users at their :attr:`AdUser.dn` 
 the OUs are created from the users' DNs; the service account Nexus binds as lives at
 ``CN=svc-nexus,OU=Service Accounts,DC=corp,DC=example`` (not a ``user`` object, so it never shows up as a person).
 slapd answers with DNs in its own spelling (``cn=...,ou=legal\\2C risk...``: lower-case types, hex escapes); they
-are the same DNs, and :func:`clients.ad.ad_dn` spells them back the AD way. Attribute values come back as written.
+are the same DNs, and :func:`clients.ad.dn.ad_dn` spells them back the AD way. Attribute values come back as written.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from ldap3 import MODIFY_REPLACE, NONE, SIMPLE, SYNC, Connection, Server
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.dn import parse_dn
 
-from clients.ad import unescape_dn_value
+from clients.ad.dn import unescape_dn_value
 from nexus.sim.faults import FaultBoard, RequestLog
 from nexus.sim.ldap_proxy import LdapProxy
 from nexus.sim.ldap_schema import AD_SCHEMA, EQUALITY_INDEXES, SYSTEM_SCHEMAS
