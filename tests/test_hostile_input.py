@@ -35,7 +35,7 @@ from typer.testing import CliRunner
 from nexus.audits.spec import AuditKind, AuditRequest, InvalidInput
 from nexus.audits.store import AuditStore
 from nexus.sim import odata
-from nexus.sim.helix import Compare, FieldRef, Literal, parse_qualification
+from nexus.sim.helix_qualification import Compare, FieldRef, Literal, parse_qualification
 from nexus.sim.ldap_proxy import children, element_at
 from tests._cluster import Cluster, repoint_celery_app
 from tests._redis_server import redis_server
