@@ -26,7 +26,8 @@ log = logging.getLogger("nexus.sim")
 def http_simulators(ctx: SimContext) -> list[SystemSim]:
     """One instance of every HTTP simulator, sharing ``ctx``."""
     from nexus.sim.fedex import FedexSim
-    from nexus.sim.graph import AzureTokenSim, GraphSim
+    from nexus.sim.graph import GraphSim
+    from nexus.sim.graph_token import AzureTokenSim
     from nexus.sim.helix import HelixSim
     from nexus.sim.lansweeper import LansweeperSim
     from nexus.sim.workday import WorkdaySim
