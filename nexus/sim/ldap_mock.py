@@ -35,8 +35,8 @@ from pydantic import SecretStr
 
 from nexus.settings import Settings
 from nexus.sim.faults import FaultBoard, RequestLog
+from nexus.sim.ldap_entries import DEFAULT_BASE_DN, DEFAULT_BIND_DN, directory_entries
 from nexus.sim.ldap_proxy import BUSY, INVALID_CREDENTIALS, UNAVAILABLE
-from nexus.sim.ldap_server import DEFAULT_BASE_DN, DEFAULT_BIND_DN, directory_entries
 from nexus.sim.org_model import AdUser, Org
 
 SYSTEM = "ad"
