@@ -251,7 +251,14 @@ def test_a_cursor_of_a_closed_or_foreign_listing_is_lost(backend: tuple[ADClient
     with pytest.raises(ListingLost):
         other.fetch_page(first.next_cursor)
     other.close()
-    assert len(client.fetch_page(first.next_cursor).items) == PAGE  # the client's own listing goes on
+    second = client.fetch_page(first.next_cursor)  # the client's own listing goes on
+    assert len(second.items) == PAGE and second.next_cursor is not None
+    client.close_listing()  # the listing's connection only
+    with pytest.raises(ListingLost):
+        client.fetch_page(second.next_cursor)
+    assert client.find_user(username=second.items[0].username) is not None
+    first = client.fetch_page(None)
+    assert first.next_cursor is not None
     client.close()  # releases the listing's connection with the lookup one
     with pytest.raises(ListingLost):
         client.fetch_page(first.next_cursor)

@@ -110,6 +110,11 @@ class ADClient:
     def close(self) -> None:
         """Release the lookup connection and the listing :meth:`fetch_page` follows."""
         self._discard()
+        self.close_listing()
+
+    def close_listing(self) -> None:
+        """Release the listing :meth:`fetch_page` follows (its connection, and with it the paging state); its
+        cursors then raise :class:`~clients.ad.listing.ListingLost`. The lookup connection stays open."""
         listing, self._listing = self._listing, None
         if listing is not None:
             listing.close()
