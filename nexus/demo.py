@@ -74,7 +74,7 @@ def run_demo(people: int = 60, seed: int = 7, down: str = "workday", out: Path =
             rng = random.Random(seed)
             drifted = sorted({d["subject"] for d in stack.org.truth["drift"] if "@" in d["subject"]})
             emails = rng.sample(drifted, min(sample, len(drifted)))
-            with embedded_worker(concurrency=4):
+            with embedded_worker(concurrency=4, ad_connection_factory=stack.ad_connection_factory):
                 nx = Nexus()
                 first = nx.wait(nx.submit(nx.request_for(email=emails[0])), timeout=120)
                 print("", file=sys.stderr)

@@ -12,7 +12,9 @@
     |   +-- NotFoundError                404 / no such subject (the seed's handle_404_gracefully turns it into None)
     |   +-- BadRequestError              any other 4xx: our request is wrong; never retried
     |   +-- CircuitOpenError             the shared breaker is OPEN: failed fast, nothing was sent
-    |       +-- BreakerOpenError         what the breaker raises; also a ``pybreaker.CircuitBreakerError``
+    |   |   +-- BreakerOpenError         what the breaker raises; also a ``pybreaker.CircuitBreakerError``
+    |   +-- ListingLost                  a listing's server-side paging state is gone (an LDAP cookie lives on
+    |                                    one connection): restart that listing from its first page
     +-- FrontDoorError                   the front door (facade, CLI, MCP, stores) refused or could not serve
         +-- InvalidInput                 bad operator input, one clear line (a ValueError): CLI exit 2, MCP ToolError
         |   +-- WaiverNotFound           no waiver with that id
@@ -141,6 +143,13 @@ class CircuitOpenError(NexusClientError):
 CircuitBreakerOpenError = CircuitOpenError
 
 
+class ListingLost(NexusClientError):
+    """A cursor names paging state the server no longer holds (AD's paging cookie died with its connection): the
+    stream restarts from its first page. Raised before anything is sent; never counted by the breaker."""
+
+    kind = "listing_lost"
+
+
 class BreakerOpenError(CircuitOpenError, pybreaker.CircuitBreakerError):
     """The circuit is OPEN (or a half-open trial is in flight): failed fast, nothing was sent.
 
@@ -238,6 +247,7 @@ __all__ = [
     "CircuitOpenError",
     "FrontDoorError",
     "InvalidInput",
+    "ListingLost",
     "MalformedResponseError",
     "NexusClientError",
     "NexusError",

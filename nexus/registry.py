@@ -47,7 +47,8 @@ class StreamSpec:
     mode: str  # CURSOR | OFFSET | DERIVED
     page_size: int | None = None  # None: the client's own ``page_size`` (AD's LDAP page)
     fetch: str = "fetch_page"  # the client's one-request page method
-    close: str | None = None  # a client method that releases the listing's server-side state (AD's connection)
+    listing: str | None = None  # or: a client method opening a listing of its own (``fetch_page`` + ``close``),
+    #                             for chains whose paging state lives on one connection (AD's paging cookie)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,7 @@ class SystemSpec:
     """Everything Nexus needs to know about one system beyond its client module."""
 
     system: System
-    build: Callable[[Settings], Any]  # the client, from settings
+    build: Callable[..., Any]  # the client class: (settings, **runtime options)
     streams: tuple[StreamSpec, ...] = ()
     after: System | None = None  # fleet audits: runs once this system's snapshot is in (its subjects come from it)
 
@@ -94,7 +95,7 @@ def _entry(system: System, build: Callable[[Settings], Any], *streams: StreamSpe
 
 SPECS: dict[System, SystemSpec] = {spec.system: spec for spec in (
     _entry(System.WORKDAY, WorkdayClient, StreamSpec("workday", KIND_PERSON, OFFSET, WORKDAY_PAGE_SIZE)),
-    _entry(System.AD, ADClient, StreamSpec("ad", KIND_PERSON, CURSOR, None, close="close_listing")),
+    _entry(System.AD, ADClient, StreamSpec("ad", KIND_PERSON, CURSOR, None, listing="listing")),
     _entry(System.ENTRA, EntraClient, StreamSpec("entra", KIND_PERSON, CURSOR, GRAPH_PAGE_SIZE)),
     _entry(System.INTUNE, IntuneClient, StreamSpec("intune", KIND_DEVICE, CURSOR, GRAPH_PAGE_SIZE)),
     _entry(System.LANSWEEPER, LansweeperClient, StreamSpec("lansweeper", KIND_DEVICE, CURSOR, LANSWEEPER_PAGE_SIZE)),

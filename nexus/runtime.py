@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import redis
@@ -34,8 +35,12 @@ log = logging.getLogger("nexus.runtime")
 class Runtime:
     """What one process uses to reach the systems and the stores. Thread-safe; clients are built lazily."""
 
-    def __init__(self, settings: Settings, *, redis_client: redis.Redis | None = None, hooks: Any = None) -> None:
+    def __init__(self, settings: Settings, *, redis_client: redis.Redis | None = None, hooks: Any = None,
+                 client_options: Mapping[System, Mapping[str, Any]] | None = None) -> None:
+        """``client_options``: extra constructor arguments per system (the embedded demo's in-process AD directory:
+        ``{System.AD: {"connection_factory": ...}}``)."""
         self.settings = settings
+        self.client_options = dict(client_options or {})
         self._redis = redis_client
         self._own_redis = False
         self.hooks: Any = hooks if hooks is not None else metrics
@@ -79,7 +84,8 @@ class Runtime:
         with self._lock:
             client = self._clients.get(system)
             if client is None:
-                client = self._clients[system] = SPECS[system].build(self.settings)
+                options = self.client_options.get(system, {})
+                client = self._clients[system] = SPECS[system].build(self.settings, **options)
                 client.rate_limiter = self.limiter(system)
             return client
 

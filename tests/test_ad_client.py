@@ -6,6 +6,7 @@ the proxy, so they run on slapd only.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -23,9 +24,11 @@ from clients.ad import (
     tcp_connection,
     unescape_dn_value,
 )
+from clients.paging import Page
 from nexus.errors import (
     AuthError,
     BadRequestError,
+    ListingLost,
     MalformedResponseError,
     NotFoundError,
     ThrottledError,
@@ -36,7 +39,7 @@ from nexus.errors import (
 from nexus.models import PersonRecord
 from nexus.settings import Settings
 from nexus.sim.faults import Fault, FaultBoard, RequestLog
-from nexus.sim.ldap_mock import MockDirectory, register_mock_directory, unregister_mock_directory
+from nexus.sim.ldap_mock import MockDirectory, mock_directory, mock_url
 from nexus.sim.org_model import AdUser, Org
 from tests._ad_fixtures import (
     ALIAS_MAIL,
@@ -221,6 +224,61 @@ def test_get_user_and_its_not_found(backend: tuple[ADClient, Org]) -> None:
 def test_health_measures_milliseconds(backend: tuple[ADClient, Org]) -> None:
     client, _ = backend
     assert client.health() > 0
+
+
+def test_fetch_page_pages_through_everyone_with_managers_unresolved(backend: tuple[ADClient, Org]) -> None:
+    client, org = backend
+    pages: list[Page[PersonRecord]] = []
+    cursor: str | None = None
+    while True:
+        page = client.fetch_page(cursor)
+        pages.append(page)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert [len(p.items) for p in pages] == [PAGE, PAGE, PAGE, PEOPLE - 3 * PAGE]
+    records = {r.key: r for p in pages for r in p.items}
+    unresolved = {u.dn: dataclasses.replace(expected(u, org), manager_employee_id=None, manager_email=None)
+                  for u in org.ad}
+    assert records == unresolved  # the same records as list_users, before the managers are resolved
+
+
+def test_a_cursor_of_a_closed_or_foreign_listing_is_lost(backend: tuple[ADClient, Org]) -> None:
+    client, _ = backend
+    first = client.fetch_page(None)
+    assert first.next_cursor is not None
+    other = client.listing()  # another listing (another task, another process): another connection
+    with pytest.raises(ListingLost):
+        other.fetch_page(first.next_cursor)
+    other.close()
+    second = client.fetch_page(first.next_cursor)  # the client's own listing goes on
+    assert len(second.items) == PAGE and second.next_cursor is not None
+    client.close_listing()  # the listing's connection only
+    with pytest.raises(ListingLost):
+        client.fetch_page(second.next_cursor)
+    assert client.find_user(username=second.items[0].username) is not None
+    first = client.fetch_page(None)
+    assert first.next_cursor is not None
+    client.close()  # releases the listing's connection with the lookup one
+    with pytest.raises(ListingLost):
+        client.fetch_page(first.next_cursor)
+    restarted = client.fetch_page(None)  # a new first page always works
+    assert [r.key for r in restarted.items] == [r.key for r in first.items]
+
+
+def test_a_failed_page_closes_the_listing(ad: AdSim) -> None:
+    with ADClient(ad.settings(), page_size=PAGE) as client:
+        first = client.fetch_page(None)
+        ad.fault("truncated")
+        with pytest.raises(TransientError, match="unavailable"):
+            client.fetch_page(first.next_cursor)
+        deadline = time.monotonic() + 5  # the proxy records the listing's unbind on its own time
+        while ad.count("unbind") < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ad.count("unbind") == 1
+        ad.reset()
+        with pytest.raises(ListingLost):  # the cookie died with the connection: restart from the first page
+            client.fetch_page(first.next_cursor)
 
 
 # --- wire-level proof (slapd + proxy) ----------------------------------------------------------------------------
@@ -435,39 +493,44 @@ def test_no_such_object_on_a_base_read_is_not_found() -> None:
 # --- the mock fallback -------------------------------------------------------------------------------------------
 
 
-def test_registered_mock_is_reached_from_settings_alone_with_faults_and_log() -> None:
+def test_injected_mock_directory_with_faults_and_log() -> None:
     faults, log = FaultBoard(), RequestLog()
 
     class Creds:
         ad_bind_dn = "CN=svc-nexus,OU=Service Accounts,DC=corp,DC=example"
         ad_bind_password = "mock-secret"
 
-    url = register_mock_directory(make_org(), Creds(), faults=faults, log=log)
-    try:
-        settings = Settings(
-            AD_LDAP_URL=url, AD_BIND_DN=Creds.ad_bind_dn, AD_BIND_PASSWORD=Creds.ad_bind_password, AD_BASE_DN=BASE_DN
-        )
-        client = ADClient(settings, page_size=PAGE)
-        assert client.find_user(email="kkowalski6@example.com") is not None
-        assert len(list(client.list_users())) == PEOPLE
-        assert log.snapshot()["ad"]["paths"]["search"] == 2 + 4  # lookup + manager read, 4 pages
-        for mode, error in [
-            ("down", TransientError),
-            ("throttle", ThrottledError),
-            ("expired_token", AuthError),
-            ("malformed", MalformedResponseError),
-        ]:
-            faults.set(Fault.parse({"system": "ad", "mode": mode}))
-            with pytest.raises(error):
-                ADClient(settings).find_user(email="kkowalski6@example.com")
-        faults.clear()
-        bad = settings.model_copy(update={"ad_bind_password": type(settings.ad_bind_password)("nope")})
-        with pytest.raises(AuthError):
-            ADClient(bad).health()
-    finally:
-        unregister_mock_directory(url)
+    directory = mock_directory(make_org(), Creds(), faults=faults, log=log)
+    factory = directory.connection_factory
+    settings = Settings(
+        AD_LDAP_URL=mock_url(), AD_BIND_DN=Creds.ad_bind_dn, AD_BIND_PASSWORD=Creds.ad_bind_password, AD_BASE_DN=BASE_DN
+    )
+    client = ADClient(settings, connection_factory=factory, page_size=PAGE)
+    assert client.find_user(email="kkowalski6@example.com") is not None
+    assert len(list(client.list_users())) == PEOPLE
+    assert log.snapshot()["ad"]["paths"]["search"] == 2 + 4  # lookup + manager read, 4 pages
+    for mode, error in [
+        ("down", TransientError),
+        ("throttle", ThrottledError),
+        ("expired_token", AuthError),
+        ("malformed", MalformedResponseError),
+    ]:
+        faults.set(Fault.parse({"system": "ad", "mode": mode}))
+        with pytest.raises(error):
+            ADClient(settings, connection_factory=factory).find_user(email="kkowalski6@example.com")
+    faults.clear()
+    bad = settings.model_copy(update={"ad_bind_password": type(settings.ad_bind_password)("nope")})
+    with pytest.raises(AuthError):
+        ADClient(bad, connection_factory=factory).health()
+
+
+def test_a_mock_url_without_its_directory_is_refused() -> None:
+    """No directory is looked up by URL: a client built from settings alone cannot reach an in-process one."""
+    settings = Settings(AD_LDAP_URL=mock_url(), AD_BASE_DN=BASE_DN)
     with pytest.raises(BadRequestError, match="in-process"):
         default_connection(settings)
+    with pytest.raises(BadRequestError, match="in-process"):
+        ADClient(settings).health()
 
 
 def test_mock_logs_escaped_filters_like_the_proxy() -> None:

@@ -15,6 +15,7 @@ from ldap3.utils.conv import escape_filter_chars
 
 from clients.ad import ad_dn, unescape_dn_value
 from nexus.sim import ldap_server
+from nexus.sim.ldap_entries import DEFAULT_BIND_DN, render_ldif, split_rdn
 from nexus.sim.ldap_proxy import (
     BUSY,
     INVALID_CREDENTIALS,
@@ -24,7 +25,7 @@ from nexus.sim.ldap_proxy import (
     ldap_result,
     parse_request,
 )
-from nexus.sim.ldap_server import SlapdError, SlapdServer, render_ldif, split_rdn
+from nexus.sim.ldap_server import SlapdError, SlapdServer
 from nexus.sim.org_model import AdUser
 from tests._ad_fixtures import (
     BASE_DN,
@@ -229,7 +230,7 @@ def test_bad_data_fails_loudly_with_slapadds_words() -> None:
 
 def test_ldif_escapes_what_ldif_cannot_carry_plainly() -> None:
     user = user_by_index(make_org(), 0)
-    text = "".join(render_ldif([user], base_dn=BASE_DN, bind_dn=ldap_server.DEFAULT_BIND_DN, bind_password_hash="x"))
+    text = "".join(render_ldif([user], base_dn=BASE_DN, bind_dn=DEFAULT_BIND_DN, bind_password_hash="x"))
     assert "dn:: " in text  # the non-ASCII DN is base64
     assert "sAMAccountName: u0000\n" in text
     assert text.index("dn: DC=corp,DC=example") < text.index("dn: OU=Service Accounts")

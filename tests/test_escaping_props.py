@@ -1,7 +1,7 @@
 """Property tests: whatever text a value holds, it reaches every system as ONE literal, and normalisation is stable.
 
-- LDAP (clients/ad.py): each clause parses (ldap3's own parser, the one the client sends with) as exactly one
-  equality assertion, and the BER value on the wire is the input's UTF-8 bytes.
+- LDAP (clients/ad/matching.py): each clause parses (ldap3's own parser, the one the client sends with) as exactly
+  one equality assertion, and the BER value on the wire is the input's UTF-8 bytes.
 - OData (clients/_graph.py ``odata_quote``, through EntraClient/IntuneClient): the ``$filter`` parsed by the Graph
   simulator's parser is exactly the comparisons the client meant, holding the input as literals.
 - Helix (``qual_quote``): the simulator's qualification parser returns one comparison with the input as its literal.
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from ldap3.operation.search import MATCH_EQUAL, OR, ROOT, compile_filter, parse_filter
 from pyasn1.codec.ber import encoder
 
-from clients.ad import PERSON_FILTER, _clauses
+from clients.ad import PERSON_FILTER, matching
 from clients.entra import EntraClient
 from clients.helix import qual_eq, qual_quote
 from clients.intune import IntuneClient
@@ -30,7 +30,7 @@ from clients.lansweeper import ASSETS_QUERY, LansweeperClient
 from nexus.drift import audit_people
 from nexus.drift.normalize import norm_dn, norm_guid, norm_id, norm_text
 from nexus.settings import Settings
-from nexus.sim import helix as helix_sim
+from nexus.sim import helix_qualification as hq
 from nexus.sim import odata
 from nexus.sim.ldap_proxy import children, element_at
 from tests._drift_fixtures import EMP_DN, EMP_EID, EMP_OID, clean_people, with_
@@ -71,7 +71,7 @@ LDAP_TEXT = TEXT.filter(lambda s: s == s.strip())
 @example("*)(sAMAccountName=*")
 def test_ldap_clause_is_one_equality_whose_value_round_trips(value: str) -> None:
     assume(value)
-    (clause,) = _clauses(username=value)
+    (clause,) = matching.clauses(username=value)
     root = _ldap_parse(clause)
     assert root.tag == ROOT
     (node,) = root.elements
@@ -83,7 +83,7 @@ def test_ldap_clause_is_one_equality_whose_value_round_trips(value: str) -> None
 @given(st.lists(LDAP_TEXT.filter(bool), min_size=1, max_size=5))
 def test_ldap_batch_filter_has_exactly_the_expected_equalities(values: list[str]) -> None:
     """The whole filter of ``find_users``: (&PERSON_FILTER(|3 equalities per address)) and nothing else."""
-    clauses = [c for v in values for c in _clauses(email=v)]
+    clauses = [c for v in values for c in matching.clauses(email=v)]
     root = _ldap_parse(f"(&{PERSON_FILTER}(|{''.join(clauses)}))")
     (conj,) = root.elements
     category, klass, disj = conj.elements
@@ -160,8 +160,8 @@ def test_intune_filter_holds_the_value_only_as_a_literal(value: str) -> None:
 @example('" OR \'Status\' != "')
 @example('""')
 def test_helix_literal_parses_back_to_the_same_string(value: str) -> None:
-    node = helix_sim.parse_qualification(qual_eq("Serial Number", value))
-    assert node == helix_sim.Compare("=", helix_sim.FieldRef("Serial Number"), helix_sim.Literal(value))
+    node = hq.parse_qualification(qual_eq("Serial Number", value))
+    assert node == hq.Compare("=", hq.FieldRef("Serial Number"), hq.Literal(value))
     assert qual_quote(value).startswith('"') and qual_quote(value).endswith('"')
 
 
@@ -169,11 +169,11 @@ def test_helix_literal_parses_back_to_the_same_string(value: str) -> None:
 @given(st.lists(TEXT, min_size=1, max_size=6))
 def test_helix_or_of_literals_has_exactly_those_comparisons(values: list[str]) -> None:
     """The shape of ``tickets_for_serials``: N literals OR-ed, never more, never another operator."""
-    node = helix_sim.parse_qualification(" OR ".join(qual_eq("Serial Number", v) for v in values))
+    node = hq.parse_qualification(" OR ".join(qual_eq("Serial Number", v) for v in values))
     leaves: list[Any] = []
 
     def walk(n: Any) -> None:
-        if isinstance(n, helix_sim.BoolOp):
+        if isinstance(n, hq.BoolOp):
             assert n.op == "OR"
             walk(n.left)
             walk(n.right)
@@ -181,7 +181,7 @@ def test_helix_or_of_literals_has_exactly_those_comparisons(values: list[str]) -
             leaves.append(n)
 
     walk(node)
-    assert leaves == [helix_sim.Compare("=", helix_sim.FieldRef("Serial Number"), helix_sim.Literal(v))
+    assert leaves == [hq.Compare("=", hq.FieldRef("Serial Number"), hq.Literal(v))
                       for v in values]
 
 
@@ -207,10 +207,10 @@ def test_the_classic_injection_strings_stay_literals_everywhere() -> None:
 
     for value in HOSTILE:
         assert odata.parse_filter(f"mail eq {odata_quote(value)}") == odata.Compare("mail", "eq", value)
-        assert helix_sim.parse_qualification(qual_eq("Owner Email", value)) == helix_sim.Compare(
-            "=", helix_sim.FieldRef("Owner Email"), helix_sim.Literal(value))
+        assert hq.parse_qualification(qual_eq("Owner Email", value)) == hq.Compare(
+            "=", hq.FieldRef("Owner Email"), hq.Literal(value))
         if value.strip():
-            (node,) = _ldap_parse(_clauses(username=value.strip())[0]).elements
+            (node,) = _ldap_parse(matching.clauses(username=value.strip())[0]).elements
             assert _wire_value(node) == ("sAMAccountName", value.strip().encode())
 
 

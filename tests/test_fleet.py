@@ -18,11 +18,11 @@ import pytest
 
 from clients.paging import Page
 from nexus.drift.fields import PERSON_FIELDS, POLICY
-from nexus.errors import AuthError, BudgetExceededError, CircuitOpenError, TransientError
+from nexus.errors import AuthError, BudgetExceededError, CircuitOpenError, ListingLost, TransientError
 from nexus.fleet import codec
 from nexus.fleet.cost import prefer_snapshot, snapshot_requests
 from nexus.fleet.runner import SnapshotRunner
-from nexus.fleet.sources import ListingLost, Source
+from nexus.fleet.sources import Source
 from nexus.fleet.store import SnapshotStore
 from nexus.models import DeviceRecord, PersonRecord, ReturnTicket, ShipmentRecord
 from nexus.policy import RetryPolicy
@@ -283,32 +283,38 @@ def test_bulk_audits_switch_to_snapshots_when_cheaper(store: SnapshotStore) -> N
 
 def test_ldap_listing_pages_on_its_own_connection() -> None:
     from clients.ad import ADClient
-    from nexus.fleet.sources import ad_source
+    from nexus.fleet.sources import sources_for
     from nexus.settings import Settings
     from nexus.sim.base import SimCredentials
-    from nexus.sim.ldap_mock import register_mock_directory, unregister_mock_directory
+    from nexus.sim.ldap_mock import mock_directory
     from tests._ad_fixtures import make_org
 
     org, creds = make_org(7), SimCredentials()
-    url = register_mock_directory(org, creds)
-    try:
-        settings = Settings(_env_file=None, AD_LDAP_URL=url, AD_BIND_DN=creds.ad_bind_dn,
-                            AD_BIND_PASSWORD=creds.ad_bind_password, AD_BASE_DN=org.base_dn)
-        source = ad_source(ADClient(settings, page_size=3))
-        first = source.fetch(None)
-        assert len(first.items) == 3 and first.next_cursor is not None
-        other = ad_source(ADClient(settings, page_size=3))  # a retried task: another process, another connection
-        with pytest.raises(ListingLost):
-            other.fetch(first.next_cursor)
-        rest: list[PersonRecord] = []
-        cursor: str | None = first.next_cursor
-        while cursor is not None:
-            page = source.fetch(cursor)
-            rest += page.items
-            cursor = page.next_cursor
-        assert {r.username for r in [*first.items, *rest]} == {u.sam for u in org.ad}
-    finally:
-        unregister_mock_directory(url)
+    directory = mock_directory(org, creds)
+    settings = directory.settings(Settings(_env_file=None))
+
+    def client() -> ADClient:
+        return ADClient(settings, connection_factory=directory.connection_factory, page_size=3)
+
+    def ad_source(ad: ADClient) -> Any:
+        (only,) = sources_for(System.AD, ad)
+        return only
+
+    source = ad_source(client())
+    first = source.fetch(None)
+    assert len(first.items) == 3 and first.next_cursor is not None
+    other = ad_source(client())  # a retried task: another process, another connection
+    with pytest.raises(ListingLost):
+        other.fetch(first.next_cursor)
+    rest: list[PersonRecord] = []
+    cursor: str | None = first.next_cursor
+    while cursor is not None:
+        page = source.fetch(cursor)
+        rest += page.items
+        cursor = page.next_cursor
+    assert {r.username for r in [*first.items, *rest]} == {u.sam for u in org.ad}
+    with pytest.raises(ListingLost):  # the last page closed the listing's connection
+        source.fetch(first.next_cursor)
 
 
 def test_a_broken_snapshot_task_still_returns_a_marker(monkeypatch: pytest.MonkeyPatch) -> None:

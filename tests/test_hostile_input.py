@@ -36,7 +36,7 @@ from nexus.audits.spec import AuditKind, AuditRequest
 from nexus.audits.store import AuditStore
 from nexus.errors import InvalidInput
 from nexus.sim import odata
-from nexus.sim.helix import Compare, FieldRef, Literal, parse_qualification
+from nexus.sim.helix_qualification import Compare, FieldRef, Literal, parse_qualification
 from nexus.sim.ldap_proxy import children, element_at
 from nexus.testing.cluster import Cluster, repoint_celery_app
 from nexus.testing.redis_server import redis_server

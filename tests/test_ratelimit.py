@@ -171,25 +171,21 @@ def test_http_clients_acquire_before_every_request() -> None:
 def test_ad_client_acquires_before_every_search() -> None:
     from clients.ad import ADClient
     from nexus.sim.base import SimCredentials
-    from nexus.sim.ldap_mock import register_mock_directory, unregister_mock_directory
+    from nexus.sim.ldap_mock import mock_directory
     from tests._ad_fixtures import make_org
 
     org, creds = make_org(6), SimCredentials()
-    url = register_mock_directory(org, creds)
-    try:
-        settings = Settings(_env_file=None, AD_LDAP_URL=url, AD_BIND_DN=creds.ad_bind_dn,
-                            AD_BIND_PASSWORD=creds.ad_bind_password, AD_BASE_DN=org.base_dn)
-        client = ADClient(settings, page_size=2)
-        client.rate_limiter = counting = Counting()
-        people = list(client.list_users())
-        assert len(people) == len(org.ad)
-        pages = -(-len(org.ad) // 2)
-        assert pages <= counting.calls <= pages + 1  # one per page (a full last page may need one more)
-        before = counting.calls
-        client.find_user(email=org.ad[0].upn)
-        assert counting.calls > before
-    finally:
-        unregister_mock_directory(url)
+    directory = mock_directory(org, creds)
+    client = ADClient(directory.settings(Settings(_env_file=None)), connection_factory=directory.connection_factory,
+                      page_size=2)
+    client.rate_limiter = counting = Counting()
+    people = list(client.list_users())
+    assert len(people) == len(org.ad)
+    pages = -(-len(org.ad) // 2)
+    assert pages <= counting.calls <= pages + 1  # one per page (a full last page may need one more)
+    before = counting.calls
+    client.find_user(email=org.ad[0].upn)
+    assert counting.calls > before
 
 
 def test_runtime_clients_get_the_shared_bucket(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,9 +13,12 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workers.routing import ALL_QUEUES
+
+if TYPE_CHECKING:
+    from clients.ad import ConnectionFactory
 
 
 def reset_app_connections(app: Any) -> None:
@@ -38,8 +41,12 @@ def reset_app_connections(app: Any) -> None:
 
 
 @contextlib.contextmanager
-def embedded_worker(concurrency: int = 4) -> Iterator[Any]:
-    """Configure the app for memory transport, install fakeredis, run an in-thread worker; undo on exit."""
+def embedded_worker(concurrency: int = 4, *, ad_connection_factory: ConnectionFactory | None = None) -> Iterator[Any]:
+    """Configure the app for memory transport, install fakeredis, run an in-thread worker; undo on exit.
+
+    ``ad_connection_factory``: the AD client's connection factory when AD is an in-process directory
+    (``SimulatorStack.ad_connection_factory``); None for a directory reached over TCP.
+    """
     import fakeredis
     from celery.contrib.testing.worker import start_worker
 
@@ -49,6 +56,7 @@ def embedded_worker(concurrency: int = 4) -> Iterator[Any]:
     from clients.breaker import clear_registry
     from nexus import runtime
     from nexus.settings import get_settings
+    from nexus.systems import System
     from workers.app import celery_app
 
     # kombu warns that memory:// has no hostname on every connection; that is expected here.
@@ -65,7 +73,9 @@ def embedded_worker(concurrency: int = 4) -> Iterator[Any]:
     os.environ["NEXUS_BREAKER_REDIS_URL"] = "memory://"
     get_settings.cache_clear()
     clear_registry()
-    embedded = runtime.Runtime(get_settings(), redis_client=fakeredis.FakeRedis(server=server))
+    options = {System.AD: {"connection_factory": ad_connection_factory}} if ad_connection_factory else {}
+    embedded = runtime.Runtime(get_settings(), redis_client=fakeredis.FakeRedis(server=server),
+                               client_options=options)
     previous = runtime.install(embedded)
     try:
         with start_worker(celery_app, concurrency=concurrency, pool="threads", perform_ping_check=False,

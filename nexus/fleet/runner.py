@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from clients.paging import Page
-from nexus.errors import BudgetExceededError, CircuitOpenError, TransientError
+from nexus.errors import BudgetExceededError, CircuitOpenError, ListingLost, TransientError
 from nexus.errors import error_dict as base_error_dict
 from nexus.fleet import codec
-from nexus.fleet.sources import ListingLost, Source
+from nexus.fleet.sources import Source
 from nexus.fleet.store import SnapshotStore, StreamState
 from nexus.policy import RetryPolicy
 

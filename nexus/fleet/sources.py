@@ -10,28 +10,22 @@ Two shapes:
   ``next`` link.
 
 LDAP is the one chain whose cursor does not survive its connection (RFC 2696: the server keeps a paged search's
-state per connection; OpenLDAP and AD both do). :class:`LdapListing` owns that connection; a cursor presented to a
-listing that no longer holds it raises :class:`ListingLost`, and the runner restarts that stream (cheap: AD pages
-are 1,000 entries on a LAN).
+state per connection; OpenLDAP and AD both do). Its stream opens a listing of its own per run
+(:meth:`clients.ad.ADClient.listing`), which owns that connection; a cursor presented to a listing that no longer
+holds it raises :class:`nexus.errors.ListingLost`, and the runner restarts that stream (cheap: AD pages are 1,000
+entries on a LAN). Which shape each system's streams have is its registry entry (:mod:`nexus.registry`).
 """
 
 from __future__ import annotations
 
-import base64
 import math
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from clients.paging import Page
-from nexus.fleet import codec
 from nexus.registry import CURSOR, DERIVED, OFFSET, SPECS, StreamSpec
 from nexus.systems import System
-
-
-class ListingLost(Exception):
-    """The chain's server-side paging state is gone (a new connection): restart the stream from its first page."""
 
 
 @dataclass(slots=True)
@@ -79,70 +73,15 @@ def fedex_source(client: Any, numbers: Sequence[str]) -> Source:
     return derived_source(System.FEDEX, client, numbers)
 
 
-class LdapListing:
-    """AD's paged person search, one page per :meth:`fetch`, on a connection this listing owns.
-
-    Cursors are ``<listing id>:<base64 cookie>``; the records are the client's (``entry_to_person``), managers
-    still unresolved (the comparison resolves them from the whole listing, as ``ADClient.list_users`` does).
-    """
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self._conn: Any = None
-        self._id = ""
-
-    def fetch(self, cursor: str | None) -> Page[Any]:
-        from clients.ad import ATTRIBUTES, PAGED_RESULTS_OID, PERSON_FILTER, entry_to_person, map_exception
-
-        if cursor is None:
-            self.close()
-            self._conn = self.client._open()  # the client's bind (errors already mapped)
-            self._id = uuid.uuid4().hex[:12]
-            cookie: bytes | None = None
-        else:
-            listing, _, encoded = cursor.partition(":")
-            if listing != self._id or self._conn is None or self._conn.closed:
-                raise ListingLost(f"AD paging state of listing {listing} is gone (new connection)")
-            cookie = base64.b64decode(encoded)
-        self.client.rate_limiter.acquire()
-        try:
-            entries, result = self.client._search(
-                self._conn, "list users", self.client.base_dn, f"(&{PERSON_FILTER})",
-                attributes=ATTRIBUTES, paged_size=self.client.page_size, paged_cookie=cookie,
-            )
-            records = [entry_to_person(e) for e in entries]
-        except Exception as exc:
-            self.close()  # the cookie died with this connection
-            raise map_exception(exc, "list users") from exc
-        control = (result.get("controls") or {}).get(PAGED_RESULTS_OID) or {}
-        next_cookie = (control.get("value") or {}).get("cookie") or None
-        if not next_cookie:
-            self.close()
-            return Page(records, None)
-        return Page(records, f"{self._id}:{base64.b64encode(next_cookie).decode()}")
-
-    def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.unbind()
-            except Exception:  # closing a dead connection
-                pass
-
-
-def ad_source(client: Any) -> Source:
-    listing = LdapListing(client)
-    return Source("ad", System.AD, codec.PERSON, "cursor", client.page_size, listing.fetch, close=listing.close)
-
-
 def _source(system: System, stream: StreamSpec, client: Any) -> Source:
     if stream.mode == DERIVED:
         raise ValueError(f"{stream.name} is derived from another system's snapshot: see derived_source")
-    if system is System.AD and not hasattr(client, "fetch_page"):
-        return ad_source(client)
-    fetch_page = getattr(client, stream.fetch)
+    if stream.listing is not None:  # a listing of its own for this run (its paging state is server-side)
+        listing = getattr(client, stream.listing)()
+        fetch_page, close = listing.fetch_page, listing.close
+    else:
+        fetch_page, close = getattr(client, stream.fetch), None
     page_size = stream.page_size or int(client.page_size)
-    close = getattr(client, stream.close) if stream.close else None
     if stream.mode == OFFSET:
         return Source(stream.name, system, stream.kind, OFFSET, page_size, fetch_page,
                       _offset_fetch(fetch_page, page_size), close=close)
@@ -157,4 +96,4 @@ def sources_for(system: System, client: Any) -> list[Source]:
     return [_source(system, stream, client) for stream in streams]
 
 
-__all__ = ["LdapListing", "ListingLost", "Source", "derived_source", "fedex_source", "sources_for"]
+__all__ = ["Source", "derived_source", "fedex_source", "sources_for"]

@@ -2,11 +2,10 @@
 
 Two simulators, both rendering :class:`~nexus.sim.org_model.Org` without altering it:
 
-* :class:`AzureTokenSim` (prefix ``/azure``, so ``AZURE_AUTHORITY_URL=http://host:port/azure``):
-  ``POST /{tenant}/oauth2/v2.0/token`` with the client-credentials grant, answering the v2 endpoint's JSON and its
-  ``AADSTS`` errors. Entra ID issues the tokens, so its requests are logged under ``entra`` AND entra's faults apply
-  to it (``down``/``flaky``/``throttle``/``malformed`` answer in the token endpoint's own error format). A consequence
-  worth knowing: with Entra down, Intune's API cannot be authenticated either, exactly as in production.
+* :class:`~nexus.sim.graph_token.AzureTokenSim` (prefix ``/azure``, so
+  ``AZURE_AUTHORITY_URL=http://host:port/azure``): the v2 token endpoint, client-credentials grant, its ``AADSTS``
+  errors; logged and faulted under ``entra`` (with Entra down, Intune cannot be authenticated either, as in
+  production). See :mod:`nexus.sim.graph_token`.
 * :class:`GraphSim` (prefix ``/graph``): ``/v1.0/users``, ``/v1.0/users/{id | userPrincipalName}`` (and
   ``/manager``), ``/v1.0/deviceManagement/managedDevices`` (and ``/{id}``). ``system_for`` puts
   ``/v1.0/deviceManagement/...`` under ``intune`` and everything else under ``entra``; one Graph token serves both
@@ -26,8 +25,9 @@ clients classify that code as :class:`~nexus.errors.TransientError` (the listing
 may work once the state is back, and if it never does, the system is reported failed).
 
 Performance: per org, indexes (mail, userPrincipalName, employeeId, id, otherMails; serialNumber,
-userPrincipalName, id) are built once; a page costs O(page size) and an indexed filter O(matches). Other filters
-scan once and their result is cached (a small LRU) so following their nextLinks stays O(page size).
+userPrincipalName, id) are built once (:mod:`nexus.sim.graph_data`); a page costs O(page size) and an indexed filter
+O(matches). Other filters scan once and their result is cached (a small LRU) so following their nextLinks stays
+O(page size).
 """
 
 from __future__ import annotations
@@ -39,10 +39,9 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, unquote_plus, urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -51,251 +50,14 @@ from starlette.routing import BaseRoute, Route
 
 from nexus.sim import odata
 from nexus.sim.base import SimContext, SystemSim
-from nexus.sim.org_model import EntraUser, IntuneDevice, Org
+from nexus.sim.graph_data import DEFAULT_USER_SELECT, USER_PROPS, Collection, GraphData, View
+from nexus.sim.graph_token import GRAPH_APP_ID, TOKEN_SYSTEM, AzureTokenSim
+from nexus.sim.org_model import EntraUser, Org
 from nexus.sim.tokens import TokenCheck
-
-GRAPH_SCOPE = "https://graph.microsoft.com/.default"
-GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph's application id (a valid scope root too)
-TOKEN_SYSTEM = "entra"  # Graph tokens are issued and checked under this id
-
-
-def iso(value: datetime | None) -> str | None:
-    """Graph's DateTimeOffset rendering: UTC with a ``Z``."""
-    if value is None:
-        return None
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _now_text() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-# == token endpoint ==============================================================================================
-class AzureTokenSim(SystemSim):
-    """``login.microsoftonline.com``: the v2 token endpoint, client-credentials grant only."""
-
-    prefix = "/azure"
-    system = "entra"
-
-    def routes(self) -> list[BaseRoute]:
-        return [Route("/{tenant}/oauth2/v2.0/token", self.token, methods=["POST"])]
-
-    def _aad_error(self, status: int, error: str, code: int, description: str,
-                   headers: dict[str, str] | None = None) -> Response:
-        trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-        body = {
-            "error": error,
-            "error_description": f"AADSTS{code}: {description} Trace ID: {trace} Correlation ID: {correlation} "
-                                 f"Timestamp: {stamp}",
-            "error_codes": [code],
-            "timestamp": stamp,
-            "trace_id": trace,
-            "correlation_id": correlation,
-            "error_uri": f"https://login.microsoftonline.com/error?code={code}",
-        }
-        return JSONResponse(body, status_code=status, headers=headers)
-
-    def error(self, status: int, message: str, *, code: str = "", headers: dict[str, str] | None = None) -> Response:
-        if status == 429:
-            return self._aad_error(429, "temporarily_unavailable", 50196, "Too many requests; retry later.",
-                                   headers)
-        return self._aad_error(status, "temporarily_unavailable", 90033,
-                               "A transient error has occurred. Please try again.", headers)
-
-    def malformed(self) -> Response:
-        return Response(b'{"token_type":"Bearer","expires_in":3599,"ext_expi', status_code=200,
-                        media_type="application/json")
-
-    async def token(self, request: Request) -> Response:
-        creds = self.ctx.creds
-        tenant = request.path_params["tenant"]
-        if tenant.lower() not in {creds.azure_tenant_id.lower(), self.ctx.org.domain.lower()}:
-            return self._aad_error(
-                400, "invalid_request", 90002,
-                f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing "
-                "into the correct cloud. Check with your subscription administrator, this may happen if there are "
-                "no active subscriptions for the tenant.")
-        form = await request.form()
-        fields = {k: str(v) for k, v in form.items()}
-        client_id, client_secret = fields.get("client_id", ""), fields.get("client_secret", "")
-        basic = _basic_credentials(request)
-        if basic is not None:  # client_secret_basic is accepted as well as client_secret_post
-            client_id, client_secret = basic
-        grant = fields.get("grant_type", "")
-        if not grant:
-            return self._aad_error(400, "invalid_request", 900144,
-                                   "The request body must contain the following parameter: 'grant_type'.")
-        if grant != "client_credentials":
-            return self._aad_error(400, "unsupported_grant_type", 70003,
-                                   f"The app requested an unsupported grant type '{grant}'.")
-        if not client_id:
-            return self._aad_error(400, "invalid_request", 900144,
-                                   "The request body must contain the following parameter: 'client_id'.")
-        if client_id != creds.azure_client_id:
-            return self._aad_error(
-                400, "unauthorized_client", 700016,
-                f"Application with identifier '{client_id}' was not found in the directory '{tenant}'.")
-        if not client_secret:
-            return self._aad_error(
-                401, "invalid_client", 7000218,
-                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
-        if not hmac.compare_digest(client_secret.encode(), creds.azure_client_secret.encode()):
-            return self._aad_error(
-                401, "invalid_client", 7000215,
-                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret "
-                f"value, not the client secret ID, for a secret added to app '{client_id}'.")
-        scope = fields.get("scope", "")
-        if not scope:
-            return self._aad_error(400, "invalid_request", 90014, "The required field 'scope' is missing.")
-        if not _valid_graph_scope(scope):
-            return self._aad_error(
-                400, "invalid_scope", 1002012,
-                f"The provided value for scope {scope} is not valid. Client credential flows must have a scope "
-                "value with /.default suffixed to the resource identifier (application ID URI).")
-        token, expires_in = self.ctx.tokens.issue(TOKEN_SYSTEM)
-        return JSONResponse({"token_type": "Bearer", "expires_in": expires_in, "ext_expires_in": expires_in,
-                             "access_token": token})
-
-
-def _basic_credentials(request: Request) -> tuple[str, str] | None:
-    header = request.headers.get("authorization", "")
-    if not header.lower().startswith("basic "):
-        return None
-    try:
-        decoded = base64.b64decode(header[6:].strip()).decode()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    user, sep, password = decoded.partition(":")
-    if not sep:
-        return None
-    return unquote_plus(user), unquote_plus(password)
-
-
-def _valid_graph_scope(scope: str) -> bool:
-    scopes = scope.split()
-    return len(scopes) == 1 and scopes[0].lower() in {GRAPH_SCOPE, f"{GRAPH_APP_ID}/.default"}
-
-
-# == Graph resources ===============================================================================================
-Getter = Callable[[Any], Any]
-
-USER_PROPS: dict[str, tuple[str, Getter]] = {
-    "id": (odata.STRING, lambda u: u.id),
-    "businessPhones": (odata.STRINGS, lambda u: []),
-    "displayName": (odata.STRING, lambda u: u.display_name),
-    "givenName": (odata.STRING, lambda u: u.given_name),
-    "jobTitle": (odata.STRING, lambda u: u.job_title),
-    "mail": (odata.STRING, lambda u: u.mail),
-    "mobilePhone": (odata.STRING, lambda u: None),
-    "officeLocation": (odata.STRING, lambda u: None),
-    "preferredLanguage": (odata.STRING, lambda u: None),
-    "surname": (odata.STRING, lambda u: u.surname),
-    "userPrincipalName": (odata.STRING, lambda u: u.upn),
-    "department": (odata.STRING, lambda u: u.department),
-    "employeeId": (odata.STRING, lambda u: u.employee_id),
-    "accountEnabled": (odata.BOOL, lambda u: u.account_enabled),
-    "otherMails": (odata.STRINGS, lambda u: list(u.other_mails)),
-    "createdDateTime": (odata.DATETIME, lambda u: iso(u.created)),
-}
-#: What Graph returns for a user when no $select is given (its real default set, in its order).
-DEFAULT_USER_SELECT = ("businessPhones", "displayName", "givenName", "jobTitle", "mail", "mobilePhone",
-                       "officeLocation", "preferredLanguage", "surname", "userPrincipalName", "id")
-
-DEVICE_PROPS: dict[str, tuple[str, Getter]] = {
-    "id": (odata.STRING, lambda d: d.id),
-    "userPrincipalName": (odata.STRING, lambda d: d.upn),
-    "deviceName": (odata.STRING, lambda d: d.device_name),
-    "managementState": (odata.STRING, lambda d: d.management_state),
-    "operatingSystem": (odata.STRING, lambda d: d.operating_system),
-    "osVersion": (odata.STRING, lambda d: d.os_version),
-    "complianceState": (odata.STRING, lambda d: d.compliance_state),
-    "enrolledDateTime": (odata.DATETIME, lambda d: iso(d.enrolled)),
-    "lastSyncDateTime": (odata.DATETIME, lambda d: iso(d.last_sync)),
-    "managedDeviceOwnerType": (odata.STRING, lambda d: "company"),
-    "model": (odata.STRING, lambda d: d.model),
-    "manufacturer": (odata.STRING, lambda d: d.manufacturer),
-    "serialNumber": (odata.STRING, lambda d: d.serial),
-}
-DEFAULT_DEVICE_SELECT = tuple(DEVICE_PROPS)
-
-
-class _View(Mapping[str, Any]):
-    """A read-only property view of one org record, for :func:`odata.matches` (no per-record dict is stored)."""
-
-    __slots__ = ("_item", "_props")
-
-    def __init__(self, props: Mapping[str, tuple[str, Getter]], item: Any) -> None:
-        self._props = props
-        self._item = item
-
-    def __getitem__(self, key: str) -> Any:
-        return self._props[key][1](self._item)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._props)
-
-    def __len__(self) -> int:
-        return len(self._props)
-
-
-@dataclass(slots=True)
-class _Collection:
-    name: str  # entity set in @odata.context: "users" | "deviceManagement/managedDevices"
-    type_name: str  # the type named in Graph's error messages
-    props: dict[str, tuple[str, Getter]]
-    default_select: tuple[str, ...]
-    items: Sequence[Any]
-    indexes: dict[str, dict[Any, list[int]]]
-    max_top: int
-    default_top: int
-
-    @property
-    def schema(self) -> dict[str, str]:
-        return {name: kind for name, (kind, _getter) in self.props.items()}
-
-    def render(self, item: Any, select: Sequence[str]) -> dict[str, Any]:
-        return {name: self.props[name][1](item) for name in select}
-
-
-def _index(items: Sequence[Any], keys: Callable[[Any], Sequence[str | None]]) -> dict[Any, list[int]]:
-    index: dict[Any, list[int]] = {}
-    for pos, item in enumerate(items):
-        for key in keys(item):
-            if key:
-                index.setdefault(key.lower(), []).append(pos)
-    return index
-
-
-class _GraphData:
-    """Indexes over one org's Entra users and Intune devices, built once."""
-
-    def __init__(self, org: Org) -> None:
-        users: list[EntraUser] = org.entra
-        devices: list[IntuneDevice] = org.intune
-        self.users = _Collection(
-            name="users", type_name="Microsoft.DirectoryServices.User", props=USER_PROPS,
-            default_select=DEFAULT_USER_SELECT, items=users, max_top=999, default_top=100,
-            indexes={
-                "id": _index(users, lambda u: [u.id]),
-                "mail": _index(users, lambda u: [u.mail]),
-                "userPrincipalName": _index(users, lambda u: [u.upn]),
-                "employeeId": _index(users, lambda u: [u.employee_id]),
-                "otherMails": _index(users, lambda u: u.other_mails),
-            },
-        )
-        self.devices = _Collection(
-            name="deviceManagement/managedDevices", type_name="microsoft.graph.managedDevice", props=DEVICE_PROPS,
-            default_select=DEFAULT_DEVICE_SELECT, items=devices, max_top=1000, default_top=1000,
-            indexes={
-                "id": _index(devices, lambda d: [d.id]),
-                "serialNumber": _index(devices, lambda d: [d.serial]),
-                "userPrincipalName": _index(devices, lambda d: [d.upn]),
-            },
-        )
-        self.user_by_id = {u.id: u for u in users}
 
 
 class GraphError(Exception):
@@ -323,7 +85,7 @@ class GraphSim(SystemSim):
     def __init__(self, ctx: SimContext, *, filter_cache_size: int = 64) -> None:
         super().__init__(ctx)
         self._lock = threading.Lock()
-        self._data: _GraphData | None = None
+        self._data: GraphData | None = None
         self._data_org: Org | None = None
         self._cache: OrderedDict[tuple[str, str], list[int]] = OrderedDict()
         self._cache_size = filter_cache_size
@@ -365,17 +127,17 @@ class GraphSim(SystemSim):
                         status_code=200, media_type="application/json")
 
     # -- data -------------------------------------------------------------------------------------------------------
-    def data(self) -> _GraphData:
+    def data(self) -> GraphData:
         """The indexes for the current org (built on first use, rebuilt if the org object is replaced)."""
         org = self.ctx.org
         with self._lock:
             if self._data is None or self._data_org is not org:
-                self._data = _GraphData(org)
+                self._data = GraphData(org)
                 self._data_org = org
                 self._cache.clear()
             return self._data
 
-    def _positions(self, coll: _Collection, flt: odata.Node | None, text: str) -> Sequence[int]:
+    def _positions(self, coll: Collection, flt: odata.Node | None, text: str) -> Sequence[int]:
         if flt is None:
             return range(len(coll.items))
         key = (coll.name, text)
@@ -386,19 +148,19 @@ class GraphSim(SystemSim):
                 return cached
         found = odata.candidates(flt, coll.indexes)
         pool: Iterator[int] = iter(sorted(found)) if found is not None else iter(range(len(coll.items)))
-        result = [pos for pos in pool if odata.matches(flt, _View(coll.props, coll.items[pos]))]
+        result = [pos for pos in pool if odata.matches(flt, View(coll.props, coll.items[pos]))]
         with self._lock:
             self._cache[key] = result
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return result
 
-    def _skiptoken(self, coll: _Collection, text: str, offset: int) -> str:
+    def _skiptoken(self, coll: Collection, text: str, offset: int) -> str:
         mac = hmac.new(self._page_key, f"{coll.name}\0{text}\0{offset}".encode(), hashlib.sha256).digest()[:12]
         raw = _SKIPTOKEN_MAGIC + offset.to_bytes(4, "big") + mac
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
-    def _offset(self, coll: _Collection, text: str, token: str) -> int:
+    def _offset(self, coll: Collection, text: str, token: str) -> int:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except ValueError:
@@ -438,7 +200,7 @@ class GraphSim(SystemSim):
             options[lowered] = value
         return options
 
-    def _top(self, coll: _Collection, options: Mapping[str, str]) -> int:
+    def _top(self, coll: Collection, options: Mapping[str, str]) -> int:
         raw = options.get("$top")
         if raw is None:
             return coll.default_top
@@ -451,7 +213,7 @@ class GraphSim(SystemSim):
                                                         f"must be between 1 and {coll.max_top}.")
         return top
 
-    def _select(self, coll: _Collection, options: Mapping[str, str]) -> list[str]:
+    def _select(self, coll: Collection, options: Mapping[str, str]) -> list[str]:
         raw = options.get("$select")
         if raw is None or not raw.strip():
             return list(coll.default_select)
@@ -460,7 +222,7 @@ class GraphSim(SystemSim):
         except odata.FilterError as exc:
             raise GraphError(400, "Request_BadRequest", str(exc)) from exc
 
-    def _filter(self, coll: _Collection, options: Mapping[str, str]) -> tuple[odata.Node | None, str]:
+    def _filter(self, coll: Collection, options: Mapping[str, str]) -> tuple[odata.Node | None, str]:
         raw = options.get("$filter")
         if raw is None:
             return None, ""
@@ -509,7 +271,7 @@ class GraphSim(SystemSim):
     async def list_devices(self, request: Request) -> Response:
         return await self._answer(request, "intune", lambda: self._list(request, self.data().devices, "intune"))
 
-    def _list(self, request: Request, coll: _Collection, system: str) -> dict[str, Any]:
+    def _list(self, request: Request, coll: Collection, system: str) -> dict[str, Any]:
         users = coll is self.data().users
         options = self._options(request, _USER_OPTIONS if users else _DEVICE_OPTIONS)
         top = self._top(coll, options)
@@ -535,7 +297,7 @@ class GraphSim(SystemSim):
             body["@odata.nextLink"] = self._next_link(request, self._skiptoken(coll, text, offset + top))
         return body
 
-    def _render(self, coll: _Collection, item: Any, select: Sequence[str],
+    def _render(self, coll: Collection, item: Any, select: Sequence[str],
                 manager_select: Sequence[str] | None) -> dict[str, Any]:
         out = coll.render(item, select)
         if manager_select is not None and isinstance(item, EntraUser) and item.manager_id:
@@ -545,7 +307,7 @@ class GraphSim(SystemSim):
                     manager, manager_select)}
         return out
 
-    def _context(self, request: Request, coll: _Collection, select: Sequence[str], options: Mapping[str, str],
+    def _context(self, request: Request, coll: Collection, select: Sequence[str], options: Mapping[str, str],
                  entity: bool = False) -> str:
         root = _service_root(request)
         shape = f"({','.join(select)})" if "$select" in options else ""
@@ -566,7 +328,7 @@ class GraphSim(SystemSim):
     async def get_device(self, request: Request) -> Response:
         return await self._answer(request, "intune", lambda: self._get(request, self.data().devices, manager=False))
 
-    def _get(self, request: Request, coll: _Collection, *, manager: bool) -> dict[str, Any]:
+    def _get(self, request: Request, coll: Collection, *, manager: bool) -> dict[str, Any]:
         users = coll is self.data().users
         options = self._options(request, {"$select", "$expand"} if users else {"$select"})
         select = self._select(coll, options)
@@ -602,4 +364,4 @@ def graph_sims(ctx: SimContext) -> list[SystemSim]:
     return [AzureTokenSim(ctx), GraphSim(ctx)]
 
 
-__all__ = ["DEFAULT_USER_SELECT", "AzureTokenSim", "GraphSim", "graph_sims", "iso"]
+__all__ = ["GraphError", "GraphSim", "graph_sims"]

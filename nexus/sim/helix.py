@@ -34,12 +34,10 @@ form are this site's custom fields, as sites commonly add them):
   incidents created through the interface form, ``Detailed Decription`` (BMC's spelling), ``First Name``,
   ``Last Name``, ``Impact``, ``Urgency``, ``Reported Source``, ``Vendor Ticket Number``.
 
-Qualifications are PARSED (never evaluated as code) by a small recursive-descent parser: ``'Field' = "value"``,
-``!=``, ``<``, ``<=``, ``>``, ``>=``, ``LIKE`` (``%`` any run, ``_`` one character), ``AND``/``OR``/``NOT`` (also
-``&``, ``|``, ``!``), parentheses, double-quoted strings with ``""`` for a quote, numbers and ``$NULL$``. String
-comparisons ignore case, as on Helix's default case-insensitive database collation. A field that is NULL satisfies
-only ``= $NULL$`` (SQL semantics). Equality on the key fields (serial, owner email, ids, tracking number) is answered
-from indexes built once, so a lookup among 100k assets does not scan them; a plain listing renders only its page.
+Qualifications are PARSED (never evaluated as code): the language is :mod:`nexus.sim.helix_qualification`
+(``'Field' = "value"``, ``!=``, ``<`` ..., ``LIKE``, ``AND``/``OR``/``NOT``, ``""`` for a quote, ``$NULL$``; strings
+compare case-insensitively). The forms, and the indexes that answer equality on key fields without a scan, are
+:mod:`nexus.sim.helix_forms`.
 
 Faults: ``expired_token`` -> the 401 above; ``truncated`` -> every page after the first (the ``next`` link) answers
 500 ARERR 552, as a Helix whose database gave up mid-listing would.
@@ -50,10 +48,7 @@ from __future__ import annotations
 import hmac
 import re
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -63,15 +58,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from nexus.sim.base import SimContext, SystemSim
-from nexus.sim.org_model import HelixAsset, HelixReturnTicket
+from nexus.sim.helix_forms import ASSET_FORM, TICKET_FORM, Form, HelixIncident, asset_form, ticket_form
+from nexus.sim.helix_qualification import QualificationError, fields_of, parse_qualification
 from nexus.sim.tokens import TokenCheck
 
 MAX_LIMIT = 2000
-MAX_QUALIFICATION_CHARS = 20_000
-MAX_DEPTH = 64
 
-ASSET_FORM = "AST:ComputerSystem"
-TICKET_FORM = "HPD:Help Desk"
 INCIDENT_CREATE_FORM = "HPD:IncidentInterface_Create"
 
 #: The interface form's required fields, and the selection fields' allowed values (ITSM 20.x).
@@ -112,395 +104,6 @@ def ar_error(status: int, text: str, appended: str = "", number: int | None = No
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Qualification language
-# ---------------------------------------------------------------------------------------------------------------
-
-
-class QualificationError(ValueError):
-    """The qualification does not parse or names an unknown field."""
-
-
-@dataclass(frozen=True, slots=True)
-class FieldRef:
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class Literal:
-    value: str | float | None  # None is $NULL$
-
-
-Operand = FieldRef | Literal
-
-
-@dataclass(frozen=True, slots=True)
-class Compare:
-    op: str  # = != < <= > >= LIKE
-    left: Operand
-    right: Operand
-
-
-@dataclass(frozen=True, slots=True)
-class BoolOp:
-    op: str  # AND | OR
-    left: Node
-    right: Node
-
-
-@dataclass(frozen=True, slots=True)
-class Not:
-    operand: Node
-
-
-Node = Compare | BoolOp | Not
-
-_TOKEN = re.compile(
-    r"""\s*(?:
-        (?P<field>'(?:[^']|'')*')
-      | (?P<string>"(?:[^"]|"")*")
-      | (?P<null>\$NULL\$)
-      | (?P<number>-?\d+(?:\.\d+)?)
-      | (?P<op>!=|<=|>=|=|<|>|\(|\)|&|\||!)
-      | (?P<word>[A-Za-z]+)
-    )""",
-    re.VERBOSE,
-)
-_WORD_OPS = {"AND": "&", "OR": "|", "NOT": "!", "LIKE": "LIKE"}
-
-
-def _tokenize(text: str) -> list[tuple[str, Any, int]]:
-    tokens: list[tuple[str, Any, int]] = []
-    pos = 0
-    while pos < len(text):
-        if text[pos:].strip() == "":
-            break
-        m = _TOKEN.match(text, pos)
-        if m is None or m.end() == pos:
-            raise QualificationError(f"unexpected character at position {pos + 1}")
-        kind = m.lastgroup or ""
-        raw = m.group(kind)
-        start = m.start(kind)
-        if kind == "field":
-            tokens.append(("field", raw[1:-1].replace("''", "'"), start))
-        elif kind == "string":
-            tokens.append(("lit", raw[1:-1].replace('""', '"'), start))
-        elif kind == "null":
-            tokens.append(("lit", None, start))
-        elif kind == "number":
-            tokens.append(("lit", float(raw), start))
-        elif kind == "word":
-            op = _WORD_OPS.get(raw.upper())
-            if op is None:
-                raise QualificationError(f"unrecognised keyword {raw[:40]!r} at position {start + 1}")
-            tokens.append(("op", op, start))
-        else:
-            tokens.append(("op", raw, start))
-        pos = m.end()
-    return tokens
-
-
-class _Parser:
-    """Recursive descent: or := and ('|' and)* ; and := not ('&' not)* ; not := '!' not | '(' or ')' | cmp."""
-
-    def __init__(self, text: str) -> None:
-        self.tokens = _tokenize(text)
-        self.i = 0
-        self.depth = 0
-
-    def parse(self) -> Node:
-        if not self.tokens:
-            raise QualificationError("empty qualification")
-        node = self._or()
-        if self.i != len(self.tokens):
-            raise QualificationError(f"unexpected token at position {self.tokens[self.i][2] + 1}")
-        return node
-
-    def _peek(self) -> tuple[str, Any, int] | None:
-        return self.tokens[self.i] if self.i < len(self.tokens) else None
-
-    def _is_op(self, value: str) -> bool:
-        tok = self._peek()
-        return tok is not None and tok[0] == "op" and tok[1] == value
-
-    def _or(self) -> Node:
-        node = self._and()
-        while self._is_op("|"):
-            self.i += 1
-            node = BoolOp("OR", node, self._and())
-        return node
-
-    def _and(self) -> Node:
-        node = self._not()
-        while self._is_op("&"):
-            self.i += 1
-            node = BoolOp("AND", node, self._not())
-        return node
-
-    def _not(self) -> Node:
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise QualificationError("qualification nested too deeply")
-        try:
-            if self._is_op("!"):
-                self.i += 1
-                return Not(self._not())
-            if self._is_op("("):
-                self.i += 1
-                node = self._or()
-                if not self._is_op(")"):
-                    raise QualificationError("missing closing parenthesis")
-                self.i += 1
-                return node
-            return self._compare()
-        finally:
-            self.depth -= 1
-
-    def _operand(self) -> Operand:
-        tok = self._peek()
-        if tok is None:
-            raise QualificationError("qualification ends too early")
-        kind, value, pos = tok
-        self.i += 1
-        if kind == "field":
-            return FieldRef(value)
-        if kind == "lit":
-            return Literal(value)
-        raise QualificationError(f"expected a field or a value at position {pos + 1}")
-
-    def _compare(self) -> Compare:
-        left = self._operand()
-        tok = self._peek()
-        if tok is None or tok[0] != "op" or tok[1] not in ("=", "!=", "<", "<=", ">", ">=", "LIKE"):
-            where = f"position {tok[2] + 1}" if tok else "the end"
-            raise QualificationError(f"expected a relational operator at {where}")
-        self.i += 1
-        return Compare(tok[1], left, self._operand())
-
-
-def parse_qualification(text: str) -> Node:
-    if len(text) > MAX_QUALIFICATION_CHARS:
-        raise QualificationError("qualification too long")
-    return _Parser(text).parse()
-
-
-def _fields_of(node: Node) -> set[str]:
-    if isinstance(node, Compare):
-        return {o.name for o in (node.left, node.right) if isinstance(o, FieldRef)}
-    if isinstance(node, BoolOp):
-        return _fields_of(node.left) | _fields_of(node.right)
-    return _fields_of(node.operand)
-
-
-@lru_cache(maxsize=256)
-def _like(pattern: str) -> re.Pattern[str]:
-    parts = ["." if ch == "_" else ".*" if ch == "%" else re.escape(ch) for ch in pattern]
-    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
-
-
-def _comparable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, str):
-        return value.casefold()
-    return value
-
-
-def _coerce_pair(a: Any, b: Any) -> tuple[Any, Any]:
-    """Make a field value and a literal comparable: dates against epoch numbers or date strings."""
-    if isinstance(a, datetime) and isinstance(b, str):
-        try:
-            b = datetime.fromisoformat(b)
-        except ValueError:
-            return a.isoformat().casefold(), b.casefold()
-    if isinstance(b, datetime) and isinstance(a, str):
-        return _coerce_pair(b, a)[::-1]
-    a, b = _comparable(a), _comparable(b)
-    if isinstance(a, float | int) != isinstance(b, float | int):
-        return str(a), str(b)
-    return a, b
-
-
-_ORDER_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "<": lambda x, y: x < y, "<=": lambda x, y: x <= y, ">": lambda x, y: x > y, ">=": lambda x, y: x >= y,
-}
-
-
-def evaluate(node: Node, get: Callable[[str], Any]) -> bool:
-    """Does the row whose field values ``get`` returns satisfy ``node``?"""
-    if isinstance(node, BoolOp):
-        if node.op == "AND":
-            return evaluate(node.left, get) and evaluate(node.right, get)
-        return evaluate(node.left, get) or evaluate(node.right, get)
-    if isinstance(node, Not):
-        return not evaluate(node.operand, get)
-    a = get(node.left.name) if isinstance(node.left, FieldRef) else node.left.value
-    b = get(node.right.name) if isinstance(node.right, FieldRef) else node.right.value
-    a = None if a == "" else a
-    b = None if b == "" else b
-    if a is None or b is None:
-        if node.op == "=":
-            return a is None and b is None
-        if node.op == "!=":
-            # Only `'Field' != $NULL$` can be true here: a NULL field compares false with anything (SQL).
-            null_field = (a is None and isinstance(node.left, FieldRef)) or (
-                b is None and isinstance(node.right, FieldRef))
-            return not null_field and (a is None) != (b is None)
-        return False
-    if node.op == "LIKE":
-        return isinstance(b, str) and _like(b).fullmatch(str(a)) is not None
-    x, y = _coerce_pair(a, b)
-    if node.op == "=":
-        return bool(x == y)
-    if node.op == "!=":
-        return bool(x != y)
-    try:
-        return _ORDER_OPS[node.op](x, y)
-    except TypeError:
-        return False
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Forms
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _ar_time(value: datetime) -> str:
-    """AR REST's timestamp rendering: ``2024-05-01T10:20:30.000+0000`` (UTC)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
-
-
-@dataclass(slots=True)
-class Form:
-    """One AR form: its rows, how each field is read from a row, and equality indexes on key fields."""
-
-    name: str
-    rows: list[Any]
-    fields: dict[str, Callable[[Any], Any]]  # field name -> raw value (datetimes stay datetimes for comparisons)
-    entry_id: Callable[[Any], str]
-    indexed: tuple[str, ...]
-    index: dict[str, dict[str, list[int]]] = field(default_factory=dict)
-    by_id: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for name in self.indexed:
-            getter = self.fields[name]
-            idx: dict[str, list[int]] = {}
-            for i, row in enumerate(self.rows):
-                value = getter(row)
-                if isinstance(value, str) and value:
-                    idx.setdefault(value.casefold(), []).append(i)
-            self.index[name] = idx
-        self.by_id = {self.entry_id(row): i for i, row in enumerate(self.rows)}
-
-    def add(self, row: Any) -> None:
-        """Append a row and index it (rows are only ever appended, so readers never see a half-built index)."""
-        i = len(self.rows)
-        self.rows.append(row)
-        for name in self.indexed:
-            value = self.fields[name](row)
-            if isinstance(value, str) and value:
-                self.index[name].setdefault(value.casefold(), []).append(i)
-        self.by_id[self.entry_id(row)] = i
-
-    def values(self, row: Any, wanted: list[str] | None) -> dict[str, Any]:
-        names = wanted if wanted is not None else list(self.fields)
-        out: dict[str, Any] = {}
-        for name in names:
-            value = self.fields[name](row)
-            out[name] = _ar_time(value) if isinstance(value, datetime) else value
-        return out
-
-    def candidates(self, node: Node) -> list[int] | None:
-        """Row numbers that may match, from the indexes; None when the qualification needs a scan."""
-        if isinstance(node, Compare) and node.op == "=":
-            pair = (node.left, node.right) if isinstance(node.left, FieldRef) else (node.right, node.left)
-            ref, lit = pair
-            if isinstance(ref, FieldRef) and isinstance(lit, Literal) and ref.name in self.index \
-                    and isinstance(lit.value, str) and lit.value:
-                return self.index[ref.name].get(lit.value.casefold(), [])
-            return None
-        if isinstance(node, BoolOp):
-            left, right = self.candidates(node.left), self.candidates(node.right)
-            if node.op == "OR":
-                return None if left is None or right is None else sorted(set(left) | set(right))
-            options = [c for c in (left, right) if c is not None]
-            return min(options, key=len) if options else None
-        return None
-
-    def select(self, node: Node) -> list[int]:
-        """Row numbers (in form order) that satisfy ``node``."""
-        pool = self.candidates(node)
-        numbers = range(len(self.rows)) if pool is None else pool
-        return [i for i in numbers if evaluate(node, self._getter(self.rows[i]))]
-
-    def _getter(self, row: Any) -> Callable[[str], Any]:
-        fields = self.fields
-
-        def get(name: str) -> Any:
-            return fields[name](row)
-
-        return get
-
-
-def _asset_form(assets: list[HelixAsset]) -> Form:
-    return Form(
-        name=ASSET_FORM,
-        rows=assets,
-        fields={
-            "Reconciliation Identity": lambda a: a.reconciliation_id,
-            "Name": lambda a: a.name,
-            "Serial Number": lambda a: a.serial,
-            "AssetLifecycleStatus": lambda a: a.status,
-            "Owner Email": lambda a: a.owner_email,
-            "Manufacturer": lambda a: a.manufacturer,
-            "Model Number": lambda a: a.model,
-        },
-        entry_id=lambda a: a.reconciliation_id,
-        indexed=("Reconciliation Identity", "Name", "Serial Number", "Owner Email"),
-    )
-
-
-@dataclass(slots=True)
-class HelixIncident:
-    """An incident created through ``HPD:IncidentInterface_Create`` (no serial: it is not a return ticket)."""
-
-    incident_number: str
-    submit_date: datetime
-    values: dict[str, str]  # HPD:Help Desk field name -> value
-    serial: str | None = None
-    customer_email: str | None = None
-    tracking_number: str | None = None
-
-
-def _extra(name: str) -> Callable[[Any], Any]:
-    """A field only created incidents carry (None on the generated return tickets)."""
-    return lambda t: t.values.get(name) if isinstance(t, HelixIncident) else None
-
-
-def _ticket_form(tickets: list[HelixReturnTicket | HelixIncident]) -> Form:
-    return Form(
-        name=TICKET_FORM,
-        rows=tickets,
-        fields={
-            "Incident Number": lambda t: t.incident_number,
-            "Description": lambda t: t.values.get("Description") if isinstance(t, HelixIncident)
-            else f"Device return: {t.serial}",
-            "Status": lambda t: t.values.get("Status") if isinstance(t, HelixIncident) else t.status,
-            "Internet E-mail": lambda t: t.customer_email,
-            "Serial Number": lambda t: t.serial,
-            "Tracking Number": lambda t: t.tracking_number,
-            "Submit Date": lambda t: t.submit_date,
-            "Service Type": lambda t: t.values.get("Service Type") if isinstance(t, HelixIncident)
-            else "User Service Request",
-            **{name: _extra(name) for name in ("Detailed Decription", "First Name", "Last Name", "Impact", "Urgency",
-                                               "Reported Source", "Vendor Ticket Number")},
-        },
-        entry_id=lambda t: t.incident_number,
-        indexed=("Incident Number", "Serial Number", "Internet E-mail", "Tracking Number", "Vendor Ticket Number"),
-    )
-
-
 _FIELDS_PARAM = re.compile(r"^\s*values\((?P<names>.*)\)\s*$", re.DOTALL)
 
 
@@ -511,9 +114,9 @@ class HelixSim(SystemSim):
     def __init__(self, ctx: SimContext) -> None:
         super().__init__(ctx)
         self.forms: dict[str, Form] = {
-            ASSET_FORM: _asset_form(ctx.org.helix_assets),
+            ASSET_FORM: asset_form(ctx.org.helix_assets),
             # A copy: created incidents are added to the form, never to the org (the ground truth stays as generated).
-            TICKET_FORM: _ticket_form(list(ctx.org.helix_tickets)),
+            TICKET_FORM: ticket_form(list(ctx.org.helix_tickets)),
         }
         self._revoked: set[str] = set()
         self._lock = threading.Lock()
@@ -652,7 +255,7 @@ class HelixSim(SystemSim):
                 node = parse_qualification(q)
             except QualificationError as exc:
                 return ar_error(400, "Qualification line error", str(exc), 1587)
-            unknown = sorted(_fields_of(node) - set(form.fields))
+            unknown = sorted(fields_of(node) - set(form.fields))
             if unknown:
                 return ar_error(400, "Field does not exist on current form", unknown[0][:80], 314)
             # A qualification no index answers scans the form: keep that off the event loop (other systems share it).
@@ -765,3 +368,6 @@ def _check_incident(values: dict[str, Any]) -> Response | None:
     if values["z1D_Action"] != "CREATE":
         return ar_error(400, "The z1D_Action field must be CREATE on this form", str(values["z1D_Action"])[:40], 1291)
     return None
+
+
+__all__ = ["ASSET_FORM", "INCIDENT_CREATE_FORM", "MAX_LIMIT", "TICKET_FORM", "HelixIncident", "HelixSim", "ar_error"]

@@ -14,7 +14,8 @@ Pagination: ``limit`` 1..500; ``page: FIRST`` (no cursor), ``NEXT`` with ``pagin
 Filters: ``{conjunction: AND|OR, conditions: [{operator, path, value}], groups: [...]}``; operators EQUAL,
 NOT_EQUAL, LIKE (contains), NOT_LIKE, EXISTS, NOT_EXISTS, GREATER_THAN, LESS_THAN. The simulator compares text
 ignoring case. EQUAL on ``assetCustom.serialNumber``, ``assetBasicInfo.userName`` and ``key`` is a dictionary look-up
-(indexes built once per org), so a page costs O(page size) even with 150k assets.
+(indexes built once per org), so a page costs O(page size) even with 150k assets. Field paths, indexes and filters:
+:mod:`nexus.sim.lansweeper_assets`.
 
 Faults: the generic ones come from the framework. ``truncated``: a request that carries a cursor (``NEXT``/``PREV``)
 fails with a GraphQL error whose ``extensions.code`` is ``INTERNAL_SERVER_ERROR`` (the client maps that code to
@@ -33,8 +34,6 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from graphql import (
@@ -54,11 +53,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from nexus.sim.base import SimContext, SystemSim
+from nexus.sim.lansweeper_assets import FIELDS, Assets, Group, bad_input, candidates, matches, parse_group
 from nexus.sim.org_model import LansweeperAsset, Org
 
 GRAPHQL_PATH = "/api/v2/graphql"
 MAX_LIMIT = 500
-_MAX_FILTER_DEPTH = 8
 
 SDL = """
 scalar JSON
@@ -129,137 +128,6 @@ type Query {
 """
 
 
-def _iso_ms(value: datetime) -> str:
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
-def _split_owner(user_name: str | None) -> tuple[str | None, str | None]:
-    """``CORP\\sam`` -> (``CORP``, ``sam``); a bare name has no domain."""
-    if not user_name:
-        return None, None
-    domain, sep, name = user_name.partition("\\")
-    return (domain, name) if sep else (None, user_name)
-
-
-Getter = Callable[[LansweeperAsset], Any]
-
-#: Every field path the simulator can render or filter on.
-FIELDS: dict[str, Getter] = {
-    "key": lambda a: a.key,
-    "assetBasicInfo.name": lambda a: a.name,
-    "assetBasicInfo.type": lambda a: a.asset_type,
-    "assetBasicInfo.userName": lambda a: _split_owner(a.user_name)[1],
-    "assetBasicInfo.userDomain": lambda a: _split_owner(a.user_name)[0],
-    "assetBasicInfo.lastSeen": lambda a: _iso_ms(a.last_seen),
-    "assetBasicInfo.ipAddress": lambda a: a.ip_address or None,
-    "assetCustom.serialNumber": lambda a: a.serial,
-    "assetCustom.model": lambda a: a.model,
-    "assetCustom.manufacturer": lambda a: a.manufacturer,
-}
-_INDEXED = ("key", "assetCustom.serialNumber", "assetBasicInfo.userName")
-
-
-def _fold(value: Any) -> str | None:
-    return None if value is None else str(value).casefold()
-
-
-class _Assets:
-    """One org's assets with the EQUAL indexes, built once."""
-
-    def __init__(self, org: Org) -> None:
-        self.items: list[LansweeperAsset] = org.lansweeper
-        self.indexes: dict[str, dict[str, list[int]]] = {path: {} for path in _INDEXED}
-        for pos, asset in enumerate(self.items):
-            for path in _INDEXED:
-                value = _fold(FIELDS[path](asset))
-                if value:
-                    self.indexes[path].setdefault(value, []).append(pos)
-
-
-@dataclass(frozen=True, slots=True)
-class _Condition:
-    operator: str
-    path: str
-    value: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Group:
-    conjunction: str
-    conditions: tuple[_Condition, ...]
-    groups: tuple[_Group, ...]
-
-
-def _bad_input(message: str) -> GraphQLError:
-    return GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})
-
-
-def _parse_group(raw: dict[str, Any], depth: int = 0) -> _Group:
-    if depth > _MAX_FILTER_DEPTH:
-        raise _bad_input("Filter groups are nested too deeply.")
-    conditions = []
-    for cond in raw.get("conditions") or ():
-        path = cond["path"]
-        if path not in FIELDS:
-            raise _bad_input(f"Invalid filter path '{path}'.")
-        if cond["operator"] not in ("EXISTS", "NOT_EXISTS") and cond.get("value") is None:
-            raise _bad_input(f"Filter condition on '{path}' needs a value.")
-        conditions.append(_Condition(cond["operator"], path, cond.get("value")))
-    groups = tuple(_parse_group(g, depth + 1) for g in raw.get("groups") or ())
-    return _Group(raw.get("conjunction") or "AND", tuple(conditions), groups)
-
-
-def _test(cond: _Condition, asset: LansweeperAsset) -> bool:
-    have = _fold(FIELDS[cond.path](asset))
-    want = _fold(cond.value)
-    op = cond.operator
-    if op == "EXISTS":
-        return bool(have)
-    if op == "NOT_EXISTS":
-        return not have
-    if op == "EQUAL":
-        return have == want
-    if op == "NOT_EQUAL":
-        return have != want
-    if have is None or want is None:
-        return False
-    if op == "LIKE":
-        return want in have
-    if op == "NOT_LIKE":
-        return want not in have
-    if op == "GREATER_THAN":
-        return have > want
-    return have < want  # LESS_THAN
-
-
-def _matches(group: _Group, asset: LansweeperAsset) -> bool:
-    results = [_test(c, asset) for c in group.conditions] + [_matches(g, asset) for g in group.groups]
-    if not results:
-        return True
-    return all(results) if group.conjunction == "AND" else any(results)
-
-
-def _candidates(group: _Group, assets: _Assets) -> set[int] | None:
-    """Positions that may match, from the indexes; None when a scan is needed."""
-    sets: list[set[int] | None] = []
-    for cond in group.conditions:
-        if cond.operator == "EQUAL" and cond.path in assets.indexes:
-            sets.append(set(assets.indexes[cond.path].get(_fold(cond.value) or "", ())))
-        else:
-            sets.append(None)
-    sets += [_candidates(g, assets) for g in group.groups]
-    if not sets:
-        return None
-    if group.conjunction == "AND":
-        known = [s for s in sets if s is not None]
-        return set.intersection(*known) if known else None
-    if any(s is None for s in sets):
-        return None
-    return set().union(*(s for s in sets if s is not None))
-
-
 class RateLimiter:
     """A sliding one-minute window: ``check()`` returns None when allowed, else the seconds to wait."""
 
@@ -293,7 +161,7 @@ class LansweeperSim(SystemSim):
         self.schema: GraphQLSchema = build_schema(SDL)
         self._wire_resolvers()
         self._lock = threading.Lock()
-        self._assets: _Assets | None = None
+        self._assets: Assets | None = None
         self._assets_org: Org | None = None
         self._documents: OrderedDict[str, DocumentNode | list[GraphQLError]] = OrderedDict()
         self._results: OrderedDict[str, list[int]] = OrderedDict()
@@ -314,16 +182,16 @@ class LansweeperSim(SystemSim):
                         media_type="application/json")
 
     # -- data -----------------------------------------------------------------------------------------------------
-    def assets(self) -> _Assets:
+    def assets(self) -> Assets:
         org = self.ctx.org
         with self._lock:
             if self._assets is None or self._assets_org is not org:
-                self._assets = _Assets(org)
+                self._assets = Assets(org)
                 self._assets_org = org
                 self._results.clear()
             return self._assets
 
-    def _positions(self, group: _Group | None, key: str) -> Sequence[int]:
+    def _positions(self, group: Group | None, key: str) -> Sequence[int]:
         assets = self.assets()
         if group is None:
             return range(len(assets.items))
@@ -332,9 +200,9 @@ class LansweeperSim(SystemSim):
             if cached is not None:
                 self._results.move_to_end(key)
                 return cached
-        found = _candidates(group, assets)
+        found = candidates(group, assets)
         pool = sorted(found) if found is not None else range(len(assets.items))
-        result = [pos for pos in pool if _matches(group, assets.items[pos])]
+        result = [pos for pos in pool if matches(group, assets.items[pos])]
         with self._lock:
             self._results[key] = result
             while len(self._results) > self._cache_size:
@@ -354,7 +222,7 @@ class LansweeperSim(SystemSim):
             offset = int.from_bytes(raw[:4], "big")
             if hmac.compare_digest(self._cursor(binding, offset), cursor.rstrip("=")):
                 return offset
-        raise _bad_input("Invalid cursor.")
+        raise bad_input("Invalid cursor.")
 
     # -- resolvers ------------------------------------------------------------------------------------------------
     def _wire_resolvers(self) -> None:
@@ -380,20 +248,20 @@ class LansweeperSim(SystemSim):
                         filters: dict[str, Any] | None = None) -> dict[str, Any]:
         unknown = [f for f in fields if f not in FIELDS]
         if unknown:
-            raise _bad_input(f"Invalid field path '{unknown[0]}'.")
+            raise bad_input(f"Invalid field path '{unknown[0]}'.")
         paging = assetPagination or {}
         limit = paging.get("limit") or 100
         if not 1 <= limit <= MAX_LIMIT:
-            raise _bad_input(f"limit must be between 1 and {MAX_LIMIT}.")
+            raise bad_input(f"limit must be between 1 and {MAX_LIMIT}.")
         page = paging.get("page") or "FIRST"
-        group = _parse_group(filters) if filters else None
+        group = parse_group(filters) if filters else None
         binding = json.dumps([site["id"], filters], sort_keys=True)
         positions = self._positions(group, binding)
         total = len(positions)
         cursor = paging.get("cursor")
         if page in ("NEXT", "PREV"):
             if not cursor:
-                raise _bad_input(f"page {page} needs a cursor.")
+                raise bad_input(f"page {page} needs a cursor.")
             if info.context.get("truncated"):
                 raise GraphQLError("The cursor could not be resolved: the result set is no longer available.",
                                    extensions={"code": "INTERNAL_SERVER_ERROR"})
@@ -516,4 +384,4 @@ def _formatted(error: GraphQLError, default_code: str) -> dict[str, Any]:
     return formatted
 
 
-__all__ = ["FIELDS", "GRAPHQL_PATH", "SDL", "LansweeperSim", "RateLimiter"]
+__all__ = ["GRAPHQL_PATH", "MAX_LIMIT", "SDL", "LansweeperSim", "RateLimiter"]

@@ -7,10 +7,14 @@ reach it; that is what the slapd simulator is for). It serves the same entries a
 rejects AD's bitwise matching rule, which is why :class:`clients.ad.ADClient` reads bit 0x2 of
 ``userAccountControl`` itself instead of filtering on it.
 
-Two ways to point a client at it::
+A client reaches it only through its factory, given to the client by whoever builds it (there is no registry of
+directories by URL: a client built from settings alone refuses a ``mock://`` URL)::
 
-    url = register_mock_directory(org, creds, faults=faults, log=log)   # AD_LDAP_URL=url, clients need nothing else
-    client = ADClient(directory.settings(), connection_factory=directory.connection_factory)   # explicit
+    directory = mock_directory(org, creds, faults=faults, log=log)
+    client = ADClient(directory.settings(), connection_factory=directory.connection_factory)
+
+The embedded demo passes the factory the same way (``SimulatorStack.ad_connection_factory`` ->
+``workers.embedded.embedded_worker(ad_connection_factory=...)`` -> the worker's AD client).
 
 Given a :class:`FaultBoard` and :class:`RequestLog`, its connections apply the ``ad`` faults and log operations the
 way :mod:`nexus.sim.ldap_proxy` does on the wire, raising the exceptions ldap3 raises there (reset, busy, invalid
@@ -20,7 +24,6 @@ credentials, undecodable answer), so the client's error mapping is exercised ide
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -30,11 +33,10 @@ from ldap3.core.exceptions import LDAPSessionTerminatedByServerError, LDAPSocket
 from pyasn1.error import PyAsn1Error
 from pydantic import SecretStr
 
-from clients.ad import register_connection_factory, unregister_connection_factory
 from nexus.settings import Settings
 from nexus.sim.faults import FaultBoard, RequestLog
+from nexus.sim.ldap_entries import DEFAULT_BASE_DN, DEFAULT_BIND_DN, directory_entries
 from nexus.sim.ldap_proxy import BUSY, INVALID_CREDENTIALS, UNAVAILABLE
-from nexus.sim.ldap_server import DEFAULT_BASE_DN, DEFAULT_BIND_DN, directory_entries
 from nexus.sim.org_model import AdUser, Org
 
 SYSTEM = "ad"
@@ -165,42 +167,26 @@ class MockDirectory:
         )
 
 
-_lock = threading.Lock()
-_registered: dict[str, MockDirectory] = {}
-
-
-def register_mock_directory(
+def mock_directory(
     org: Org,
     creds: _Credentials | None = None,
     *,
     faults: FaultBoard | None = None,
     log: RequestLog | None = None,
-) -> str:
-    """Build a :class:`MockDirectory` for ``org`` and serve it at a fresh ``mock://`` URL in this process.
-
-    Returns the URL to use as ``AD_LDAP_URL``: an :class:`~clients.ad.ADClient` built from settings alone then
-    reaches this directory. ``creds`` supplies the bind DN and password (``SimCredentials``).
-    """
-    directory = MockDirectory(
+) -> MockDirectory:
+    """A :class:`MockDirectory` for ``org`` with the bind DN and password of ``creds`` (``SimCredentials``)."""
+    return MockDirectory(
         org,
         bind_dn=creds.ad_bind_dn if creds else DEFAULT_BIND_DN,
         bind_password=creds.ad_bind_password if creds else None,
         faults=faults,
         log=log,
     )
-    url = f"mock://ad-{secrets.token_hex(6)}"
-    with _lock:
-        _registered[url] = directory
-    register_connection_factory(url, directory.connection_factory)
-    return url
 
 
-def registered_directory(url: str) -> MockDirectory | None:
-    with _lock:
-        return _registered.get(url)
+def mock_url() -> str:
+    """A fresh ``mock://`` URL for ``AD_LDAP_URL`` (it names the directory in logs; nothing looks it up)."""
+    return f"mock://ad-{secrets.token_hex(6)}"
 
 
-def unregister_mock_directory(url: str) -> None:
-    with _lock:
-        _registered.pop(url, None)
-    unregister_connection_factory(url)
+__all__ = ["FaultyMockConnection", "MockDirectory", "mock_directory", "mock_url"]

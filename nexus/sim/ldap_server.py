@@ -15,11 +15,9 @@ interpreter exit) kills it by pid and removes the temp dir. A Debian system slap
 :class:`LdapSimulator` puts the fault proxy (:mod:`nexus.sim.ldap_proxy`) in front of it: the proxy's URL is what
 ``AD_LDAP_URL`` points at, so the contract's ``ad`` faults and request log apply to LDAP.
 
-Directory layout: base ``DC=corp,DC=example``; users at their :attr:`AdUser.dn` (``OU=Users,OU=<Department>``);
-the OUs are created from the users' DNs; the service account Nexus binds as lives at
-``CN=svc-nexus,OU=Service Accounts,DC=corp,DC=example`` (not a ``user`` object, so it never shows up as a person).
+Directory layout and entries (the OUs, the service account Nexus binds as): :mod:`nexus.sim.ldap_entries`.
 slapd answers with DNs in its own spelling (``cn=...,ou=legal\\2C risk...``: lower-case types, hex escapes); they
-are the same DNs, and :func:`clients.ad.ad_dn` spells them back the AD way. Attribute values come back as written.
+are the same DNs, and :func:`clients.ad.dn.ad_dn` spells them back the AD way. Attribute values come back as written.
 """
 
 from __future__ import annotations
@@ -37,23 +35,26 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 from ldap3 import MODIFY_REPLACE, NONE, SIMPLE, SYNC, Connection, Server
 from ldap3.core.exceptions import LDAPException
-from ldap3.utils.dn import parse_dn
 
-from clients.ad import unescape_dn_value
 from nexus.sim.faults import FaultBoard, RequestLog
+from nexus.sim.ldap_entries import (
+    DEFAULT_BASE_DN,
+    DEFAULT_BIND_DN,
+    USER_ATTRIBUTES,
+    DirectoryError,
+    render_ldif,
+    user_attributes,
+)
 from nexus.sim.ldap_proxy import LdapProxy
 from nexus.sim.ldap_schema import AD_SCHEMA, EQUALITY_INDEXES, SYSTEM_SCHEMAS
 from nexus.sim.org_model import AdUser, Org
-
-DEFAULT_BASE_DN = "DC=corp,DC=example"
-DEFAULT_BIND_DN = "CN=svc-nexus,OU=Service Accounts,DC=corp,DC=example"
 
 _SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec", "/usr/local/libexec")
 _MODULE_DIRS = ("/usr/lib/ldap", "/usr/lib64/openldap", "/usr/lib/openldap", "/usr/local/libexec/openldap")
@@ -102,158 +103,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-# --- LDIF rendering --------------------------------------------------------------------------------------------
-
-
-def _safe(value: str) -> bool:
-    """RFC 2849 SAFE-STRING (plus: no trailing space, which slapd would strip)."""
-    return bool(value) and value.isascii() and value.isprintable() and value[0] not in " :<" and value[-1] != " "
-
-
-def _line(attr: str, value: str) -> str:
-    if _safe(value):
-        return f"{attr}: {value}\n"
-    return f"{attr}:: {base64.b64encode(value.encode()).decode()}\n"
-
-
-def split_rdn(dn: str) -> tuple[str, str]:
-    """``("CN=a\\, b", "OU=x,DC=y")`` from ``"CN=a\\, b,OU=x,DC=y"``: the first RDN and the parent DN."""
-    if "\\" not in dn:
-        rdn, _, parent = dn.partition(",")
-        return rdn.strip(), parent.strip()
-    escaped = False
-    for index, ch in enumerate(dn):
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == ",":
-            return dn[:index].strip(), dn[index + 1 :].strip()
-    return dn.strip(), ""
-
-
-def rdn_value(dn: str) -> str:
-    """The unescaped value of the first RDN of ``dn``."""
-    return unescape_dn_value(parse_dn(dn)[0][1])
-
-
-def container_attributes(dn: str) -> dict[str, list[str]]:
-    """An intermediate entry (base, OU, container) named by its RDN type."""
-    attr, _, _ = parse_dn(dn)[0]
-    value = rdn_value(dn)
-    classes = {"dc": "domain", "ou": "organizationalUnit", "o": "organization", "cn": "container"}
-    kind = attr.lower()
-    if kind not in classes:
-        raise SlapdError(f"cannot create container {dn!r}: RDN type {attr!r} (expected DC, O, OU or CN)")
-    return {"objectClass": ["top", classes[kind]], kind: [value]}
-
-
-def user_attributes(user: AdUser) -> dict[str, list[str]]:
-    """An :class:`AdUser` as LDAP attributes (empty values left out: LDAP has no empty strings)."""
-    attrs: dict[str, list[str]] = {"objectClass": ["top", "user"], "objectCategory": ["person"]}
-    for name, value in (
-        ("cn", user.cn),
-        ("sAMAccountName", user.sam),
-        ("userPrincipalName", user.upn),
-        ("displayName", user.display_name),
-        ("givenName", user.given_name),
-        ("sn", user.sn),
-        ("userAccountControl", str(user.user_account_control)),
-        ("mail", user.mail),
-        ("title", user.title),
-        ("department", user.department),
-        ("manager", user.manager_dn),
-        ("employeeID", user.employee_id),
-        ("objectGUID", user.object_guid),
-    ):
-        if value:
-            attrs[name] = [value]
-    proxies = [p for p in user.proxy_addresses if p]
-    if proxies:
-        attrs["proxyAddresses"] = proxies
-    return attrs
-
-
-#: Every attribute :func:`user_attributes` may write (besides objectClass and cn).
-_USER_ATTRS = (
-    "objectCategory",
-    "sAMAccountName",
-    "userPrincipalName",
-    "displayName",
-    "givenName",
-    "sn",
-    "userAccountControl",
-    "mail",
-    "title",
-    "department",
-    "manager",
-    "employeeID",
-    "objectGUID",
-    "proxyAddresses",
-)
-
-
-def _entry(dn: str, attrs: Mapping[str, Iterable[str]]) -> str:
-    # Inlined _safe/_line: this runs ~2M times for a 100k-people org.
-    parts = [_line("dn", dn)]
-    for name, values in attrs.items():
-        for value in values:
-            if value.isascii() and value.isprintable() and value[0] not in " :<" and value[-1] != " ":
-                parts.append(f"{name}: {value}\n")
-            else:
-                parts.append(_line(name, value))
-    parts.append("\n")
-    return "".join(parts)
-
-
-def directory_entries(
-    users: Iterable[AdUser], *, base_dn: str, bind_dn: str, bind_password: str
-) -> Iterator[tuple[str, dict[str, list[str]]]]:
-    """Every entry of the directory as (DN, attributes), each parent before its children.
-
-    Yields the base, the service account (``bind_password`` is the userPassword value as stored), then each user,
-    creating the OUs on the way from the users' DNs.
-    """
-    base_key = base_dn.lower().replace(" ", "")
-    created: set[str] = set()
-
-    def ensure(dn: str) -> Iterator[tuple[str, dict[str, list[str]]]]:
-        # Walk up to the first existing ancestor, then create downwards.
-        missing: list[str] = []
-        current = dn
-        while current and current.lower().replace(" ", "") not in created:
-            missing.append(current)
-            if current.lower().replace(" ", "") == base_key:
-                break
-            current = split_rdn(current)[1]
-            if not current:
-                raise SlapdError(f"{dn!r} is not under the base DN {base_dn!r}")
-        for ancestor in reversed(missing):
-            created.add(ancestor.lower().replace(" ", ""))
-            yield ancestor, container_attributes(ancestor)
-
-    yield from ensure(base_dn)
-    yield from ensure(split_rdn(bind_dn)[1])
-    yield (
-        bind_dn,
-        {
-            "objectClass": ["top", "organizationalRole", "simpleSecurityObject"],
-            "cn": [rdn_value(bind_dn)],
-            "userPassword": [bind_password],
-            "description": ["Nexus read-only bind account"],
-        },
-    )
-    for user in users:
-        yield from ensure(split_rdn(user.dn)[1])
-        yield user.dn, user_attributes(user)
-
-
-def render_ldif(users: Iterable[AdUser], *, base_dn: str, bind_dn: str, bind_password_hash: str) -> Iterator[str]:
-    """The whole directory as LDIF entries, every parent before its children (what ``slapadd -q`` needs)."""
-    for dn, attrs in directory_entries(users, base_dn=base_dn, bind_dn=bind_dn, bind_password=bind_password_hash):
-        yield _entry(dn, attrs)
 
 
 # --- slapd -----------------------------------------------------------------------------------------------------
@@ -389,11 +238,14 @@ class SlapdServer:
             self._users, base_dn=self.base_dn, bind_dn=self.bind_dn, bind_password_hash=ssha(self.bind_password)
         )
         batch: list[str] = []
-        for chunk in chunks:
-            batch.append(chunk)
-            if len(batch) >= 1000:
-                fh.write("".join(batch))
-                batch.clear()
+        try:
+            for chunk in chunks:
+                batch.append(chunk)
+                if len(batch) >= 1000:
+                    fh.write("".join(batch))
+                    batch.clear()
+        except DirectoryError as exc:
+            raise SlapdError(str(exc)) from exc
         fh.write("".join(batch))
 
     def _launch(self, slapd: str, conf: Path) -> None:
@@ -533,7 +385,7 @@ class SlapdServer:
     def update_user(self, user: AdUser) -> None:
         """Rewrite every attribute of an existing user from ``user`` (same DN); absent optional ones are removed."""
         attrs = user_attributes(user)
-        changes: dict[str, str | int | Sequence[str] | None] = {name: None for name in _USER_ATTRS}
+        changes: dict[str, str | int | Sequence[str] | None] = {name: None for name in USER_ATTRIBUTES}
         changes.update({name: values for name, values in attrs.items() if name not in ("objectClass", "cn")})
         self.modify(user.dn, changes)
 

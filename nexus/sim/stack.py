@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nexus.fileutil import atomic_write
+from nexus.settings import Settings
 from nexus.sim.base import SimContext, SimCredentials, SystemSim
 from nexus.sim.org_model import Org
 from nexus.sim.tokens import TokenIssuer
@@ -24,7 +26,8 @@ log = logging.getLogger("nexus.sim")
 def http_simulators(ctx: SimContext) -> list[SystemSim]:
     """One instance of every HTTP simulator, sharing ``ctx``."""
     from nexus.sim.fedex import FedexSim
-    from nexus.sim.graph import AzureTokenSim, GraphSim
+    from nexus.sim.graph import GraphSim
+    from nexus.sim.graph_token import AzureTokenSim
     from nexus.sim.helix import HelixSim
     from nexus.sim.lansweeper import LansweeperSim
     from nexus.sim.workday import WorkdaySim
@@ -68,6 +71,10 @@ class SimulatorStack:
         self._proxy: Any = None
         self.ctx: SimContext | None = None
         self.ldap_url = ""
+        #: The in-process directory's connection factory when AD is served by it (``ldap_mode`` mock, or auto
+        #: without slapd), else None: whoever builds an AD client for this stack passes it as the client's
+        #: ``connection_factory`` (the ``mock://`` URL alone reaches nothing).
+        self.ad_connection_factory: Callable[[Settings], Any] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> SimulatorStack:
@@ -96,9 +103,11 @@ class SimulatorStack:
         assert self.org is not None and self.creds is not None
         use_slapd = self.ldap_mode == "slapd" or (self.ldap_mode == "auto" and ldap_server.is_available())
         if not use_slapd:
-            from nexus.sim.ldap_mock import register_mock_directory
+            from nexus.sim.ldap_mock import mock_directory, mock_url
 
-            self.ldap_url = register_mock_directory(self.org, self.creds, faults=ctx.faults, log=ctx.log)
+            directory = mock_directory(self.org, self.creds, faults=ctx.faults, log=ctx.log)
+            self.ldap_url = mock_url()
+            self.ad_connection_factory = directory.connection_factory
             log.warning("slapd not installed: AD is served by an in-process directory (this process only)")
             return
         from nexus.sim.ldap_proxy import LdapProxy
@@ -119,6 +128,7 @@ class SimulatorStack:
                 except Exception:  # stopping is best effort; report and carry on
                     log.exception("error while stopping %s", type(part).__name__)
         self._http = self._proxy = self._slapd = None
+        self.ad_connection_factory = None
 
     def __enter__(self) -> SimulatorStack:
         return self.start()

@@ -1,0 +1,188 @@
+"""The org's AD users as directory entries: DNs, attributes, the OUs above them, and their LDIF rendering.
+
+One description of the directory for both AD backends: :mod:`nexus.sim.ldap_server` streams :func:`render_ldif`
+into ``slapadd``, :mod:`nexus.sim.ldap_mock` adds :func:`directory_entries` to ldap3's MOCK_SYNC server. Layout:
+base ``DC=corp,DC=example``; users at their :attr:`AdUser.dn` (``OU=Users,OU=<Department>``); the OUs are created
+from the users' DNs; the service account Nexus binds as lives at ``CN=svc-nexus,OU=Service Accounts,DC=corp,
+DC=example`` (not a ``user`` object, so it never shows up as a person).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Iterator, Mapping
+
+from ldap3.utils.dn import parse_dn
+
+from clients.ad.dn import unescape_dn_value
+from nexus.sim.org_model import AdUser
+
+DEFAULT_BASE_DN = "DC=corp,DC=example"
+DEFAULT_BIND_DN = "CN=svc-nexus,OU=Service Accounts,DC=corp,DC=example"
+
+
+class DirectoryError(ValueError):
+    """The org's entries cannot form the directory (a user outside the base DN, a container of no known type)."""
+
+
+def _safe(value: str) -> bool:
+    """RFC 2849 SAFE-STRING (plus: no trailing space, which slapd would strip)."""
+    return bool(value) and value.isascii() and value.isprintable() and value[0] not in " :<" and value[-1] != " "
+
+
+def _line(attr: str, value: str) -> str:
+    if _safe(value):
+        return f"{attr}: {value}\n"
+    return f"{attr}:: {base64.b64encode(value.encode()).decode()}\n"
+
+
+def split_rdn(dn: str) -> tuple[str, str]:
+    """``("CN=a\\, b", "OU=x,DC=y")`` from ``"CN=a\\, b,OU=x,DC=y"``: the first RDN and the parent DN."""
+    if "\\" not in dn:
+        rdn, _, parent = dn.partition(",")
+        return rdn.strip(), parent.strip()
+    escaped = False
+    for index, ch in enumerate(dn):
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == ",":
+            return dn[:index].strip(), dn[index + 1 :].strip()
+    return dn.strip(), ""
+
+
+def rdn_value(dn: str) -> str:
+    """The unescaped value of the first RDN of ``dn``."""
+    return unescape_dn_value(parse_dn(dn)[0][1])
+
+
+def container_attributes(dn: str) -> dict[str, list[str]]:
+    """An intermediate entry (base, OU, container) named by its RDN type."""
+    attr, _, _ = parse_dn(dn)[0]
+    value = rdn_value(dn)
+    classes = {"dc": "domain", "ou": "organizationalUnit", "o": "organization", "cn": "container"}
+    kind = attr.lower()
+    if kind not in classes:
+        raise DirectoryError(f"cannot create container {dn!r}: RDN type {attr!r} (expected DC, O, OU or CN)")
+    return {"objectClass": ["top", classes[kind]], kind: [value]}
+
+
+def user_attributes(user: AdUser) -> dict[str, list[str]]:
+    """An :class:`AdUser` as LDAP attributes (empty values left out: LDAP has no empty strings)."""
+    attrs: dict[str, list[str]] = {"objectClass": ["top", "user"], "objectCategory": ["person"]}
+    for name, value in (
+        ("cn", user.cn),
+        ("sAMAccountName", user.sam),
+        ("userPrincipalName", user.upn),
+        ("displayName", user.display_name),
+        ("givenName", user.given_name),
+        ("sn", user.sn),
+        ("userAccountControl", str(user.user_account_control)),
+        ("mail", user.mail),
+        ("title", user.title),
+        ("department", user.department),
+        ("manager", user.manager_dn),
+        ("employeeID", user.employee_id),
+        ("objectGUID", user.object_guid),
+    ):
+        if value:
+            attrs[name] = [value]
+    proxies = [p for p in user.proxy_addresses if p]
+    if proxies:
+        attrs["proxyAddresses"] = proxies
+    return attrs
+
+
+#: Every attribute :func:`user_attributes` may write (besides objectClass and cn).
+USER_ATTRIBUTES = (
+    "objectCategory",
+    "sAMAccountName",
+    "userPrincipalName",
+    "displayName",
+    "givenName",
+    "sn",
+    "userAccountControl",
+    "mail",
+    "title",
+    "department",
+    "manager",
+    "employeeID",
+    "objectGUID",
+    "proxyAddresses",
+)
+
+
+def _entry(dn: str, attrs: Mapping[str, Iterable[str]]) -> str:
+    # Inlined _safe/_line: this runs ~2M times for a 100k-people org.
+    parts = [_line("dn", dn)]
+    for name, values in attrs.items():
+        for value in values:
+            if value.isascii() and value.isprintable() and value[0] not in " :<" and value[-1] != " ":
+                parts.append(f"{name}: {value}\n")
+            else:
+                parts.append(_line(name, value))
+    parts.append("\n")
+    return "".join(parts)
+
+
+def directory_entries(
+    users: Iterable[AdUser], *, base_dn: str, bind_dn: str, bind_password: str
+) -> Iterator[tuple[str, dict[str, list[str]]]]:
+    """Every entry of the directory as (DN, attributes), each parent before its children.
+
+    Yields the base, the service account (``bind_password`` is the userPassword value as stored), then each user,
+    creating the OUs on the way from the users' DNs.
+    """
+    base_key = base_dn.lower().replace(" ", "")
+    created: set[str] = set()
+
+    def ensure(dn: str) -> Iterator[tuple[str, dict[str, list[str]]]]:
+        # Walk up to the first existing ancestor, then create downwards.
+        missing: list[str] = []
+        current = dn
+        while current and current.lower().replace(" ", "") not in created:
+            missing.append(current)
+            if current.lower().replace(" ", "") == base_key:
+                break
+            current = split_rdn(current)[1]
+            if not current:
+                raise DirectoryError(f"{dn!r} is not under the base DN {base_dn!r}")
+        for ancestor in reversed(missing):
+            created.add(ancestor.lower().replace(" ", ""))
+            yield ancestor, container_attributes(ancestor)
+
+    yield from ensure(base_dn)
+    yield from ensure(split_rdn(bind_dn)[1])
+    yield (
+        bind_dn,
+        {
+            "objectClass": ["top", "organizationalRole", "simpleSecurityObject"],
+            "cn": [rdn_value(bind_dn)],
+            "userPassword": [bind_password],
+            "description": ["Nexus read-only bind account"],
+        },
+    )
+    for user in users:
+        yield from ensure(split_rdn(user.dn)[1])
+        yield user.dn, user_attributes(user)
+
+
+def render_ldif(users: Iterable[AdUser], *, base_dn: str, bind_dn: str, bind_password_hash: str) -> Iterator[str]:
+    """The whole directory as LDIF entries, every parent before its children (what ``slapadd -q`` needs)."""
+    for dn, attrs in directory_entries(users, base_dn=base_dn, bind_dn=bind_dn, bind_password=bind_password_hash):
+        yield _entry(dn, attrs)
+
+
+__all__ = [
+    "DEFAULT_BASE_DN",
+    "DEFAULT_BIND_DN",
+    "USER_ATTRIBUTES",
+    "DirectoryError",
+    "container_attributes",
+    "directory_entries",
+    "rdn_value",
+    "render_ldif",
+    "split_rdn",
+    "user_attributes",
+]
