@@ -22,30 +22,12 @@ from nexus.systems import System
 log = logging.getLogger("nexus.demo")
 
 
-def _apply_env(env: dict[str, str]) -> dict[str, str | None]:
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    from nexus.settings import get_settings
-
-    get_settings.cache_clear()
-    return saved
-
-
-def _restore_env(saved: dict[str, str | None]) -> None:
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    from nexus.settings import get_settings
-
-    get_settings.cache_clear()
-
-
 def run_demo(people: int = 60, seed: int = 7, down: str = "workday", out: Path = Path("reports/demo-report.json"),
              sample: int = 12) -> int:
     from nexus.console import print_report_summary
     from nexus.facade import Nexus
+    from nexus.runtime import current
+    from nexus.settings import Settings
     from nexus.sim.stack import SimulatorStack
     from workers.embedded import embedded_worker
 
@@ -65,30 +47,28 @@ def run_demo(people: int = 60, seed: int = 7, down: str = "workday", out: Path =
             "NEXUS_BREAKER_RESET_TIMEOUT_S": os.environ.get("NEXUS_BREAKER_RESET_TIMEOUT_S", "60"),
             "NEXUS_BULK_CHUNK_SIZE": "4",
         }
-        saved = _apply_env(demo_env)
-        try:
-            fault = {"system": down_system.value, "mode": "down"}
-            httpx.post(f"{stack.url}/_sim/faults", json=fault).raise_for_status()
-            print(f"[demo] {down_system.display} is DOWN for this run (simulator fault 'down')", file=sys.stderr)
-            assert stack.org is not None
-            rng = random.Random(seed)
-            drifted = sorted({d["subject"] for d in stack.org.truth["drift"] if "@" in d["subject"]})
-            emails = rng.sample(drifted, min(sample, len(drifted)))
-            with embedded_worker(concurrency=4, ad_connection_factory=stack.ad_connection_factory):
-                nx = Nexus()
-                first = nx.wait(nx.submit(nx.request_for(email=emails[0])), timeout=120)
-                print("", file=sys.stderr)
-                print_report_summary(first)
-                bulk = nx.wait(nx.submit(nx.request_for(emails=emails)), timeout=120)
-                print("", file=sys.stderr)
-                print_report_summary(bulk, limit=15)
-                serial = next(d["subject"] for d in stack.org.truth["drift"] if d["field"] == "return_shipment")
-                device = nx.wait(nx.submit(nx.request_for(serial=serial)), timeout=120)
-                print("", file=sys.stderr)
-                print_report_summary(device)
-                requests = httpx.get(f"{stack.url}/_sim/requests").json()
-        finally:
-            _restore_env(saved)
+        # The demo's settings are an object of its own: nothing in this process's environment changes.
+        settings = Settings(**demo_env)  # type: ignore[arg-type]  # field aliases (the environment's names)
+        fault = {"system": down_system.value, "mode": "down"}
+        httpx.post(f"{stack.url}/_sim/faults", json=fault).raise_for_status()
+        print(f"[demo] {down_system.display} is DOWN for this run (simulator fault 'down')", file=sys.stderr)
+        assert stack.org is not None
+        rng = random.Random(seed)
+        drifted = sorted({d["subject"] for d in stack.org.truth["drift"] if "@" in d["subject"]})
+        emails = rng.sample(drifted, min(sample, len(drifted)))
+        with embedded_worker(settings, concurrency=4, ad_connection_factory=stack.ad_connection_factory):
+            nx = Nexus(settings=current().settings)
+            first = nx.wait(nx.submit(nx.request_for(email=emails[0])), timeout=120)
+            print("", file=sys.stderr)
+            print_report_summary(first)
+            bulk = nx.wait(nx.submit(nx.request_for(emails=emails)), timeout=120)
+            print("", file=sys.stderr)
+            print_report_summary(bulk, limit=15)
+            serial = next(d["subject"] for d in stack.org.truth["drift"] if d["field"] == "return_shipment")
+            device = nx.wait(nx.submit(nx.request_for(serial=serial)), timeout=120)
+            print("", file=sys.stderr)
+            print_report_summary(device)
+            requests = httpx.get(f"{stack.url}/_sim/requests").json()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(bulk.get("report", {}), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     reached = requests.get(down_system.value, {}).get("total", 0)

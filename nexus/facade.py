@@ -16,13 +16,13 @@ from nexus.audits.store import TERMINAL, AuditStore
 from nexus.audits.submit import connection_errors, submit_audit
 from nexus.errors import AuditLost, AuditNotFound, InvalidInput, ServiceUnavailable, WaitTimeout
 from nexus.runtime import current
-from nexus.settings import Settings, get_settings
+from nexus.settings import Settings
 from workers.app import celery_app
 
 
 class Nexus:
     def __init__(self, store: AuditStore | None = None, settings: Settings | None = None) -> None:
-        self.settings = settings or get_settings()
+        self.settings = settings or current().settings
         self.store = store if store is not None else current().audit_store()
 
     # -- requests ---------------------------------------------------------------------------------------------------

@@ -30,9 +30,7 @@ def _ping(system: System, client_factory: Callable[[System], Any]) -> dict[str, 
 
 def _breaker(system: System) -> dict[str, Any] | None:
     try:
-        from clients.breaker import breaker_state
-
-        return dict(breaker_state(system.value))
+        return dict(current().breaker(system).snapshot().to_dict())
     except Exception as exc:
         return {"state": "unknown", "error": type(exc).__name__}
 

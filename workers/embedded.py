@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from workers.routing import ALL_QUEUES
 
 if TYPE_CHECKING:
     from clients.ad import ConnectionFactory
+    from nexus.settings import Settings
 
 
 def reset_app_connections(app: Any) -> None:
@@ -41,11 +41,14 @@ def reset_app_connections(app: Any) -> None:
 
 
 @contextlib.contextmanager
-def embedded_worker(concurrency: int = 4, *, ad_connection_factory: ConnectionFactory | None = None) -> Iterator[Any]:
-    """Configure the app for memory transport, install fakeredis, run an in-thread worker; undo on exit.
+def embedded_worker(settings: Settings | None = None, concurrency: int = 4, *,
+                    ad_connection_factory: ConnectionFactory | None = None) -> Iterator[Any]:
+    """Configure the app for memory transport, run an in-thread worker on a runtime of its own; undo on exit.
 
-    ``ad_connection_factory``: the AD client's connection factory when AD is an in-process directory
-    (``SimulatorStack.ad_connection_factory``); None for a directory reached over TCP.
+    The runtime is built from ``settings`` (default: the process's) with its stores and breakers on one in-process
+    fakeredis server; nothing in the environment is changed. ``ad_connection_factory``: the AD client's connection
+    factory when AD is an in-process directory (``SimulatorStack.ad_connection_factory``); None for a directory
+    reached over TCP.
     """
     import fakeredis
     from celery.contrib.testing.worker import start_worker
@@ -55,6 +58,7 @@ def embedded_worker(concurrency: int = 4, *, ad_connection_factory: ConnectionFa
     import tasks.fetch  # noqa: F401
     from clients.breaker import clear_registry
     from nexus import runtime
+    from nexus.redis_conn import MEMORY_URL
     from nexus.settings import get_settings
     from nexus.systems import System
     from workers.app import celery_app
@@ -68,13 +72,11 @@ def embedded_worker(concurrency: int = 4, *, ad_connection_factory: ConnectionFa
                            broker_transport_options={"polling_interval": 0.05}, result_backend_transport_options={})
     reset_app_connections(celery_app)
     server = fakeredis.FakeServer()
-    # Breakers on the process-wide fake server (see nexus.redis_conn.redis_for).
-    saved_breaker_url = os.environ.get("NEXUS_BREAKER_REDIS_URL")
-    os.environ["NEXUS_BREAKER_REDIS_URL"] = "memory://"
-    get_settings.cache_clear()
+    # Breakers and rate budgets on the process-wide fake server (see nexus.redis_conn.redis_for).
+    embedded_settings = (settings or get_settings()).model_copy(update={"breaker_redis_url": MEMORY_URL})
     clear_registry()
     options = {System.AD: {"connection_factory": ad_connection_factory}} if ad_connection_factory else {}
-    embedded = runtime.Runtime(get_settings(), redis_client=fakeredis.FakeRedis(server=server),
+    embedded = runtime.Runtime(embedded_settings, redis_client=fakeredis.FakeRedis(server=server),
                                client_options=options)
     previous = runtime.install(embedded)
     try:
@@ -87,8 +89,3 @@ def embedded_worker(concurrency: int = 4, *, ad_connection_factory: ConnectionFa
         clear_registry()
         celery_app.conf.update(saved)
         reset_app_connections(celery_app)
-        if saved_breaker_url is None:
-            os.environ.pop("NEXUS_BREAKER_REDIS_URL", None)
-        else:
-            os.environ["NEXUS_BREAKER_REDIS_URL"] = saved_breaker_url
-        get_settings.cache_clear()
