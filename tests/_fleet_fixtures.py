@@ -11,7 +11,6 @@ would do, so the session ``cluster`` of tests/conftest.py is never disturbed.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,22 +35,20 @@ def fleet_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """The body of a module-scoped fixture: ``yield from fleet_cluster(request)``."""
     cluster: Cluster | None = _shared.get("cluster")
     if cluster is None:
-        before = dict(os.environ)
         stack = contextlib.ExitStack()
         cluster = stack.enter_context(Cluster.start(people=PEOPLE, seed=11, workers=2, concurrency=2,
                                                     extra_env=FLEET_ENV))
         request.config.add_cleanup(stack.close)
         _shared["cluster"] = cluster
-        saved = {key: before.get(key) for key in cluster.env}
     else:
-        saved = cluster._apply_env_here()
+        cluster.activate()
         _forget_closed_pools()
     try:
         cluster.reset()
         yield cluster
     finally:
         cluster.reset()
-        cluster._restore_env(saved)
+        cluster.deactivate()
         _forget_closed_pools()
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import redis
 
+from nexus.runtime import Runtime
 from nexus.sim.stack import SimulatorStack
 from nexus.testing.procs import alive, children_of, parent_pid
 from nexus.testing.redis_server import redis_server
@@ -96,7 +97,7 @@ class Cluster:
     workers: list[WorkerProcess] = field(default_factory=list)
     #: Workers killed by :meth:`kill_worker` (kept for their logs).
     retired: list[WorkerProcess] = field(default_factory=list)
-    _saved_env: dict[str, str | None] = field(default_factory=dict)
+    _saved_env: Runtime | None = None  # the runtime this process had before the cluster's
     _active: bool = True
 
     def deactivate(self) -> None:
@@ -134,40 +135,37 @@ class Cluster:
                 cluster.stop_workers()
                 cluster._restore_env(saved)
 
-    def _apply_env_here(self) -> dict[str, str | None]:
-        """Point this (the test) process at the same Redis and simulators as the workers."""
-        from nexus.settings import get_settings
+    def _apply_env_here(self) -> Runtime | None:
+        """Point this (the test) process at the same Redis and simulators as the workers: a runtime of its own,
+        built from the cluster's settings (the environment is left alone). Returns the runtime it replaced."""
+        from nexus import runtime
+        from nexus.settings import Settings
         from workers.app import celery_app
         from workers.config import celery_config
 
-        saved = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)
-        get_settings.cache_clear()
-        celery_app.conf.update(celery_config(get_settings()))
+        settings = Settings(**self.env)  # type: ignore[arg-type]  # the environment's names (field aliases)
+        previous = runtime.install(runtime.Runtime(settings))
+        celery_app.conf.update(celery_config(settings))
         self._reset_process_caches()
-        return saved
+        return previous
 
-    def _restore_env(self, saved: dict[str, str | None]) -> None:
+    def _restore_env(self, previous: Runtime | None) -> None:
+        from nexus import runtime
         from nexus.settings import get_settings
         from workers.app import celery_app
         from workers.config import celery_config
 
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        get_settings.cache_clear()
+        mine = runtime.install(previous)
+        if mine is not None and mine is not previous:
+            mine.close()
         celery_app.conf.update(celery_config(get_settings()))
         self._reset_process_caches()
 
     @staticmethod
     def _reset_process_caches() -> None:
         from clients.breaker import clear_registry
-        from nexus import runtime
 
         clear_registry()
-        runtime.reset()
         repoint_celery_app()
 
     def spawn_worker(self, name: str, *, concurrency: int = 2, queues: str = "") -> WorkerProcess:
