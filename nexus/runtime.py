@@ -4,9 +4,11 @@ Every entry point has one: a worker process (built on first use in each pool chi
 server, the embedded demo. Code below the entry points is handed what it needs (a store, a client, a context)
 instead of reaching for process globals; the tasks ask :func:`current` once per run.
 
-The runtime follows the settings it was built from: :func:`current` builds a new one (and closes the old one's
-clients) when :func:`nexus.settings.get_settings` hands out a different settings object, so a test or the demo
-that installs other settings (:func:`install`, or ``get_settings.cache_clear()``) never talks to stale clients.
+An entry point that builds its own settings (the demo, the embedded worker, the test rig) installs a runtime built
+from them (:func:`install`): while it is installed, :func:`nexus.settings.get_settings` returns its settings too,
+so nothing has to edit the environment. Without one installed, :func:`current` builds a runtime from the
+environment's settings, and a new one (closing the old one's clients) when those change
+(``get_settings.cache_clear()``), so a test never talks to stale clients.
 """
 
 from __future__ import annotations
@@ -89,19 +91,29 @@ class Runtime:
                 client.rate_limiter = self.limiter(system)
             return client
 
+    def drop_clients(self) -> None:
+        """Close the clients built so far; the next use builds new ones (fresh tokens and connections)."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        _close_all(clients)
+
     def close(self) -> None:
-        """Close every client (idempotent)."""
+        """Close every client and this runtime's own Redis pool (idempotent)."""
         with self._lock:
             clients, self._clients = list(self._clients.values()), {}
             own = self._redis if self._own_redis else None
             self.closed = True
         if own is not None:
             own.close()
-        for client in clients:
-            try:
-                client.close()
-            except Exception:  # closing a dead connection must not stop the others
-                log.debug("client close failed", exc_info=True)
+        _close_all(clients)
+
+
+def _close_all(clients: list[Any]) -> None:
+    for client in clients:
+        try:
+            client.close()
+        except Exception:  # closing a dead connection must not stop the others
+            log.debug("client close failed", exc_info=True)
 
 
 _lock = threading.Lock()
@@ -134,6 +146,7 @@ def install(runtime: Runtime | None) -> Runtime | None:
         runtime.pinned = True
     with _lock:
         previous, _current = _current, runtime
+        get_settings.install(runtime.settings if runtime is not None else None)
     return previous
 
 

@@ -169,6 +169,30 @@ def mask_url_password(url: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings (cached; call ``get_settings.cache_clear()`` after changing the environment)."""
+def _from_environment() -> Settings:
     return Settings()
+
+
+class _SettingsProvider:
+    """``get_settings()``: the installed runtime's settings (:func:`nexus.runtime.install`) while one is installed,
+    else the settings of the environment and ``.env``, read once (``get_settings.cache_clear()`` re-reads them).
+
+    Code below the runtime that still needs "the settings" without being handed them (a default argument, the log
+    formatter) thus sees the same settings as the runtime, and an entry point that builds its own settings (the
+    demo, a test's rig) never has to edit the environment."""
+
+    def __init__(self) -> None:
+        self._installed: Settings | None = None
+
+    def __call__(self) -> Settings:
+        installed = self._installed
+        return installed if installed is not None else _from_environment()
+
+    def cache_clear(self) -> None:
+        _from_environment.cache_clear()
+
+    def install(self, settings: Settings | None) -> None:
+        self._installed = settings
+
+
+get_settings = _SettingsProvider()

@@ -303,7 +303,7 @@ def _faulted_audits(cluster: Cluster, ids: list[str]) -> None:
     try:
         health = check_system_health()
     finally:
-        runtime.reset()
+        runtime.current().drop_clients()
     assert health["systems"]["Lansweeper"]["available"] is False
     cluster.clear_faults()
 

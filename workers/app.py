@@ -10,6 +10,7 @@ from celery import Celery
 
 from nexus.settings import get_settings
 from workers.config import celery_config
+from workers.lifecycle import install as install_runtime_lifecycle
 from workers.metrics_server import install as install_metrics
 from workers.redis_recovery import install as install_redis_recovery
 
@@ -21,6 +22,7 @@ def create_app() -> Celery:
     app.conf.update(celery_config(get_settings()))
     install_metrics(app)  # worker /metrics endpoint and `--metrics-port` (see workers/metrics_server.py)
     install_redis_recovery()  # a Redis restart must not stop the worker (see workers/redis_recovery.py)
+    install_runtime_lifecycle()  # one runtime per pool child, closed as it exits (see workers/lifecycle.py)
     return app
 
 
