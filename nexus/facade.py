@@ -23,7 +23,7 @@ from workers.app import celery_app
 class Nexus:
     def __init__(self, store: AuditStore | None = None, settings: Settings | None = None) -> None:
         self.settings = settings or current().settings
-        self.store = store if store is not None else current().audit_store()
+        self.store = store if store is not None else AuditStore(current().redis, ttl_s=self.settings.report_ttl_s)
 
     # -- requests ---------------------------------------------------------------------------------------------------
     def request_for(

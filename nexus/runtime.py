@@ -14,6 +14,7 @@ environment's settings, and a new one (closing the old one's clients) when those
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -49,12 +50,15 @@ class Runtime:
         self._lock = threading.Lock()
         self._clients: dict[System, Any] = {}
         self.closed = False
+        self.pid = os.getpid()  # the process that built it: a forked child must not close the parent's sockets
         self.pinned = False  # installed by an entry point: kept whatever the settings cache hands out
 
     # -- stores ------------------------------------------------------------------------------------------------------
     @property
     def redis(self) -> redis.Redis:
         """The Redis of the stores: the one given, else one connection pool to ``REDIS_URL``, made on first use."""
+        if self.closed:  # held past its close (a long task across a reset): the process's live runtime serves
+            return current().redis
         with self._lock:
             if self._redis is None:
                 self._redis = connect(self.settings.redis_url)
@@ -83,6 +87,8 @@ class Runtime:
 
     def client(self, system: System) -> Any:
         """The runtime's client for ``system``, paced by its shared request budget (tokens cached inside)."""
+        if self.closed:  # a closed runtime builds nothing it could no longer close
+            return current().client(system)
         with self._lock:
             client = self._clients.get(system)
             if client is None:

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Retry
 
 from nexus.audits.assemble import bulk_report, device_full_report, device_owner_refs, people_reports, split_results
-from nexus.audits.finish import fail_audit, finish_report
-from nexus.errors import error_dict, error_text
+from nexus.audits.finish import finish_report
+from nexus.errors import error_dict
 from nexus.remediation import policy_from_settings, remediate_stored_report, write_section
 from nexus.runtime import Runtime, current
 from nexus.systems import System
-from tasks.signatures import dispatch_device_stage2, dispatch_people_part, enqueue_remediation
+from tasks.guards import audit_failure_guard, enqueue_remediation
+from tasks.signatures import dispatch_device_stage2, dispatch_people_part
 from workers.app import celery_app
 
 log = logging.getLogger("nexus.tasks")
@@ -32,35 +31,7 @@ _BODY_OPTIONS: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_wor
 
 def finish(rt: Runtime, audit_id: str, report: dict[str, Any]) -> None:
     finish_report(rt.audit_store(), audit_id, report, hooks=rt.hooks, remediate=rt.settings.helix_remediation,
-                  enqueue_remediation=_enqueue_remediation)
-
-
-@contextlib.contextmanager
-def audit_failure_guard(audit_id: str, step: str) -> Iterator[None]:
-    """An unexpected error in a step that builds the report fails the AUDIT (status failed, with the error), instead
-    of leaving it running forever. Failed fetches never get here: they are markers, and the report is built."""
-    try:
-        yield
-    except Retry:
-        raise
-    except Exception as exc:
-        log.exception("%s of audit %s failed", step, audit_id, extra={"audit_id": audit_id})
-        try:
-            rt = current()
-            fail_audit(rt.audit_store(), audit_id, f"{step} failed: {error_text(exc)}", hooks=rt.hooks)
-        except Exception as inner:  # Redis gone too: nothing more can be recorded
-            log.warning("audit %s could not be marked failed: %s", audit_id, inner, extra={"audit_id": audit_id})
-
-
-def _enqueue_remediation(audit_id: str) -> None:
-    """Remediation runs after the report is stored, in its own task: it never delays or fails the audit."""
-    try:
-        enqueue_remediation(audit_id)
-    except Exception as exc:
-        log.warning("remediation of audit %s not enqueued: %s", audit_id, exc, extra={"audit_id": audit_id})
-        with contextlib.suppress(Exception):  # the audit is done; a note that cannot be written is only logged
-            write_section(current().audit_store(), audit_id, {"status": "failed", "error": {
-                "type": type(exc).__name__, "kind": "unexpected", "message": f"not enqueued: {str(exc)[:200]}"}})
+                  enqueue_remediation=enqueue_remediation)
 
 
 @celery_app.task(name="nexus.compare.remediate", **_BODY_OPTIONS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task
+from celery.exceptions import Retry
 
 from nexus.fleet.conclude import compare_people_early, conclude
 from nexus.fleet.context import FleetContext
@@ -18,7 +19,7 @@ from nexus.fleet.job import RetryIn, SnapshotJob
 from nexus.registry import SPECS, SystemSpec, listed_systems
 from nexus.runtime import Runtime, current
 from nexus.systems import System
-from tasks.signatures import enqueue_remediation
+from tasks.guards import audit_failure_guard, enqueue_remediation
 from workers.app import celery_app
 
 
@@ -28,10 +29,18 @@ def fleet_context(rt: Runtime) -> FleetContext:
 
 
 def run_snapshot(task: Task, system: System, audit_id: str) -> dict[str, Any]:
-    outcome = SnapshotJob(fleet_context(current()), audit_id, system, task.request.retries + 1).run()
-    if isinstance(outcome, RetryIn):
+    """The system's marker. A countdown retry that cannot be published (the broker refused it) ends the snapshot
+    failed instead: Celery would turn that error into ``Reject`` and the chord would never complete."""
+    job = SnapshotJob(fleet_context(current()), audit_id, system, task.request.retries + 1)
+    outcome = job.run()
+    if not isinstance(outcome, RetryIn):
+        return outcome
+    try:
         raise task.retry(countdown=outcome.seconds, max_retries=None)
-    return outcome
+    except Retry:
+        raise
+    except Exception as exc:
+        return job.fail(exc)
 
 
 _SNAPSHOT_OPTIONS: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True,
@@ -59,13 +68,15 @@ SNAPSHOT_TASKS: dict[System, Task] = {s: _snapshot_task(SPECS[s]) for s in liste
 @celery_app.task(name="nexus.compare.fleet_people", bind=True, acks_late=True, reject_on_worker_lost=True)
 def compare_fleet_people(self: Task, results: list[Any], audit_id: str) -> dict[str, Any]:
     """The people part of a fleet comparison, stored for the final part (which redoes it if this one failed)."""
-    return compare_people_early(fleet_context(current()), audit_id)
+    return compare_people_early(fleet_context(current()), audit_id)  # never raises: the final part redoes it
 
 
 @celery_app.task(name="nexus.compare.fleet", bind=True, acks_late=True, reject_on_worker_lost=True)
 def compare_fleet(self: Task, results: list[Any], audit_id: str) -> dict[str, Any]:
     """The chord body: results are the snapshot markers (the state itself is in Redis)."""
-    return conclude(fleet_context(current()), audit_id, enqueue_remediation=enqueue_remediation)
+    with audit_failure_guard(audit_id, "the fleet comparison"):
+        return conclude(fleet_context(current()), audit_id, enqueue_remediation=enqueue_remediation)
+    return {"audit_id": audit_id, "status": "failed"}
 
 
 __all__ = ["SNAPSHOT_TASKS", "compare_fleet", "compare_fleet_people", "run_snapshot"]

@@ -133,5 +133,7 @@ def start_fleet(store: AuditStore, audit_id: str) -> dict[str, Any]:
     return {"audit_id": audit_id, "snapshots": [s.value for s in systems]}
 
 
-def enqueue_remediation(audit_id: str) -> None:
+def publish_remediation(audit_id: str) -> None:
+    """Publish the remediation task (raises when the broker refuses: :func:`tasks.guards.enqueue_remediation` is the
+    guarded form every chord body uses)."""
     task(REMEDIATE, audit_id).apply_async(retry=False)

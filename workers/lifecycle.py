@@ -7,6 +7,7 @@ first use. When the child exits, its runtime closes its clients and its Redis po
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from celery import signals
@@ -15,7 +16,11 @@ from nexus import runtime
 
 
 def _forget_inherited(**_: Any) -> None:
-    runtime.install(None)  # the parent's runtime, if any, is dropped, not closed: its sockets are the parent's
+    """A pool child drops the parent's runtime (not closed: its sockets are the parent's); a runtime this very
+    process built (a pool that runs in the parent's process) is closed, not leaked."""
+    previous = runtime.install(None)
+    if previous is not None and previous.pid == os.getpid():
+        previous.close()
 
 
 def _close(**_: Any) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from ldap3 import Connection
 
 from clients.ad.connection import quiet_unbind, search
-from clients.ad.errors import LDAP_FAILURES, map_exception
+from clients.ad.errors import map_exception
 from clients.ad.records import entry_to_person
 from clients.ad.schema import ATTRIBUTES, PERSON_FILTER, SYSTEM
 from clients.paging import Page
@@ -88,9 +88,9 @@ class LdapListing:
             try:
                 entries, result = search(conn, _ACTION, self.base_dn, f"(&{PERSON_FILTER})", attributes=ATTRIBUTES,
                                          paged_size=self.page_size, paged_cookie=cookie)
-            except LDAP_FAILURES as exc:
+                records = [_person(e) for e in entries]
+            except Exception as exc:  # ldap3's errors and an entry that does not decode: one typed client error
                 raise map_exception(exc, _ACTION) from exc
-            records = [_person(e) for e in entries]
         except BaseException:
             self.close()
             raise

@@ -8,8 +8,11 @@ which a long-running front end (the MCP server) must not accumulate, and which c
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
+
+import redis.exceptions
 
 from nexus.audits.spec import AuditKind, AuditRequest
 from nexus.audits.store import AuditStore
@@ -28,24 +31,39 @@ def connection_errors() -> tuple[type[BaseException], ...]:
             ConnectionError, OSError)
 
 
+def refused_write(exc: BaseException) -> str:
+    """One line for a write Redis refused (``maxmemory`` with ``noeviction``, a read-only replica, ...)."""
+    text = str(exc)
+    if isinstance(exc, redis.exceptions.OutOfMemoryError) or text.startswith("OOM"):
+        return "Redis refused the write: out of memory"
+    if isinstance(exc, redis.exceptions.ReadOnlyError):
+        return "Redis refused the write: read-only replica"
+    return f"Redis refused the write: {text.splitlines()[0][:200] if text else type(exc).__name__}"
+
+
 def submit_audit(store: AuditStore, request: AuditRequest, *, bulk_max_emails: int,
                  send_task: Callable[..., Any]) -> str:
     """Store ``request`` and enqueue its plan; returns the audit id. ``send_task`` is the Celery app's."""
     request.check(bulk_max_emails)  # a request not built by the facade's request_for is validated here
     errors = connection_errors()
+    refusals: tuple[type[BaseException], ...] = (*errors, redis.exceptions.ResponseError)
     try:
         store.create(request, total=2 if request.kind is AuditKind.DEVICE else None)
     except errors as exc:
         raise ServiceUnavailable(f"cannot store the audit: Redis unreachable ({type(exc).__name__})") from exc
+    except redis.exceptions.ResponseError as exc:
+        raise ServiceUnavailable(refused_write(exc)) from exc
     try:
-        send_task(PLAN_TASK, args=[request.audit_id], retry=False)
-    except errors as exc:
-        try:
+        # ignore_result: the plan's result is never read, and waiting for one would subscribe this process to the
+        # result backend's pub/sub (see the module docstring)
+        send_task(PLAN_TASK, args=[request.audit_id], retry=False, ignore_result=True)
+    except refusals as exc:
+        with contextlib.suppress(*refusals):
             store.delete(request.audit_id)
-        except errors:
-            pass
+        if isinstance(exc, redis.exceptions.ResponseError):
+            raise ServiceUnavailable(refused_write(exc)) from exc
         raise ServiceUnavailable(f"cannot enqueue the audit: broker unreachable ({type(exc).__name__})") from exc
     return request.audit_id
 
 
-__all__ = ["PLAN_TASK", "connection_errors", "submit_audit"]
+__all__ = ["PLAN_TASK", "connection_errors", "refused_write", "submit_audit"]

@@ -86,17 +86,22 @@ class SnapshotJob:
         try:
             return self._derived() if self.spec.after is not None else self._listings()
         except Exception as exc:
-            log.exception("[%s] snapshot for audit %s broke", self.system.display, self.audit_id,
-                          extra={"system": self.system.value, "audit_id": self.audit_id})
-            error = error_dict(exc)
-            try:
-                for stream in self.spec.stream_names:
-                    if self.ctx.snaps.state(self.audit_id, stream).status not in ("ok", "failed", "skipped"):
-                        self._fail_stream(stream, error)
-                self.progress.report("failed", error=error)
-            except Exception:  # Redis itself is gone: the marker below is all there is
-                log.debug("snapshot state not recorded for %s/%s", self.audit_id, self.system.value)
-            return {"system": self.system.value, "ok": False, "error": error}
+            return self.fail(exc)
+
+    def fail(self, exc: BaseException) -> dict[str, Any]:
+        """The failed marker for ``exc``: every unfinished stream is recorded failed (best effort). Also for the task
+        whose countdown retry could not even be published: the chord must still get a marker for this system."""
+        log.error("[%s] snapshot for audit %s broke: %s", self.system.display, self.audit_id, exc,
+                  exc_info=exc, extra={"system": self.system.value, "audit_id": self.audit_id})
+        error = error_dict(exc)
+        try:
+            for stream in self.spec.stream_names:
+                if self.ctx.snaps.state(self.audit_id, stream).status not in ("ok", "failed", "skipped"):
+                    self._fail_stream(stream, error)
+            self.progress.report("failed", error=error)
+        except Exception:  # Redis itself is gone: the marker below is all there is
+            log.debug("snapshot state not recorded for %s/%s", self.audit_id, self.system.value)
+        return {"system": self.system.value, "ok": False, "error": error}
 
     # -- listings --------------------------------------------------------------------------------------------------
     def _listings(self) -> dict[str, Any] | RetryIn:
