@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from nexus.exports import discrepancies_of
+from nexus.exports import discrepancies_of, text_of
 
 SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
 
@@ -33,7 +33,7 @@ def print_report_summary(view: dict[str, Any], console: Console | None = None, l
         console.print(f"  [red]{system}[/]: {error.get('type')}: {error.get('message')}")
     found = [(k[:-6], v) for k, v in report.items() if k.endswith("_found")]
     if found:
-        console.print("found: " + ", ".join(f"{k}={'n/a (failed)' if v is None else v}" for k, v in found))
+        console.print("found: " + ", ".join(f"{k}={'n/a (failed)' if v is None else text_of(v)}" for k, v in found))
     summary = report.get("summary")
     if summary:
         console.print("by severity: " + ", ".join(f"{k} {v}" for k, v in summary["by_severity"].items()))
@@ -46,7 +46,7 @@ def print_report_summary(view: dict[str, Any], console: Console | None = None, l
         for d in items[:limit]:
             style = SEVERITY_STYLE.get(d["severity"], "")
             table.add_row(f"[{style}]{d['severity']}[/]", str(d.get("subject", "")), d["field"], d["system_a"],
-                          str(d["value_a"]), d["system_b"], str(d["value_b"]))
+                          text_of(d["value_a"]), d["system_b"], text_of(d["value_b"]))
         console.print(table)
         if len(items) > limit:
             console.print(f"... and {len(items) - limit} more (nexus audit result {view['audit_id']} --format md)")

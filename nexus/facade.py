@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nexus.audits.spec import AuditKind, AuditRequest, validate_audit_id
-from nexus.audits.store import TERMINAL, AuditStore
+from nexus.audits.store import TERMINAL, AuditStore, view_times
 from nexus.audits.submit import connection_errors, submit_audit
 from nexus.errors import AuditLost, AuditNotFound, InvalidInput, ServiceUnavailable, WaitTimeout
 from nexus.runtime import current
@@ -70,8 +70,7 @@ class Nexus:
             "kind": meta["kind"],
             "status": meta["status"],
             "description": meta.get("description", ""),
-            "created_at": meta["created_at"],
-            "updated_at": meta["updated_at"],
+            **view_times(meta),  # ISO 8601 (UTC), like the MCP views
             "progress": progress,
         }
         if meta.get("error"):
@@ -89,7 +88,7 @@ class Nexus:
             raise ServiceUnavailable(f"cannot list audits: Redis unreachable ({type(exc).__name__})") from exc
         return [
             {"audit_id": m["id"], "kind": m["kind"], "status": m["status"], "description": m.get("description", ""),
-             "created_at": m["created_at"], "updated_at": m["updated_at"]}
+             **view_times(m)}
             for m in metas
         ]
 

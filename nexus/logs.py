@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
@@ -48,7 +49,9 @@ class KeyValueFormatter(_RedactingFormatter):
 
 class JsonFormatter(_RedactingFormatter):
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": self.formatTime(record), "level": record.levelname, "logger": record.name,
+        # ISO 8601 in UTC with its zone, like every other moment Nexus prints (nexus.audits.store.iso_time).
+        ts = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        out = {"ts": ts, "level": record.levelname, "logger": record.name,
                "message": record.getMessage(), **_extras(record)}
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)

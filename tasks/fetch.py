@@ -24,6 +24,7 @@ from nexus.registry import SystemSpec, specs
 from nexus.runtime import current
 from nexus.systems import System
 from workers.app import celery_app
+from workers.outcome_events import MARKER_AWARE_REQUEST
 
 log = logging.getLogger("nexus.tasks")
 
@@ -83,7 +84,8 @@ def run_fetch(task: Task, system: System, audit_id: str, op: str, subjects: list
 # Time limits bound a fetch that hangs (a lookup of a whole part, each request bounded by the HTTP timeouts and the
 # rate budget's maximum wait): the soft limit raises inside the task, which returns a failure marker like any error.
 _FETCH_OPTIONS: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True,
-                                  "soft_time_limit": 300, "time_limit": 330}
+                                  "soft_time_limit": 300, "time_limit": 330,
+                                  "Request": MARKER_AWARE_REQUEST}  # a returned marker is "failed" in Flower
 
 
 def _fetch_task(spec: SystemSpec) -> Task:

@@ -21,6 +21,7 @@ from nexus.runtime import Runtime, current
 from nexus.systems import System
 from tasks.guards import audit_failure_guard, enqueue_remediation
 from workers.app import celery_app
+from workers.outcome_events import MARKER_AWARE_REQUEST
 
 
 def fleet_context(rt: Runtime) -> FleetContext:
@@ -44,7 +45,7 @@ def run_snapshot(task: Task, system: System, audit_id: str) -> dict[str, Any]:
 
 
 _SNAPSHOT_OPTIONS: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True,
-                                     "max_retries": None}
+                                     "max_retries": None, "Request": MARKER_AWARE_REQUEST}
 
 
 def _snapshot_task(spec: SystemSpec) -> Task:

@@ -267,3 +267,42 @@ def test_dashboard_shows_the_audit_tasks_in_headless_chromium(flower_rig: Flower
     finally:
         driver.quit()
     shutil.rmtree(tmp_path / "chrome-profile", ignore_errors=True)
+
+
+def _failed_counts(rig: FlowerRig) -> dict[str, int]:
+    """The dashboard's "Failed" column: Flower counts the ``task-failed`` events of each worker."""
+    rows = rig.get("/workers?json=1", auth=rig.auth).json()["data"]
+    return {row["hostname"]: int(row.get("task-failed", 0)) for row in rows}
+
+
+@pytest.mark.integration
+def test_a_fetch_that_returned_a_failure_marker_shows_as_failed(flower_rig: FlowerRig, rig: Cluster) -> None:
+    """Workday down: its fetch returns a failure marker (the chord still gets it and the audit finishes), and
+    Flower lists that fetch as FAILURE with the system's error and counts it on the dashboard's "Failed"."""
+    before = _failed_counts(flower_rig)
+    rig.fault("workday", "down")
+    nx = rig.nexus()
+    audit_id = nx.submit(nx.request_for(email=flower_rig.email))
+    view = nx.wait(audit_id, timeout=90)
+    assert view["status"] == "done", view  # the chord body ran on the marker
+    assert view["report"]["systems_failed"] == ["Workday"], view["report"]
+
+    names = USER_FETCHES | {"nexus.compare.people"}
+
+    def listed() -> dict[str, dict[str, Any]]:
+        tasks = {t["name"]: t for t in flower_rig.tasks().values() if audit_id in (t.get("args") or "")}
+        done = names <= set(tasks) and all(tasks[n]["state"] in ("SUCCESS", "FAILURE") for n in names)
+        return tasks if done else {}
+
+    tasks = _wait(listed, 30, f"Flower to list the finished tasks of audit {audit_id}", flower_rig.log)
+    workday = tasks["nexus.fetch_workday"]
+    assert workday["state"] == "FAILURE", workday
+    assert "Workday" in (workday.get("exception") or ""), workday
+    assert "'ok': False" in (workday.get("result") or ""), workday  # the marker the chord received
+    for name in names - {"nexus.fetch_workday"}:
+        assert tasks[name]["state"] == "SUCCESS", tasks[name]
+    failed = flower_rig.get("/api/tasks", params={"state": "FAILURE"}, auth=flower_rig.auth).json()
+    assert workday["uuid"] in failed
+    after = _wait(lambda: (c := _failed_counts(flower_rig)) and sum(c.values()) > sum(before.values()) and c, 15,
+                  "the dashboard's Failed count to rise", flower_rig.log)
+    assert sum(after.values()) - sum(before.values()) == 1, (before, after)

@@ -10,6 +10,10 @@ Without a password it generates one for this run and prints it to stderr: Flower
 What Flower shows of a task is its name, its arguments and its result. Nexus tasks carry ids, operation names,
 subjects (emails, serials) and fetched records, never a credential: clients read credentials from settings inside
 the worker (``tests/test_flower.py`` checks every task Flower lists against the configured secrets).
+
+A fetch or snapshot that could not read its system RETURNS a failure marker (the chord must get it), which Celery
+calls a success. Flower still shows it as it is: ``FAILURE``, with the system's reason as its exception, counted in
+the dashboard's "Failed" (the worker sends ``task-failed`` for it, see :mod:`workers.outcome_events`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -28,6 +29,24 @@ PREFIX = "nexus:audit:"
 INDEX = "nexus:audits"
 STATUSES = ("queued", "running", "done", "failed")
 TERMINAL = ("done", "failed")
+
+
+def iso_time(epoch: float) -> str:
+    """A moment as every view and JSON log line writes it: ISO 8601, UTC, milliseconds, ``Z``."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def view_times(meta: dict[str, Any]) -> dict[str, str]:
+    """``created_at`` and ``updated_at`` of :meth:`AuditStore.meta` (epoch seconds, for arithmetic) as the views
+    show them (CLI ``--json``, MCP): ISO strings under the same names."""
+    return {name: iso_time(float(meta.get(name) or 0)) for name in ("created_at", "updated_at")}
+
+
+def _iso_at(info: Any) -> Any:
+    """A system's progress as a view shows it: its ``at`` (stored as epoch seconds) as an ISO string."""
+    if isinstance(info, dict) and isinstance(info.get("at"), int | float) and not isinstance(info["at"], bool):
+        return {**info, "at": iso_time(float(info["at"]))}
+    return info
 
 
 # Writes from tasks that may outlive their audit (Redis restarted without its data, or the audit expired while a
@@ -102,7 +121,7 @@ class AuditStore:
 
     def progress(self, audit_id: str) -> dict[str, Any]:
         raw = {_s(k): _s(v) for k, v in self.r.hgetall(self.key(audit_id, "progress")).items()}
-        systems = {k[4:]: json.loads(v) for k, v in raw.items() if k.startswith("sys:")}
+        systems = {k[4:]: _iso_at(json.loads(v)) for k, v in raw.items() if k.startswith("sys:")}
         return {"total": int(raw.get("total", 0)), "done": int(raw.get("done", 0)), "systems": systems}
 
     def report(self, audit_id: str) -> dict[str, Any] | None:

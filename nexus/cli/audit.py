@@ -24,7 +24,8 @@ def _facade() -> Any:
 
 def _read_emails_file(path: Path) -> list[str]:
     if str(path) != "-" and not path.is_file():
-        fail(f"emails file {path} does not exist", EXIT_USAGE)
+        why = "is a directory" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
+        fail(f"emails file {path} {why}", EXIT_USAGE)
     try:
         raw = sys.stdin.buffer.read(MAX_EMAILS_FILE_BYTES + 1) if str(path) == "-" else path.read_bytes()
     except OSError as exc:
@@ -178,10 +179,8 @@ def list_audits(
     if json_out:
         print_json({"audits": audits})
         return
-    from datetime import UTC, datetime
-
     for a in audits:
-        when = datetime.fromtimestamp(a["created_at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        when = str(a["created_at"])[:19].replace("T", " ") + "Z"  # the view's ISO time (UTC), to the second
         print(f"{a['audit_id']}  {when}  {a['status']:<7}  {a['description']}")
 
 

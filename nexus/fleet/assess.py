@@ -19,6 +19,7 @@ from typing import Any
 
 from nexus.fleet.guard import Verdict, judge
 from nexus.fleet.store import SnapshotStore, StreamState
+from nexus.history import iso
 from nexus.registry import STREAM_SYSTEM, STREAMS
 from nexus.systems import System
 
@@ -80,7 +81,7 @@ def stand_in(store: SnapshotStore, stream: str, now: float, max_age_s: float) ->
     state = store.state(good["audit_id"], stream)
     if state.status != "ok" or not store.exists(good["audit_id"], stream):
         return None
-    stale = {"age_s": round(age, 1), "audit_id": good["audit_id"], "taken_at": good["taken_at"]}
+    stale = {"age_s": round(age, 1), "audit_id": good["audit_id"], "taken_at": iso(good["taken_at"])}
     return StreamInput(stream, "stale", good["audit_id"], sorted(state.pages), state.records, state, stale=stale)
 
 

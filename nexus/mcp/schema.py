@@ -3,13 +3,12 @@ tool's JSON schema), and the facade's audit dict turned into an :class:`AuditVie
 """
 
 # No `from __future__ import annotations`: pydantic and fastmcp read these annotations at runtime.
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints
 
 from nexus.audits.spec import EMAIL_PATTERN, MAX_EMAIL_LENGTH, SERIAL_PATTERN
-from nexus.audits.store import TERMINAL
+from nexus.audits.store import TERMINAL, iso_time
 from nexus.drift.fields import SEVERITY_ORDER
 
 MAX_WAIT_S = 30.0
@@ -75,8 +74,9 @@ class AuditList(BaseModel):
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
-def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def iso(moment: float | str) -> str:
+    """The views already carry ISO strings (nexus.audits.store.view_times); an epoch is converted the same way."""
+    return moment if isinstance(moment, str) else iso_time(moment)
 
 
 
