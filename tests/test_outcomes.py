@@ -7,12 +7,18 @@ finish it on fakeredis and read it back through the facade and the MCP tools.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
 import fakeredis
 import pytest
+import redis
 from fastmcp import Client
 from prometheus_client import CollectorRegistry
 
@@ -29,6 +35,7 @@ from nexus.audits.outcome import (
 )
 from nexus.audits.spec import AuditRequest
 from nexus.audits.store import AuditStore
+from nexus.errors import AuditLost, InvalidInput, ServiceUnavailable
 from nexus.facade import Nexus
 from nexus.fleet.assess import Assessment, StreamInput, SystemStatus
 from nexus.fleet.compare import Comparison
@@ -36,6 +43,8 @@ from nexus.fleet.report import FLEET_SYSTEMS, fleet_report
 from nexus.mcp.server import build_server
 from nexus.registry import STREAMS
 from nexus.systems import DEVICE_INVENTORIES, USER_SYSTEMS, System
+from nexus.testing.clock import FakeClock
+from nexus.testing.cluster import Cluster
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -215,3 +224,99 @@ def test_waived_discrepancies_never_count_and_severity_is_at_or_above() -> None:
     assert [x["severity"] for x in at_or_above(counted, "critical")] == []
     assert [x["severity"] for x in at_or_above(counted, "high")] == ["high"]
     assert [x["severity"] for x in at_or_above(counted, "low")] == ["high", "low"]
+
+
+# -- --wait through a Redis stall; an audit lost with Redis ----------------------------------------------------------
+class StallingRedis(fakeredis.FakeRedis):
+    """fakeredis that times out (like a stalled server) while ``clock`` is inside ``[stall_from, stall_until)``."""
+
+    def __init__(self, clock: FakeClock, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.clock = clock
+        self.stall_from = self.stall_until = 0.0
+        self.refused = 0
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        if self.stall_from <= self.clock.now < self.stall_until:
+            self.refused += 1
+            raise redis.exceptions.TimeoutError("Timeout reading from socket")
+        return super().execute_command(*args, **options)
+
+
+def stalled_audit(stall_s: float, finish_at: float) -> tuple[Nexus, FakeClock, StallingRedis, str]:
+    clock = FakeClock(1000.0)
+    client = StallingRedis(clock)
+    store = AuditStore(client, ttl_s=600)
+    request = AuditRequest.user("ann@corp.example")
+    store.create(request)
+    client.stall_from, client.stall_until = clock.now + 1.0, clock.now + 1.0 + stall_s
+    done_at = clock.now + finish_at
+    real_sleep = clock.sleep
+
+    def sleep(seconds: float) -> None:
+        real_sleep(seconds)
+        if clock.now >= max(done_at, client.stall_until) and not store.is_finished(request.audit_id):
+            store.finish_once(request.audit_id, {"email": "ann@corp.example", "discrepancies": []})
+
+    clock.sleep = sleep  # type: ignore[method-assign]
+    return Nexus(store=store), clock, client, request.audit_id
+
+
+def test_wait_rides_out_a_12s_redis_stall_within_its_timeout() -> None:
+    nx, clock, client, audit_id = stalled_audit(stall_s=12.0, finish_at=5.0)
+    heard: list[str] = []
+    view = nx.wait(audit_id, 90, clock=clock.monotonic, sleep=clock.sleep, on_unreachable=lambda e: heard.append(str(e)))
+    assert view["status"] == "done"
+    assert client.refused > 1  # it did retry through the stall
+    assert len(heard) == 1 and "Redis unreachable (TimeoutError)" in heard[0]  # told once per outage
+    assert clock.now < 1000.0 + 1.0 + 12.0 + 1.5  # seen within a retry interval of Redis coming back
+    assert max(clock.slept) <= 1.0
+
+
+def test_wait_on_an_unreachable_redis_gives_up_at_its_deadline_not_before() -> None:
+    nx, clock, _client, audit_id = stalled_audit(stall_s=1000.0, finish_at=5.0)
+    with pytest.raises(ServiceUnavailable, match="still unreachable at the 30s deadline"):
+        nx.wait(audit_id, 30, clock=clock.monotonic, sleep=clock.sleep)
+    assert clock.now == pytest.approx(1030.0)
+
+
+def test_an_audit_gone_from_redis_after_submit_is_lost_not_unknown() -> None:
+    store = AuditStore(fakeredis.FakeRedis(), ttl_s=600)
+    request = AuditRequest.user("ann@corp.example")
+    store.create(request)
+    store.r.flushall()  # Redis restarted without its data before the first poll
+    nx = Nexus(store=store)
+    clock = FakeClock()
+    with pytest.raises(AuditLost) as caught:
+        nx.wait(request.audit_id, 10, clock=clock.monotonic, sleep=clock.sleep, submitted=True)
+    assert str(caught.value) == (f"audit {request.audit_id} was lost: its record is gone from Redis "
+                                 "(restarted without its data?)")
+    with pytest.raises(InvalidInput, match="unknown or expired"):  # an id this caller never knew: its input
+        nx.wait(request.audit_id, 10, clock=clock.monotonic, sleep=clock.sleep)
+
+
+# -- end to end: every credential refused (the simulator restarted), through the CLI ---------------------------------
+def run_cli(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **cluster.env, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "nexus.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_cli_audits_with_every_system_refusing_end_failed_exit_1(rig: Cluster, tmp_path: Path) -> None:
+    people = [e["subject"] for e in rig.truth["drift"] if "@" in e["subject"]][:3]
+    rig.fault("workday", "expired_token")
+    rig.fault("entra", "expired_token")
+    rig.fault("ad", "down")
+    emails = tmp_path / "people.txt"
+    emails.write_text("\n".join(people[1:]) + "\n", encoding="utf-8")
+    for subject in (["--email", people[0]], ["--emails-file", str(emails)]):
+        proc = run_cli(rig, "audit", "submit", *subject, "--wait", "--timeout", "90", "--json")
+        assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
+        view = json.loads(proc.stdout)
+        assert view["status"] == "failed"
+        assert view["error"].startswith("no system could be read: ")
+        for system in ("Workday", "ActiveDirectory", "Entra"):
+            assert f"{system}: " in view["error"], view["error"]
+        assert "AuthError" in view["error"]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"nexus: error: audit {view['audit_id']} failed: no system could be read: "), last
