@@ -265,7 +265,8 @@ def stalled_audit(stall_s: float, finish_at: float) -> tuple[Nexus, FakeClock, S
 def test_wait_rides_out_a_12s_redis_stall_within_its_timeout() -> None:
     nx, clock, client, audit_id = stalled_audit(stall_s=12.0, finish_at=5.0)
     heard: list[str] = []
-    view = nx.wait(audit_id, 90, clock=clock.monotonic, sleep=clock.sleep, on_unreachable=lambda e: heard.append(str(e)))
+    view = nx.wait(audit_id, 90, clock=clock.monotonic, sleep=clock.sleep,
+                   on_unreachable=lambda e: heard.append(str(e)))
     assert view["status"] == "done"
     assert client.refused > 1  # it did retry through the stall
     assert len(heard) == 1 and "Redis unreachable (TimeoutError)" in heard[0]  # told once per outage
