@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis.exceptions
+
 from nexus.audits.spec import AuditKind, AuditRequest, validate_audit_id
 from nexus.audits.store import TERMINAL, AuditStore
 from nexus.audits.submit import connection_errors, submit_audit
@@ -30,8 +32,6 @@ RETRY_MAX_S = 1.0
 
 def refused(exc: BaseException) -> RedisRefused:
     """A Redis ``ResponseError`` as one line: ``Redis refused the write: out of memory`` for OOM (noeviction)."""
-    import redis.exceptions
-
     if isinstance(exc, redis.exceptions.OutOfMemoryError) or str(exc).startswith("OOM "):
         return RedisRefused("Redis refused the write: out of memory")
     first = " ".join(str(exc).split())[:200]
@@ -75,8 +75,6 @@ class Nexus:
         """Store and enqueue; returns the audit id. Nothing is left behind if enqueueing fails.
 
         Redis refusing the write (out of memory under ``noeviction``) is :class:`RedisRefused`, one line."""
-        import redis.exceptions
-
         try:
             return submit_audit(self.store, request, bulk_max_emails=self.settings.bulk_max_emails,
                                 send_task=celery_app.send_task)
@@ -120,7 +118,7 @@ class Nexus:
             metas = self.store.list(limit)
         except connection_errors() as exc:
             raise ServiceUnavailable(f"cannot list audits: Redis unreachable ({type(exc).__name__})") from exc
-        except redis_response_error() as exc:  # the list prunes expired ids: a write
+        except redis.exceptions.ResponseError as exc:  # the list prunes expired ids: a write
             raise refused(exc) from exc
         return [
             {"audit_id": m["id"], "kind": m["kind"], "status": m["status"], "description": m.get("description", ""),
@@ -186,12 +184,6 @@ class Nexus:
                 raise WaitTimeout(f"audit {audit_id} still {view['status']} after {timeout:g}s")
             sleep(min(interval, remaining))
             interval = min(interval * 2, poll_s)
-
-
-def redis_response_error() -> type[BaseException]:
-    import redis.exceptions
-
-    return redis.exceptions.ResponseError
 
 
 __all__ = ["AuditKind", "Nexus", "lost", "refused"]
