@@ -45,6 +45,7 @@ from nexus.registry import STREAMS
 from nexus.systems import DEVICE_INVENTORIES, USER_SYSTEMS, System
 from nexus.testing.clock import FakeClock
 from nexus.testing.cluster import Cluster
+from nexus.testing.redis_server import redis_server
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -321,3 +322,36 @@ def test_cli_audits_with_every_system_refusing_end_failed_exit_1(rig: Cluster, t
         assert "AuthError" in view["error"]
         last = proc.stderr.strip().splitlines()[-1]
         assert last.startswith(f"nexus: error: audit {view['audit_id']} failed: no system could be read: "), last
+
+
+@pytest.mark.integration
+def test_wait_rides_out_a_real_redis_stall() -> None:
+    """A real redis-server blocked by ``DEBUG SLEEP`` (reads time out meanwhile), then the audit finishes."""
+    import threading
+
+    with redis_server(extra_args=("--enable-debug-command", "yes")) as url:
+        client = redis.Redis.from_url(url, socket_timeout=0.2, socket_connect_timeout=0.2)
+        store = AuditStore(client, ttl_s=600)
+        request = AuditRequest.user("ann@corp.example")
+        store.create(request)
+        stalled = threading.Event()
+
+        def stall_then_finish() -> None:
+            other = redis.Redis.from_url(url)
+            stalled.set()
+            other.execute_command("DEBUG", "SLEEP", "1.5")  # the server answers nobody meanwhile
+            AuditStore(other, ttl_s=600).finish_once(request.audit_id, {"email": "ann@corp.example"})
+            other.close()
+
+        thread = threading.Thread(target=stall_then_finish)
+        thread.start()
+        stalled.wait(5)
+        heard: list[str] = []
+        try:
+            view = Nexus(store=store).wait(request.audit_id, 20, submitted=True,
+                                           on_unreachable=lambda e: heard.append(str(e)))
+        finally:
+            thread.join(10)
+            client.close()
+    assert view["status"] == "done"
+    assert heard and "Redis unreachable (TimeoutError)" in heard[0]
