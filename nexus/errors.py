@@ -21,6 +21,8 @@
         +-- AuditNotFound                no audit with that id, never existed or expired (a KeyError)
         +-- ServiceUnavailable           Redis or the broker cannot be reached (a RuntimeError): CLI exit 1
         |   +-- AuditLost                the audit vanished while it was waited on (Redis restarted empty)
+        |   +-- RedisRefused             Redis answered but refused the write (out of memory under noeviction,
+        |                                a read-only replica): one line, CLI exit 1, MCP ToolError
         +-- WaitTimeout                  ``wait`` reached its deadline first (a TimeoutError): CLI exit 124
 
 The extra built-in bases (``ValueError``, ``KeyError``, ``RuntimeError``, ``TimeoutError``, and pybreaker's error)
@@ -194,6 +196,10 @@ class AuditLost(ServiceUnavailable):
     """The audit vanished while it was being waited on: Redis restarted without its data, or was flushed."""
 
 
+class RedisRefused(ServiceUnavailable):
+    """Redis is up but refused the command (``OOM command not allowed``, ``READONLY``): retrying at once is futile."""
+
+
 class WaitTimeout(FrontDoorError, TimeoutError):
     """``wait`` reached its deadline before the audit finished (CLI exit 124)."""
 
@@ -252,6 +258,7 @@ __all__ = [
     "NexusClientError",
     "NexusError",
     "NotFoundError",
+    "RedisRefused",
     "ServiceUnavailable",
     "ThrottledError",
     "TransientError",

@@ -3,6 +3,10 @@
 It validates input before anything is stored or enqueued, stores the audit, enqueues ``nexus.audit.plan`` with the
 audit id only (subjects stay in Redis, so task arguments are small and carry no secrets), and reads status,
 progress and report back from the store.
+
+Errors a front end shows in one line: :class:`InvalidInput` (bad input, or an id never known), ServiceUnavailable
+(Redis or the broker unreachable), :class:`RedisRefused` (Redis refused the write: out of memory, read-only), and
+:class:`AuditLost` (an audit this caller knows existed is gone: Redis restarted without its data).
 """
 
 from __future__ import annotations
@@ -11,13 +15,31 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis.exceptions
+
 from nexus.audits.spec import AuditKind, AuditRequest, validate_audit_id
 from nexus.audits.store import TERMINAL, AuditStore, view_times
 from nexus.audits.submit import connection_errors, submit_audit
-from nexus.errors import AuditLost, AuditNotFound, InvalidInput, ServiceUnavailable, WaitTimeout
+from nexus.errors import AuditLost, AuditNotFound, InvalidInput, RedisRefused, ServiceUnavailable, WaitTimeout
 from nexus.runtime import current
 from nexus.settings import Settings
 from workers.app import celery_app
+
+#: Polling pauses while Redis is unreachable during ``wait``: from the first to the last, doubling.
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 1.0
+
+
+def refused(exc: BaseException) -> RedisRefused:
+    """A Redis ``ResponseError`` as one line: ``Redis refused the write: out of memory`` for OOM (noeviction)."""
+    if isinstance(exc, redis.exceptions.OutOfMemoryError) or str(exc).startswith("OOM "):
+        return RedisRefused("Redis refused the write: out of memory")
+    first = " ".join(str(exc).split())[:200]
+    return RedisRefused(f"Redis refused the write: {first or type(exc).__name__}")
+
+
+def lost(audit_id: str) -> AuditLost:
+    return AuditLost(f"audit {audit_id} was lost: its record is gone from Redis (restarted without its data?)")
 
 
 class Nexus:
@@ -50,9 +72,18 @@ class Nexus:
         return AuditRequest.fleet()
 
     def submit(self, request: AuditRequest) -> str:
-        """Store and enqueue; returns the audit id. Nothing is left behind if enqueueing fails."""
-        return submit_audit(self.store, request, bulk_max_emails=self.settings.bulk_max_emails,
-                            send_task=celery_app.send_task)
+        """Store and enqueue; returns the audit id. Nothing is left behind if enqueueing fails.
+
+        Redis refusing the write (out of memory under ``noeviction``) is :class:`RedisRefused`, one line."""
+        try:
+            return submit_audit(self.store, request, bulk_max_emails=self.settings.bulk_max_emails,
+                                send_task=celery_app.send_task)
+        except redis.exceptions.ResponseError as exc:
+            try:  # refused by the broker after the audit was stored: leave nothing behind (DEL is allowed on OOM)
+                self.store.delete(request.audit_id)
+            except redis.exceptions.RedisError:
+                pass
+            raise refused(exc) from exc
 
     # -- reading ------------------------------------------------------------------------------------------------------
     def get(self, audit_id: str, *, include_report: bool = True) -> dict[str, Any]:
@@ -86,6 +117,8 @@ class Nexus:
             metas = self.store.list(limit)
         except connection_errors() as exc:
             raise ServiceUnavailable(f"cannot list audits: Redis unreachable ({type(exc).__name__})") from exc
+        except redis.exceptions.ResponseError as exc:  # the list prunes expired ids: a write
+            raise refused(exc) from exc
         return [
             {"audit_id": m["id"], "kind": m["kind"], "status": m["status"], "description": m.get("description", ""),
              **view_times(m)}
@@ -101,24 +134,46 @@ class Nexus:
         on_progress: Callable[[dict[str, Any]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        submitted: bool = False,
+        on_unreachable: Callable[[ServiceUnavailable], None] | None = None,
     ) -> dict[str, Any]:
-        """Poll until the audit is done or failed; WaitTimeout at the deadline (never later).
+        """Poll until the audit is done or failed; WaitTimeout at the deadline (never later than one read).
 
         The poll interval starts at 2 ms and doubles up to ``poll_s``: a quick audit is seen within milliseconds of
         finishing, and a long one costs one small Redis read per ``poll_s``.
+
+        Redis unreachable or stalled while polling is not the end: the reads are retried (50 ms doubling to 1 s)
+        until the deadline, then ServiceUnavailable (``on_unreachable`` hears of the first failure of each outage).
+        An audit whose record disappears is :class:`AuditLost` once it is known to have existed (seen by this wait,
+        or ``submitted`` by this caller); an id never seen stays InvalidInput (unknown or expired: the caller's
+        input).
         """
+        audit_id = validate_audit_id(audit_id)
         deadline = clock() + timeout
         interval = min(0.002, poll_s)
-        seen = False
+        known = submitted
+        outage: ServiceUnavailable | None = None
+        retry = RETRY_FIRST_S
         while True:
             try:
                 view = self.get(audit_id)
             except InvalidInput:
-                if not seen:
+                if not known:
                     raise  # never existed (or expired): the caller's input
-                raise AuditLost(f"audit {audit_id} disappeared while waiting: Redis lost its data (restarted or "
-                                "flushed); submit it again") from None
-            seen = True
+                raise lost(audit_id) from None
+            except RedisRefused:
+                raise
+            except ServiceUnavailable as exc:
+                if outage is None and on_unreachable is not None:
+                    on_unreachable(exc)
+                outage = exc
+                remaining = deadline - clock()
+                if remaining <= 0:
+                    raise ServiceUnavailable(f"{exc}; still unreachable at the {timeout:g}s deadline") from exc
+                sleep(min(retry, remaining))
+                retry = min(retry * 2, RETRY_MAX_S)
+                continue
+            outage, retry, known = None, RETRY_FIRST_S, True
             if on_progress is not None:
                 on_progress(view)
             if view["status"] in TERMINAL:
@@ -130,4 +185,4 @@ class Nexus:
             interval = min(interval * 2, poll_s)
 
 
-__all__ = ["AuditKind", "Nexus"]
+__all__ = ["AuditKind", "Nexus", "lost", "refused"]

@@ -17,8 +17,9 @@ Every name starts with ``nexus_``; system labels are the lower-case ids (``workd
     nexus_breaker_failures{system}                       consecutive failures in the shared count (idem)
     nexus_breaker_store_up                               1 when the breaker store answered the scrape
     nexus_audit_duration_seconds{kind}                   histogram, submission to terminal status
-    nexus_audits_finished_total{kind, status}            status: done | failed
-    nexus_discrepancies_total{severity}                  discrepancies in finished audits' reports
+    nexus_audits_finished_total{kind, status}            status: done | failed (failed includes an audit in
+                                                         which no system could be read)
+    nexus_discrepancies_total{severity}                  counted (not waived) discrepancies of done audits
 
 Multiprocess (Celery prefork): counters and histograms are plain prometheus-client metrics, so with
 ``PROMETHEUS_MULTIPROC_DIR`` set every pool child writes its own file and the worker's main process merges them at
@@ -160,7 +161,7 @@ def audit_finished(kind: str, status: str, duration_s: float, severities: Iterab
 
 
 def audit_failed(kind: str, duration_s: float) -> None:
-    """An audit ended with status ``failed`` (no report to count discrepancies in)."""
+    """An audit ended with status ``failed``: it broke, or no system could be read (no discrepancy counts)."""
     audit_finished(kind, "failed", duration_s, ())
 
 

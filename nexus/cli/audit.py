@@ -8,10 +8,26 @@ from typing import Annotated, Any
 
 import typer
 
-from nexus.cli.common import EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE, fail, print_json
+from nexus.cli.common import (
+    EXIT_CODES_HELP,
+    EXIT_DRIFT,
+    EXIT_FAILED,
+    EXIT_INCOMPLETE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    fail,
+    note,
+    print_json,
+)
 from nexus.cli.diff import diff
 
-audit_app = typer.Typer(no_args_is_help=True, help="Submit audits and read their status and reports.")
+#: Rich help joins lines; a blank line between the rows of the table keeps one row per line.
+EXIT_CODES_EPILOG = EXIT_CODES_HELP.replace("\n", "\n\n")
+
+audit_app = typer.Typer(no_args_is_help=True, help="Submit audits and read their status and reports.",
+                        epilog=EXIT_CODES_EPILOG)
 
 MAX_EMAILS_FILE_BYTES = 50 * 1024 * 1024
 
@@ -51,6 +67,46 @@ def _progress_line(view: dict[str, Any]) -> str:
     return f"{view['status']} {p.get('done', 0)}/{p.get('total', 0)} {systems}"
 
 
+def _severity(fail_on: str | None) -> str | None:
+    from nexus.audits.outcome import SEVERITIES
+
+    if fail_on is None:
+        return None
+    value = fail_on.strip().lower()
+    if value not in SEVERITIES:
+        fail(f"unknown severity {fail_on!r} for --fail-on; expected one of {', '.join(SEVERITIES)}", EXIT_USAGE)
+    return value
+
+
+def gate(view: dict[str, Any], *, fail_on: str | None = None, require_all: bool = False) -> tuple[int, str]:
+    """The exit code of a finished (or failed) audit and one line saying why. Precedence: 1, then 4, then 3.
+
+    1: the audit failed. 4 (``require_all``): a system was not read (failed for anyone, or stale). 3 (``fail_on``):
+    a discrepancy the report counts (waived ones never do) at or above that severity. Else 0, partial or not.
+    """
+    from nexus.audits.outcome import at_or_above, counted_discrepancies, systems_not_read
+
+    audit_id = view["audit_id"]
+    if view["status"] != "done":
+        return EXIT_FAILED, f"audit {audit_id} {view['status']}" + (f": {view['error']}" if view.get("error") else "")
+    report = view.get("report") or {}
+    if require_all and (missing := systems_not_read(report)):
+        return EXIT_INCOMPLETE, ("--require-all: not every system was read: "
+                                 + "; ".join(f"{system}: {why}" for system, why in missing.items()))
+    if fail_on and (hits := at_or_above(counted_discrepancies(report), fail_on)):
+        return EXIT_DRIFT, f"--fail-on {fail_on}: {len(hits)} discrepancies at or above {fail_on}"
+    return EXIT_OK, ""
+
+
+def _exit_for(view: dict[str, Any], fail_on: str | None, require_all: bool) -> None:
+    code, why = gate(view, fail_on=fail_on, require_all=require_all)
+    if code == EXIT_FAILED:
+        fail(why, code)
+    if code != EXIT_OK:
+        note(f"{why} (exit {code})")
+        raise typer.Exit(code)
+
+
 def _wait(nx: Any, audit_id: str, timeout: float, quiet: bool) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -66,10 +122,13 @@ def _wait(nx: Any, audit_id: str, timeout: float, quiet: bool) -> dict[str, Any]
             systems = " ".join(f"{k}:{v.get('status')}" for k, v in sorted(p.get("systems", {}).items()))
             bar.update(task, total=max(p.get("total", 0), 1), completed=p.get("done", 0), systems=systems)
 
-        return nx.wait(audit_id, timeout, on_progress=update)
+        def unreachable(exc: Exception) -> None:
+            note(f"{exc}; retrying until the {timeout:g}s --timeout")
+
+        return nx.wait(audit_id, timeout, on_progress=update, submitted=True, on_unreachable=unreachable)
 
 
-@audit_app.command("submit")
+@audit_app.command("submit", epilog=EXIT_CODES_EPILOG)
 def submit(
     email: Annotated[str | None, typer.Option(help="Audit one person by email.")] = None,
     device: Annotated[str | None, typer.Option(help="Audit one device by serial number.")] = None,
@@ -79,10 +138,19 @@ def submit(
     wait: Annotated[bool, typer.Option(help="Wait for the report (progress on stderr).")] = False,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait with --wait (exit 124 after).")] = 300.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+    fail_on: Annotated[str | None, typer.Option(
+        "--fail-on", metavar="SEVERITY", help="With --wait: exit 3 when a discrepancy (not waived) at or above "
+        "SEVERITY (critical, high, medium, low) was found.")] = None,
+    require_all: Annotated[bool, typer.Option(
+        "--require-all", help="With --wait: exit 4 when any system could not be read (failed for anyone, or only "
+        "its stale snapshot stood in).")] = False,
 ) -> None:
-    """Enqueue an audit; with --wait, print its report when done."""
-    from nexus.errors import InvalidInput, ServiceUnavailable, WaitTimeout
+    """Enqueue an audit; with --wait, print its report when done (exit codes below)."""
+    from nexus.errors import AuditLost, InvalidInput, ServiceUnavailable, WaitTimeout
 
+    severity = _severity(fail_on)
+    if (severity or require_all) and not wait:
+        fail("--fail-on and --require-all need --wait (or use them with `nexus audit result ID`)", EXIT_USAGE)
     emails = _read_emails_file(emails_file) if emails_file is not None else None
     nx = _facade()
     try:
@@ -105,11 +173,18 @@ def submit(
         if json_out:
             print_json({"audit_id": audit_id, "status": "timeout", "error": str(exc)})
         fail(str(exc), EXIT_TIMEOUT)
+    except KeyboardInterrupt:
+        if json_out:
+            print_json({"audit_id": audit_id, "status": "interrupted"})
+        fail(f"interrupted; audit {audit_id} keeps running (nexus audit status {audit_id})", EXIT_INTERRUPTED)
+    except AuditLost as exc:
+        if json_out:
+            print_json({"audit_id": audit_id, "status": "lost", "error": str(exc)})
+        fail(str(exc), EXIT_FAILED)
     except ServiceUnavailable as exc:
         fail(str(exc), EXIT_FAILED)
     _print_view(view, json_out)
-    if view["status"] != "done":
-        raise typer.Exit(EXIT_FAILED)
+    _exit_for(view, severity, require_all)
 
 
 def _print_view(view: dict[str, Any], json_out: bool) -> None:
@@ -136,21 +211,28 @@ def status(
             print(f"error: {view['error']}")
 
 
-@audit_app.command("result")
+@audit_app.command("result", epilog=EXIT_CODES_EPILOG)
 def result(
     audit_id: Annotated[str, typer.Argument(help="The audit id.")],
     fmt: Annotated[str, typer.Option("--format", help="json, csv or md.")] = "json",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    fail_on: Annotated[str | None, typer.Option(
+        "--fail-on", metavar="SEVERITY", help="Exit 3 when a discrepancy (not waived) at or above SEVERITY was "
+        "found (the report is written first).")] = None,
+    require_all: Annotated[bool, typer.Option(
+        "--require-all", help="Exit 4 when any system could not be read (the report is written first).")] = False,
 ) -> None:
-    """The report of a finished audit (exit 1 if it is not finished or it failed)."""
+    """The report of a finished audit (exit 1 if it is not finished or it failed; gates as for submit --wait)."""
     from nexus.exports import FORMATS, render
 
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}", EXIT_USAGE)
+    severity = _severity(fail_on)
     view = _get(audit_id, include_report=True)
-    if view["status"] not in ("done",) or "report" not in view:
-        fail(f"audit {audit_id} is {view['status']}; no report yet" + (f": {view['error']}" if view.get("error")
-                                                                     else ""), EXIT_FAILED)
+    if view["status"] == "failed":
+        fail(f"audit {audit_id} failed" + (f": {view['error']}" if view.get("error") else ""), EXIT_FAILED)
+    if view["status"] != "done" or "report" not in view:
+        fail(f"audit {audit_id} is {view['status']}; no report yet", EXIT_FAILED)
     text = render(view["report"], fmt)
     if output is not None:
         from nexus.fileutil import atomic_write
@@ -162,6 +244,8 @@ def result(
         print(f"wrote {output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+        sys.stdout.flush()
+    _exit_for(view, severity, require_all)
 
 
 @audit_app.command("list")

@@ -1,5 +1,6 @@
 """Errors the MCP tools raise: every expected failure becomes a :class:`fastmcp.exceptions.ToolError` with one
-clear line (bad input, Nexus unavailable); schema failures lose fastmcp's multi-line pydantic dump on the way.
+clear line (bad input, Redis refusing writes, Nexus unavailable); schema failures lose fastmcp's multi-line
+pydantic dump on the way.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from mcp.types import CallToolRequestParams
 from pydantic import ValidationError as PydanticValidationError
 
 from nexus.audits.spec import validate_audit_id, validate_email, validate_email_list, validate_serial
-from nexus.errors import InvalidInput, ServiceUnavailable
+from nexus.errors import InvalidInput, RedisRefused, ServiceUnavailable
 
 log = logging.getLogger("nexus.mcp")
 
@@ -41,12 +42,13 @@ async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         message = one_line(f"invalid input: {exc}")
         log.info("mcp: rejected a call: %s", message)
         raise ToolError(message, log_level=logging.INFO) from None
+    except RedisRefused as exc:  # Redis is up: "check that Redis is running" would send the assistant astray
+        log.warning("mcp: %s", exc)
+        raise ToolError(one_line(str(exc)), log_level=logging.WARNING) from None
     except ServiceUnavailable as exc:
         log.warning("mcp: %s", exc)
         raise ToolError(one_line(f"Nexus is unavailable: {exc}. Check that Redis and the workers are running, "
                                   "then retry."), log_level=logging.WARNING) from None
-
-
 
 
 def explain_invalid_arguments(tool: str, arguments: dict[str, Any], exc: Exception, max_emails: int) -> str:

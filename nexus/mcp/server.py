@@ -7,7 +7,8 @@ audit's report in the same call.
 
 Errors: bad input is rejected twice, by the pydantic constraints of the tool signature (visible in the JSON schema)
 and by the facade's own validation; both become a :class:`fastmcp.exceptions.ToolError` with one clear line, and
-nothing is enqueued. Redis or the broker unreachable is a ``ToolError`` too. Other failures are masked (the client
+nothing is enqueued. Redis or the broker unreachable is a ``ToolError`` too, and so is Redis refusing the write
+("Redis refused the write: out of memory"). Other failures are masked (the client
 sees "Error calling tool ..."; the traceback goes to the log), so no internal detail leaks to the client.
 
 Logs go to stderr only: with the stdio transport, stdout carries the protocol.
@@ -56,7 +57,9 @@ FedEx (for example a terminated worker whose AD account is still enabled, or a l
 Audits run asynchronously on background workers: an audit_* tool returns an audit_id immediately; call get_audit with
 that id every few seconds until status is "done" or "failed". Pass wait_s (up to 30) to wait for a quick audit and get
 its report in one call. A report lists discrepancies with a severity; systems that could not be read are listed in
-systems_failed (their *_found is null: not looked at). Run check_system_health first if results look partial.
+systems_failed (their *_found is null: not looked at). An audit in which no system could be read has status
+"failed" and an error starting "no system could be read" (each system's reason follows): it says nothing about
+drift. Run check_system_health first if results look partial or failed.
 """
 
 ENQUEUE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
