@@ -10,6 +10,7 @@ import typer
 
 from nexus.cli.common import EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE, fail, print_json
 from nexus.cli.diff import diff
+from nexus.cli.health import require_configured
 
 audit_app = typer.Typer(no_args_is_help=True, help="Submit audits and read their status and reports.")
 
@@ -83,6 +84,7 @@ def submit(
     from nexus.errors import InvalidInput, ServiceUnavailable, WaitTimeout
 
     emails = _read_emails_file(emails_file) if emails_file is not None else None
+    require_configured()  # nothing configured: say so, instead of enqueueing fetches that dial nothing useful
     nx = _facade()
     try:
         request = nx.request_for(email=email, serial=device, emails=emails, fleet=fleet)
