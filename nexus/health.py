@@ -59,7 +59,8 @@ def _redis_row() -> dict[str, Any]:
     try:
         current().redis.ping()
     except Exception as exc:
-        return {"available": False, "error": f"Redis unreachable: {_error(exc)}", "response_time_ms": _elapsed_ms(start)}
+        return {"available": False, "error": f"Redis unreachable: {_error(exc)}",
+                "response_time_ms": _elapsed_ms(start)}
     return {"available": True, "response_time_ms": _elapsed_ms(start)}
 
 

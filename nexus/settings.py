@@ -296,13 +296,9 @@ def missing_settings(settings: Settings) -> dict[System, list[str]]:
 
 
 def not_configured_message(missing: Mapping[System, list[str]]) -> str:
-    """One line: ``not configured: set A, B (Workday), ... or run `nexus sim` and use its env file``."""
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for system, names in missing.items():
-        groups.setdefault(tuple(names), []).append(system.display)
-    parts = [f"{', '.join(names)} ({', '.join(systems)})" for names, systems in groups.items()]
-    return (f"not configured: set {'; '.join(parts)} or run `nexus sim` and use its env file "
-            "(nexus --env-file .env.sim ...)")
+    """One line: ``not configured: set A, B, ... or run `nexus sim` and use its env file`` (each name once)."""
+    names = list(dict.fromkeys(name for names in missing.values() for name in names))
+    return f"not configured: set {', '.join(names)} or run `nexus sim` and use its env file (--env-file)"
 
 
 @lru_cache(maxsize=1)

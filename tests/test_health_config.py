@@ -110,7 +110,7 @@ class FakeClient:
 
 
 def test_unconfigured_systems_get_a_row_and_are_never_pinged() -> None:
-    settings = Settings(_env_file=None, WORKDAY_BASE_URL="http://127.0.0.1:1/workday", WORKDAY_CLIENT_ID="i",  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, WORKDAY_BASE_URL="http://127.0.0.1:1/workday", WORKDAY_CLIENT_ID="i",
                         WORKDAY_CLIENT_SECRET="s-123456", WORKDAY_REFRESH_TOKEN="r-123456")
     pinged: list[System] = []
 
@@ -137,3 +137,27 @@ def test_nothing_configured_is_invalid_input_before_any_probe() -> None:
     with pytest.raises(InvalidInput, match=r"^not configured: set WORKDAY_CLIENT_ID"):
         check_system_health(client_factory=never, settings=Settings(_env_file=None), infrastructure=never,
                             breaker=never)
+
+
+def test_mcp_check_system_health_with_nothing_configured_is_a_tool_error() -> None:
+    import anyio
+    from fastmcp import Client
+    from fastmcp.exceptions import ToolError
+
+    from nexus import runtime
+    from nexus.mcp.server import build_server
+
+    empty = Settings(_env_file=None, REDIS_URL="redis://127.0.0.1:1/0")
+    previous = runtime.install(runtime.Runtime(empty))
+
+    async def body() -> None:
+        async with Client(build_server(settings=empty)) as client:
+            with pytest.raises(ToolError, match=r"^not configured: set WORKDAY_CLIENT_ID.*nexus sim"):
+                await client.call_tool("check_system_health", {})
+
+    try:
+        anyio.run(body)
+    finally:
+        mine = runtime.install(previous)
+        if mine is not None:
+            mine.close()

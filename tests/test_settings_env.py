@@ -66,12 +66,12 @@ def test_the_env_file_wins_over_dot_env(isolated: Path) -> None:
 
 
 def test_log_settings_are_validated() -> None:
-    s = Settings(_env_file=None, NEXUS_LOG_LEVEL="warning", NEXUS_LOG_FORMAT="JSON")  # type: ignore[call-arg]
+    s = Settings(_env_file=None, NEXUS_LOG_LEVEL="warning", NEXUS_LOG_FORMAT="JSON")
     assert (s.log_level, s.log_format) == ("WARNING", "json")
     with pytest.raises(ValueError, match="NEXUS_LOG_LEVEL"):
-        Settings(_env_file=None, NEXUS_LOG_LEVEL="bogus")  # type: ignore[call-arg]
+        Settings(_env_file=None, NEXUS_LOG_LEVEL="bogus")
     with pytest.raises(ValueError, match="NEXUS_LOG_FORMAT"):
-        Settings(_env_file=None, NEXUS_LOG_FORMAT="xml")  # type: ignore[call-arg]
+        Settings(_env_file=None, NEXUS_LOG_FORMAT="xml")
 
 
 def test_dot_env_applies_the_log_level_and_format(isolated: Path) -> None:

@@ -24,7 +24,7 @@ AZURE_CREDS = {"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SEC
 
 
 def settings(**values: Any) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type]  # field aliases
+    return Settings(_env_file=None, **values)
 
 
 def one_message(exc: pytest.ExceptionInfo[ValidationError]) -> str:

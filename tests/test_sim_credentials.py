@@ -60,7 +60,7 @@ def test_a_restarted_simulator_accepts_the_running_clients() -> None:
         for system, client in clients.items():
             try:
                 client.health()
-            except Exception as exc:  # noqa: BLE001 - the assertion names the failure
+            except Exception as exc:  # the assertion names the failure
                 pytest.fail(f"{system.display} after a restart: {type(exc).__name__}: {exc}")
             finally:
                 client.close()
