@@ -101,3 +101,51 @@ def test_a_bad_log_level_option_is_one_line_exit_2(isolated: Path, capsys: pytes
     assert exc.value.exit_code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("nexus: error: ") and "bogus" in err[0]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env_example(include_commented: bool) -> dict[str, str]:
+    """.env.example as a dotenv file; with ``include_commented``, the ``# NAME=value`` lines count too."""
+    import io
+    import re
+
+    from dotenv import dotenv_values
+
+    text = (ROOT / ".env.example").read_text()
+    if include_commented:
+        text = re.sub(r"(?m)^# (?=[A-Z][A-Z0-9_]*=)", "", text)
+    return {k: v or "" for k, v in dotenv_values(stream=io.StringIO(text)).items()}
+
+
+def test_env_example_lists_every_setting_with_its_default() -> None:
+    listed = _env_example(include_commented=True)
+    aliases = {f.alias for f in Settings.model_fields.values() if f.alias}
+    assert {"NEXUS_LOG_LEVEL", "NEXUS_LOG_FORMAT", "USE_MOCK", "NEXUS_SIM_URL"} <= aliases
+    missing = sorted(aliases - set(listed))
+    assert not missing, f"add to .env.example: {missing}"
+    from_example = Settings(_env_file=None, **{k: v for k, v in listed.items() if k in aliases})  # type: ignore[arg-type]
+    defaults = Settings(_env_file=None)
+    differ = {name for name in Settings.model_fields if getattr(from_example, name) != getattr(defaults, name)}
+    assert not differ, f".env.example differs from the defaults for {sorted(differ)}"
+
+
+def test_a_dot_env_copied_from_the_example_never_overrides_the_simulators_env_file(isolated: Path) -> None:
+    """docker compose puts .env (a copy of .env.example) into every container's environment, and the environment
+    wins over NEXUS_ENV_FILE: nothing in it may hide what `nexus sim` wrote."""
+    from nexus.cli.app import load_env_file
+    from nexus.settings import missing_settings
+    from nexus.sim.base import SimCredentials
+    from nexus.sim.stack import SimulatorStack
+
+    os.environ.update(_env_example(include_commented=False))  # what compose's env_file: .env does
+    stack = SimulatorStack(seed=3, creds=SimCredentials.for_seed(3))
+    stack.org = type("Org", (), {"base_dn": "DC=corp,DC=example"})()  # type: ignore[assignment]
+    stack._http = type("Server", (), {"url": "http://sim:8400"})()
+    stack.ldap_url = "ldap://sim:3890"
+    env_file = stack.write_env_file(isolated / "sim.env")
+    load_env_file(env_file)
+    s = get_settings()
+    assert s.use_mock is True and s.workday_base_url == "http://sim:8400/workday"
+    assert missing_settings(s) == {}
