@@ -101,10 +101,6 @@ class Settings(BaseSettings):
     rate_budgets: str = Field(DEFAULT_RATE_BUDGETS, alias="NEXUS_RATE_BUDGETS")
     rate_max_wait_s: float = Field(30.0, ge=0, alias="NEXUS_RATE_MAX_WAIT_S")
 
-    # Logs on stderr (nexus.logs): the level (`nexus --log-level` overrides it) and text or JSON lines.
-    log_level: str = Field("INFO", alias="NEXUS_LOG_LEVEL")
-    log_format: str = Field("text", alias="NEXUS_LOG_FORMAT")
-
     @model_validator(mode="after")
     def _check_visibility_timeout(self) -> Settings:
         longest = max(self.retry_backoff_max_s, self.retry_after_max_s)
@@ -114,47 +110,6 @@ class Settings(BaseSettings):
                 f"({longest:g} s: NEXUS_RETRY_BACKOFF_MAX_S / NEXUS_RETRY_AFTER_MAX_S), or Redis would hand a "
                 "message waiting for its countdown to a second worker")
         return self
-
-    @model_validator(mode="after")
-    def _check_use_mock(self) -> Settings:
-        """USE_MOCK=true refuses every non-simulator URL, false every simulator URL, for the systems in use (with
-        at least one credential set); one line naming every offending setting."""
-        sim_hosts = simulator_hosts(self.sim_url)
-        wrong: list[str] = []
-        for connection in CONNECTIONS.values():
-            if not any(_is_set(getattr(self, _FIELDS[name])) for name in connection.required):
-                continue  # not in use: never dialled (health and submit say "not configured")
-            for name in connection.urls:
-                url = getattr(self, _FIELDS[name])
-                entry = f"{name}={mask_url_password(url)}"
-                if is_simulator_url(url, sim_hosts) is not self.use_mock and entry not in wrong:
-                    wrong.append(entry)
-        if wrong and self.use_mock:
-            raise ValueError(
-                f"USE_MOCK=true (the default) refuses anything but simulator URLs (a loopback host, `mock://` or "
-                f"the host of NEXUS_SIM_URL), but {', '.join(wrong)}: point it at `nexus sim` (its env file), or "
-                "set USE_MOCK=false to use the real systems")
-        if wrong:
-            raise ValueError(
-                f"USE_MOCK=false refuses simulator URLs (a loopback host, `mock://` or the host of NEXUS_SIM_URL), "
-                f"but {', '.join(wrong)}: give the real system's URL, or set USE_MOCK=true to use the simulators")
-        return self
-
-    @field_validator("log_level")
-    @classmethod
-    def _check_log_level(cls, value: str) -> str:
-        level = value.strip().upper()
-        if level not in LOG_LEVELS:
-            raise ValueError(f"NEXUS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
-        return level
-
-    @field_validator("log_format")
-    @classmethod
-    def _check_log_format(cls, value: str) -> str:
-        fmt = value.strip().lower()
-        if fmt not in ("text", "json"):
-            raise ValueError(f"NEXUS_LOG_FORMAT must be text or json, not {value!r}")
-        return fmt
 
     @field_validator("rate_budgets")
     @classmethod
@@ -198,6 +153,51 @@ class Settings(BaseSettings):
     helix_remediation_first_name: str = Field("Nexus", alias="NEXUS_HELIX_REMEDIATION_FIRST_NAME")
     helix_remediation_last_name: str = Field("Audit", alias="NEXUS_HELIX_REMEDIATION_LAST_NAME")
     helix_remediation_max_incidents: int = Field(50, ge=0, le=10_000, alias="NEXUS_HELIX_REMEDIATION_MAX_INCIDENTS")
+
+    # Logs on stderr (nexus.logs): the level (`nexus --log-level` overrides it) and text or JSON lines.
+    log_level: str = Field("INFO", alias="NEXUS_LOG_LEVEL")
+    log_format: str = Field("text", alias="NEXUS_LOG_FORMAT")
+
+    @model_validator(mode="after")
+    def _check_use_mock(self) -> Settings:
+        """USE_MOCK=true refuses every non-simulator URL, false every simulator URL, for the systems in use (with
+        at least one credential set); one line naming every offending setting."""
+        sim_hosts = simulator_hosts(self.sim_url)
+        wrong: list[str] = []
+        for connection in CONNECTIONS.values():
+            if not any(_is_set(getattr(self, _FIELDS[name])) for name in connection.required):
+                continue  # not in use: never dialled (health and submit say "not configured")
+            for name in connection.urls:
+                url = getattr(self, _FIELDS[name])
+                entry = f"{name}={mask_url_password(url)}"
+                if is_simulator_url(url, sim_hosts) is not self.use_mock and entry not in wrong:
+                    wrong.append(entry)
+        if wrong and self.use_mock:
+            raise ValueError(
+                f"USE_MOCK=true (the default) refuses anything but simulator URLs (a loopback host, `mock://` or "
+                f"the host of NEXUS_SIM_URL), but {', '.join(wrong)}: point it at `nexus sim` (its env file), or "
+                "set USE_MOCK=false to use the real systems")
+        if wrong:
+            raise ValueError(
+                f"USE_MOCK=false refuses simulator URLs (a loopback host, `mock://` or the host of NEXUS_SIM_URL), "
+                f"but {', '.join(wrong)}: give the real system's URL, or set USE_MOCK=true to use the simulators")
+        return self
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"NEXUS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
+        return level
+
+    @field_validator("log_format")
+    @classmethod
+    def _check_log_format(cls, value: str) -> str:
+        fmt = value.strip().lower()
+        if fmt not in ("text", "json"):
+            raise ValueError(f"NEXUS_LOG_FORMAT must be text or json, not {value!r}")
+        return fmt
 
     @property
     def effective_breaker_redis_url(self) -> str:
