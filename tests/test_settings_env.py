@@ -141,7 +141,7 @@ def test_a_dot_env_copied_from_the_example_never_overrides_the_simulators_env_fi
 
     os.environ.update(_env_example(include_commented=False))  # what compose's env_file: .env does
     stack = SimulatorStack(seed=3, creds=SimCredentials.for_seed(3))
-    stack.org = type("Org", (), {"base_dn": "DC=corp,DC=example"})()  # type: ignore[assignment]
+    stack.org = type("Org", (), {"base_dn": "DC=corp,DC=example"})()
     stack._http = type("Server", (), {"url": "http://sim:8400"})()
     stack.ldap_url = "ldap://sim:3890"
     env_file = stack.write_env_file(isolated / "sim.env")
