@@ -1,5 +1,6 @@
 """Logging to stderr, structured: the message (the seed's ``[resilience] ...`` lines stay readable) followed by
 the record's extra fields as ``key=value`` pairs, or one JSON object per line with ``NEXUS_LOG_FORMAT=json``.
+``NEXUS_LOG_LEVEL`` and ``NEXUS_LOG_FORMAT`` are settings like the others (environment, ``--env-file``, ``.env``).
 
 Secrets never reach a log line: clients never put credentials in messages or extras, and the formatters mask every
 configured secret value (credentials, tokens, Redis URL passwords) in the final line, tracebacks and extras included
@@ -81,17 +82,30 @@ def configured_secrets() -> list[str]:
     return values
 
 
+def _log_settings() -> tuple[str, str]:
+    """(level, format) from the settings; from the raw environment when the settings are invalid (the error is
+    reported by whoever reads them), so logging itself never fails."""
+    from nexus.settings import get_settings
+
+    try:
+        s = get_settings()
+        return s.log_level, s.log_format
+    except Exception:
+        level = os.environ.get("NEXUS_LOG_LEVEL", "INFO").strip().upper()
+        return (level if level in logging.getLevelNamesMapping() else "INFO"), os.environ.get("NEXUS_LOG_FORMAT", "")
+
+
 def setup_logging(level: str | int | None = None) -> None:
-    """Idempotent: one stderr handler on the root logger."""
+    """Idempotent: one stderr handler on the root logger. ``level`` overrides ``NEXUS_LOG_LEVEL``."""
     root = logging.getLogger()
-    level = level or os.environ.get("NEXUS_LOG_LEVEL", "INFO")
-    root.setLevel(level)
+    configured_level, log_format = _log_settings()
+    root.setLevel(level or configured_level)
     for handler in list(root.handlers):
         if getattr(handler, "_nexus", False):
             root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler._nexus = True  # type: ignore[attr-defined]
-    json_format = os.environ.get("NEXUS_LOG_FORMAT", "").lower() == "json"
+    json_format = log_format.strip().lower() == "json"
     try:
         secrets = configured_secrets()
     except Exception:  # invalid settings must not stop logging (the error is reported by whoever reads them)

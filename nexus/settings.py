@@ -7,14 +7,18 @@ Policies (retry, breaker, timeouts) are values built from these settings, never 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import ipaddress
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nexus.budgets import parse_budgets
+from nexus.systems import System
 
 #: The published limits (sources in :mod:`nexus.budgets`); Workday, AD and Helix publish none: unlimited.
 DEFAULT_RATE_BUDGETS = "lansweeper=150/60s,entra=1750/10s,intune=2000/20s,fedex=1400/10s"
@@ -23,7 +27,10 @@ DEFAULT_RATE_BUDGETS = "lansweeper=150/60s,entra=1750/10s,intune=2000/20s,fedex=
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True)
 
+    # USE_MOCK=true: every system Nexus has a credential for must be on a simulator URL; false: none may be (see
+    # is_simulator_url and _check_use_mock). NEXUS_SIM_URL: the simulator `nexus sim` wrote the env file for.
     use_mock: bool = Field(True, alias="USE_MOCK")
+    sim_url: str = Field("", alias="NEXUS_SIM_URL")
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
 
     workday_base_url: str = Field("https://wd2-impl-services1.workday.com", alias="WORKDAY_BASE_URL")
@@ -147,6 +154,51 @@ class Settings(BaseSettings):
     helix_remediation_last_name: str = Field("Audit", alias="NEXUS_HELIX_REMEDIATION_LAST_NAME")
     helix_remediation_max_incidents: int = Field(50, ge=0, le=10_000, alias="NEXUS_HELIX_REMEDIATION_MAX_INCIDENTS")
 
+    # Logs on stderr (nexus.logs): the level (`nexus --log-level` overrides it) and text or JSON lines.
+    log_level: str = Field("INFO", alias="NEXUS_LOG_LEVEL")
+    log_format: str = Field("text", alias="NEXUS_LOG_FORMAT")
+
+    @model_validator(mode="after")
+    def _check_use_mock(self) -> Settings:
+        """USE_MOCK=true refuses every non-simulator URL, false every simulator URL, for the systems in use (with
+        at least one credential set); one line naming every offending setting."""
+        sim_hosts = simulator_hosts(self.sim_url)
+        wrong: list[str] = []
+        for connection in CONNECTIONS.values():
+            if not any(_is_set(getattr(self, _FIELDS[name])) for name in connection.required):
+                continue  # not in use: never dialled (health and submit say "not configured")
+            for name in connection.urls:
+                url = getattr(self, _FIELDS[name])
+                entry = f"{name}={mask_url_password(url)}"
+                if is_simulator_url(url, sim_hosts) is not self.use_mock and entry not in wrong:
+                    wrong.append(entry)
+        if wrong and self.use_mock:
+            raise ValueError(
+                f"USE_MOCK=true (the default) refuses anything but simulator URLs (a loopback host, `mock://` or "
+                f"the host of NEXUS_SIM_URL), but {', '.join(wrong)}: point it at `nexus sim` (its env file), or "
+                "set USE_MOCK=false to use the real systems")
+        if wrong:
+            raise ValueError(
+                f"USE_MOCK=false refuses simulator URLs (a loopback host, `mock://` or the host of NEXUS_SIM_URL), "
+                f"but {', '.join(wrong)}: give the real system's URL, or set USE_MOCK=true to use the simulators")
+        return self
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"NEXUS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
+        return level
+
+    @field_validator("log_format")
+    @classmethod
+    def _check_log_format(cls, value: str) -> str:
+        fmt = value.strip().lower()
+        if fmt not in ("text", "json"):
+            raise ValueError(f"NEXUS_LOG_FORMAT must be text or json, not {value!r}")
+        return fmt
+
     @property
     def effective_breaker_redis_url(self) -> str:
         return self.breaker_redis_url or self.redis_url
@@ -166,6 +218,87 @@ def mask_url_password(url: str) -> str:
     if not sep or not at or not colon or not password:
         return url
     return f"{scheme}://{user}:***@{location}{question}{query}"
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+# -- which systems are configured, and where they are ---------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """One system's settings (environment names): the URLs Nexus dials, and the credentials without which it is not
+    configured (and never dialled by `nexus health` or `nexus audit submit`)."""
+
+    urls: tuple[str, ...]
+    required: tuple[str, ...]
+
+
+_AZURE = Connection(("AZURE_AUTHORITY_URL", "GRAPH_BASE_URL"), ("AZURE_TENANT_ID", "AZURE_CLIENT_ID",
+                                                                "AZURE_CLIENT_SECRET"))
+CONNECTIONS: Mapping[System, Connection] = {
+    System.WORKDAY: Connection(("WORKDAY_BASE_URL",), ("WORKDAY_CLIENT_ID", "WORKDAY_CLIENT_SECRET",
+                                                       "WORKDAY_REFRESH_TOKEN")),
+    System.AD: Connection(("AD_LDAP_URL",), ("AD_BIND_DN", "AD_BIND_PASSWORD")),
+    System.ENTRA: _AZURE,
+    System.INTUNE: _AZURE,
+    System.LANSWEEPER: Connection(("LANSWEEPER_GRAPHQL_URL",), ("LANSWEEPER_TOKEN", "LANSWEEPER_SITE_ID")),
+    System.HELIX: Connection(("HELIX_BASE_URL",), ("HELIX_USERNAME", "HELIX_PASSWORD")),
+    System.FEDEX: Connection(("FEDEX_BASE_URL",), ("FEDEX_CLIENT_ID", "FEDEX_CLIENT_SECRET")),
+}
+
+#: Environment name -> field name.
+_FIELDS: dict[str, str] = {f.alias: name for name, f in Settings.model_fields.items() if f.alias}
+
+
+def _is_set(value: object) -> bool:
+    text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+    return bool(text.strip())
+
+
+def simulator_hosts(sim_url: str) -> frozenset[str]:
+    """The host of ``NEXUS_SIM_URL`` (compose's sim profile advertises the simulators as ``sim``), if any."""
+    try:
+        host = urlsplit(sim_url).hostname if sim_url else None
+    except ValueError:
+        host = None
+    return frozenset({host.lower()}) if host else frozenset()
+
+
+def is_simulator_url(url: str, sim_hosts: Collection[str] = ()) -> bool:
+    """What ``USE_MOCK`` means by a simulator URL: a ``mock://`` URL (the in-process directory), a loopback host
+    (``localhost``, ``*.localhost``, 127.0.0.0/8, ``::1``: `nexus sim` serves loopback only), or one of
+    ``sim_hosts`` (the host of ``NEXUS_SIM_URL``). Everything else is a real system."""
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return False
+    if parts.scheme == "mock":
+        return True
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost") or host in sim_hosts:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def missing_settings(settings: Settings) -> dict[System, list[str]]:
+    """{system: the credentials it lacks} for every system that is not configured (empty: all are)."""
+    out: dict[System, list[str]] = {}
+    for system, connection in CONNECTIONS.items():
+        missing = [name for name in connection.required if not _is_set(getattr(settings, _FIELDS[name]))]
+        if missing:
+            out[system] = missing
+    return out
+
+
+def not_configured_message(missing: Mapping[System, list[str]]) -> str:
+    """One line: ``not configured: set A, B, ... or run `nexus sim` and use its env file`` (each name once)."""
+    names = list(dict.fromkeys(name for names in missing.values() for name in names))
+    return f"not configured: set {', '.join(names)} or run `nexus sim` and use its env file (--env-file)"
 
 
 @lru_cache(maxsize=1)

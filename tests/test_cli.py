@@ -303,7 +303,7 @@ def test_health_json_with_one_system_down(rig: Cluster) -> None:
     proc = run_cli(rig, "health", "--json")
     assert proc.returncode == 0, proc.stderr
     doc = one_json(proc)
-    assert set(doc) == {"timestamp", "systems", "summary"}
+    assert set(doc) == {"timestamp", "systems", "infrastructure", "summary"}
     assert time.strptime(doc["timestamp"], "%Y-%m-%dT%H:%M:%SZ")
     names = [s.display for s in HEALTH_SYSTEMS]
     assert sorted(doc["systems"]) == sorted(names)
@@ -318,6 +318,8 @@ def test_health_json_with_one_system_down(rig: Cluster) -> None:
         "available_systems": len(names) - 1,
         "unavailable_systems": 1,
         "availability_percentage": round(100 * (len(names) - 1) / len(names)),
+        "infrastructure_ok": True,
+        "workers": doc["infrastructure"]["Workers"]["count"],
     }
 
 

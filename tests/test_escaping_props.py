@@ -107,7 +107,7 @@ def test_odata_literal_parses_back_to_the_same_string(value: str) -> None:
 
 
 def _graph_settings() -> Settings:
-    return Settings(_env_file=None, graph_base_url="https://graph.test", azure_authority_url="https://login.test",
+    return Settings(_env_file=None, use_mock=False, graph_base_url="https://graph.test", azure_authority_url="https://login.test",
                     azure_tenant_id="t", azure_client_id="c", azure_client_secret="s")
 
 
@@ -192,7 +192,7 @@ def test_helix_or_of_literals_has_exactly_those_comparisons(values: list[str]) -
 @example('"}) { x } #')
 def test_lansweeper_values_travel_only_in_variables(value: str) -> None:
     rec = _Recorder()
-    settings_ = Settings(_env_file=None, lansweeper_graphql_url="https://ls.test/api/v2/graphql",
+    settings_ = Settings(_env_file=None, use_mock=False, lansweeper_graphql_url="https://ls.test/api/v2/graphql",
                          lansweeper_token="tok", lansweeper_site_id="site-1")
     with LansweeperClient(settings_, transport=httpx.MockTransport(rec)) as c:
         assert c.find_device(value) is None

@@ -237,7 +237,7 @@ def test_check_system_health_reports_every_system(pipeline: SimulatorStack, serv
             return await call(client, "check_system_health")
 
     health = run(body)
-    assert set(health) == {"timestamp", "systems", "summary"}
+    assert set(health) == {"timestamp", "systems", "infrastructure", "summary"}
     assert health["summary"]["availability_percentage"] == 100
     assert health["summary"]["total_systems"] == len(health["systems"]) >= 6
     assert all(s["available"] and "breaker" in s for s in health["systems"].values())

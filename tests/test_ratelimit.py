@@ -158,7 +158,7 @@ def test_http_clients_acquire_before_every_request() -> None:
             return httpx.Response(401, json={"errors": [{"message": "expired"}]})  # one re-authentication
         return httpx.Response(200, json={"data": {"site": {"id": "s", "name": "n"}}})
 
-    settings = Settings(_env_file=None, LANSWEEPER_TOKEN="t", LANSWEEPER_SITE_ID="s",
+    settings = Settings(_env_file=None, USE_MOCK=False, LANSWEEPER_TOKEN="t", LANSWEEPER_SITE_ID="s",
                         LANSWEEPER_GRAPHQL_URL="http://lansweeper.test/api/v2/graphql")
     client = LansweeperClient(settings, transport=httpx.MockTransport(handler))
     assert client.rate_limiter is NO_LIMIT  # a client built alone is never paced

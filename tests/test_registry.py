@@ -24,7 +24,7 @@ ROLE_PROTOCOLS: dict[Role, type] = {Role.PEOPLE: PeopleDirectory, Role.DEVICES: 
 
 
 def _settings() -> Settings:
-    return Settings(_env_file=None, AD_LDAP_URL="ldap://127.0.0.1:1", HELIX_USERNAME="svc")
+    return Settings(_env_file=None, USE_MOCK=False, AD_LDAP_URL="ldap://127.0.0.1:1", HELIX_USERNAME="svc")
 
 
 def test_every_system_has_one_entry_in_report_order() -> None:

@@ -205,7 +205,7 @@ def test_client_reads_the_location_when_the_body_has_no_values() -> None:
 
     from nexus.settings import Settings
 
-    settings = Settings(_env_file=None, helix_base_url="https://helix.example", helix_username="u",
+    settings = Settings(_env_file=None, use_mock=False, helix_base_url="https://helix.example", helix_username="u",
                         helix_password="p")
     with contextlib.closing(HelixClient(settings, transport=httpx.MockTransport(handler))) as c:
         assert c.create_incident(summary="s", details="d", first_name="a", last_name="b") == "INC000000000042"

@@ -405,7 +405,7 @@ def test_settings_and_clients_never_show_a_secret_in_repr() -> None:
     }
     urls = {"REDIS_URL": "redis://:redispw-r3pr-10@127.0.0.1:6379/0",
             "NEXUS_BREAKER_REDIS_URL": "rediss://nexus:brkpw-r3pr-11@redis.example:6380/1"}
-    settings = Settings(**values, **urls, AD_LDAP_URL="ldap://127.0.0.1:1", HELIX_USERNAME="svc")  # type: ignore[arg-type]
+    settings = Settings(**values, **urls, USE_MOCK="false", AD_LDAP_URL="ldap://dc.test:1", HELIX_USERNAME="svc")  # type: ignore[arg-type]
     needles = [*values.values(), "redispw-r3pr-10", "brkpw-r3pr-11"]
     shown = [repr(settings), str(settings)]
     assert "**********" in shown[0]  # the secrets are there, masked

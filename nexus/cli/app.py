@@ -25,31 +25,64 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(waiver_app, name="waiver")
 
 
+#: Commands that do not read the environment's connection settings (so an invalid one does not stop them).
+_OWN_SETTINGS = frozenset({"sim", "demo"})
+
+
 def load_env_file(path: Path) -> None:
-    """Load KEY=VALUE lines into the environment (before settings are read); the file's values win."""
+    """Load KEY=VALUE lines into the environment (before settings are read). The process environment wins: a
+    variable it already has (even set to empty) is kept, as docker compose and python-dotenv do. So the order is:
+    the environment, then this file, then ``./.env``, then the defaults."""
     from dotenv import dotenv_values
 
     for key, value in dotenv_values(path).items():
-        if value is not None:
+        if value is not None and key not in os.environ:
             os.environ[key] = value
     from nexus.settings import get_settings
 
     get_settings.cache_clear()
 
 
+def settings_error(exc: Exception) -> str:
+    """A pydantic ValidationError of the settings as one line (the setting's name and the reason)."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return f"invalid settings: {exc}"
+    parts = []
+    for error in exc.errors():
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        where = ".".join(str(part) for part in error.get("loc", ()))
+        parts.append(f"{where}: {message}" if where and not message.startswith(where) else message)
+    return "invalid settings: " + "; ".join(parts)
+
+
 @app.callback()
 def main_options(
     env_file: Annotated[Path | None, typer.Option("--env-file", help="Read settings from this file (e.g. the one "
-                                                  "`nexus sim` writes).", envvar="NEXUS_ENV_FILE")] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR")] = "INFO",
+                                                  "`nexus sim` writes); variables already in the environment win.",
+                                                  envvar="NEXUS_ENV_FILE")] = None,
+    log_level: Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR or CRITICAL "
+                                                  "(default NEXUS_LOG_LEVEL: INFO).")] = None,
 ) -> None:
+    import click
+
     from nexus.logs import setup_logging
+    from nexus.settings import LOG_LEVELS, get_settings
 
     if env_file is not None:
         if not env_file.is_file():
             fail(f"env file {env_file} does not exist", EXIT_USAGE)
         load_env_file(env_file)
-    setup_logging(log_level.upper())
+    if log_level is not None and log_level.strip().upper() not in LOG_LEVELS:
+        fail(f"--log-level must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}", EXIT_USAGE)
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.invoked_subcommand not in _OWN_SETTINGS:
+        try:
+            get_settings()
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            fail(settings_error(exc), EXIT_USAGE)
+    setup_logging(log_level.strip().upper() if log_level is not None else None)
 
 
 app.command()(sim)

@@ -9,6 +9,11 @@ import typer
 
 from nexus.cli.common import EXIT_USAGE, fail
 
+IN_PROCESS_AD_WARNING = (
+    "nexus sim: warning: slapd is not installed (or --ldap mock): AD is an in-process directory that workers and "
+    "other nexus commands cannot reach, so every audit reports ActiveDirectory failed; install slapd "
+    "(apt-get install slapd ldap-utils) and restart nexus sim")
+
 
 def sim(
     host: Annotated[str, typer.Option(help="Loopback address to serve on.")] = "127.0.0.1",
@@ -21,9 +26,12 @@ def sim(
     truth: Annotated[Path | None, typer.Option(help="Write the planted-drift ground truth (JSON) here.")] = None,
     latency_ms: Annotated[str, typer.Option(help="Added latency: `30` for all or `workday=30,entra=50`.")] = "",
     token_lifetime: Annotated[float, typer.Option(help="Access-token lifetime in seconds.")] = 3599.0,
-    ldap: Annotated[str, typer.Option(help="AD directory: slapd, mock (in-process only) or auto.")] = "auto",
+    ldap: Annotated[str, typer.Option(help="AD directory: slapd, mock (in-process only: workers cannot reach it) "
+                                      "or auto (slapd when installed).")] = "auto",
 ) -> None:
-    """Serve every simulator, write the env file and the ground truth, run until interrupted."""
+    """Serve every simulator, write the env file and the ground truth, run until interrupted.
+
+    Credentials derive from --seed: a restart with the same seed accepts what running workers hold."""
     import signal
     import sys
     import threading
@@ -50,6 +58,8 @@ def sim(
     try:
         if truth is not None:
             stack.write_truth(truth)
+        if stack.ad_in_process:
+            print(IN_PROCESS_AD_WARNING, file=sys.stderr, flush=True)
         stack.write_env_file(env_file)
         print(f"nexus sim: {people} people (seed {seed}) at {stack.url}, AD at {stack.ldap_url}; "
               f"env file {env_file}" + (f", truth {truth}" if truth else ""), file=sys.stderr, flush=True)

@@ -163,13 +163,20 @@ def build_server(
 
     @server.tool(annotations=PROBE)
     async def check_system_health() -> dict[str, Any]:
-        """Ping every source system now and report availability, response time and circuit-breaker state, with a
-        summary (availability_percentage). Below 80%, expect partial audit results or postpone bulk audits."""
-        if health is not None:
-            return await anyio.to_thread.run_sync(health)
+        """Ping every configured source system now and report availability, response time and circuit-breaker
+        state; Nexus's own infrastructure (Redis, the broker, the workers answering a ping, each queue's depth); and
+        a summary. availability_percentage is what an audit can use now: 0 when Redis or the broker is down
+        (infrastructure_ok false, reason says why). Below 80%, expect partial audit results or postpone bulk
+        audits. Nothing configured at all is an error naming the settings to set."""
+        from fastmcp.exceptions import ToolError
+
+        from nexus.errors import InvalidInput
         from nexus.health import check_system_health as probe
 
-        return await anyio.to_thread.run_sync(probe)
+        try:
+            return await anyio.to_thread.run_sync(health or probe)
+        except InvalidInput as exc:  # nothing configured: every missing setting named (not cut at 300 characters)
+            raise ToolError(" ".join(str(exc).split()), log_level=logging.INFO) from None
 
     return server
 

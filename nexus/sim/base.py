@@ -42,6 +42,28 @@ class SimCredentials:
     ad_bind_password: str = "ad-password-change-me"
 
     @classmethod
+    def for_seed(cls, seed: int) -> SimCredentials:
+        """The credentials of the simulators of ``seed``: the same for every start with that seed, so a restarted
+        `nexus sim` accepts what running workers hold (their cached tokens are refused once and re-authentication
+        succeeds). Each is a SHA-256 of the seed and the credential's name: distinct per credential and per seed,
+        never one of the placeholders above, and (like every simulator credential) not a secret."""
+        import hashlib
+
+        def tok(prefix: str) -> str:
+            digest = hashlib.sha256(f"nexus-sim/v1/{seed}/{prefix}".encode()).hexdigest()
+            return f"{prefix}-{digest[:32]}"
+
+        return cls(
+            workday_client_secret=tok("wdsec"),
+            workday_refresh_token=tok("wdref"),
+            azure_client_secret=tok("azsec"),
+            lansweeper_token=tok("lstok"),
+            helix_password=tok("hxpw"),
+            fedex_client_secret=tok("fxsec"),
+            ad_bind_password=tok("adpw"),
+        )
+
+    @classmethod
     def random(cls, rng_seed: int | None = None) -> SimCredentials:
         """Fresh random secrets (so tests can grep for them and never match a constant by accident)."""
         import random

@@ -84,8 +84,7 @@ class SimulatorStack:
 
         if self.org is None:
             self.org = generate_org(self.people, self.seed)
-        creds = self.creds or SimCredentials.random()
-        self.creds = creds
+        creds = self.creds = self.resolved_credentials()
         ctx = SimContext(org=self.org, creds=creds, tokens=TokenIssuer(self.token_lifetime_s),
                          latency_ms=dict(self.latency_ms))
         self.ctx = ctx
@@ -96,6 +95,15 @@ class SimulatorStack:
             self.stop()
             raise
         return self
+
+    def resolved_credentials(self) -> SimCredentials:
+        """The credentials given, else those of ``seed`` (stable across restarts: :meth:`SimCredentials.for_seed`)."""
+        return self.creds if self.creds is not None else SimCredentials.for_seed(self.seed)
+
+    @property
+    def ad_in_process(self) -> bool:
+        """True when AD is the in-process directory (no slapd): other processes (workers) cannot reach it."""
+        return self.ad_connection_factory is not None
 
     def _start_ldap(self, ctx: SimContext) -> None:
         from nexus.sim import ldap_server
@@ -108,7 +116,8 @@ class SimulatorStack:
             directory = mock_directory(self.org, self.creds, faults=ctx.faults, log=ctx.log)
             self.ldap_url = mock_url()
             self.ad_connection_factory = directory.connection_factory
-            log.warning("slapd not installed: AD is served by an in-process directory (this process only)")
+            # Fine in-process (the demo, tests); `nexus sim` tells the operator what it means for workers.
+            log.debug("AD is served by an in-process directory (this process only)")
             return
         from nexus.sim.ldap_proxy import LdapProxy
 
