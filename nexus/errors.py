@@ -18,6 +18,7 @@
     +-- FrontDoorError                   the front door (facade, CLI, MCP, stores) refused or could not serve
         +-- InvalidInput                 bad operator input, one clear line (a ValueError): CLI exit 2, MCP ToolError
         |   +-- WaiverNotFound           no waiver with that id
+        |   +-- NotConfigured            no system has its settings: "not configured: set ... or run `nexus sim`"
         +-- AuditNotFound                no audit with that id, never existed or expired (a KeyError)
         +-- ServiceUnavailable           Redis or the broker cannot be reached (a RuntimeError): CLI exit 1
         |   +-- AuditLost                the audit vanished while it was waited on (Redis restarted empty)
@@ -184,6 +185,10 @@ class WaiverNotFound(InvalidInput):
     """No waiver with that id (never existed, removed, or pruned): an operator's input, CLI exit 2."""
 
 
+class NotConfigured(InvalidInput):
+    """No system has its connection settings: an audit would contact nothing (or production with no credentials)."""
+
+
 class AuditNotFound(FrontDoorError, KeyError):
     """No audit with that id (never existed, or expired)."""
 
@@ -257,6 +262,7 @@ __all__ = [
     "MalformedResponseError",
     "NexusClientError",
     "NexusError",
+    "NotConfigured",
     "NotFoundError",
     "RedisRefused",
     "ServiceUnavailable",

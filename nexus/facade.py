@@ -19,23 +19,24 @@ import redis.exceptions
 
 from nexus.audits.spec import AuditKind, AuditRequest, validate_audit_id
 from nexus.audits.store import TERMINAL, AuditStore, view_times
-from nexus.audits.submit import connection_errors, submit_audit
-from nexus.errors import AuditLost, AuditNotFound, InvalidInput, RedisRefused, ServiceUnavailable, WaitTimeout
+from nexus.audits.submit import connection_errors, refused, submit_audit
+from nexus.errors import (
+    AuditLost,
+    AuditNotFound,
+    InvalidInput,
+    NotConfigured,
+    RedisRefused,
+    ServiceUnavailable,
+    WaitTimeout,
+)
 from nexus.runtime import current
-from nexus.settings import Settings
+from nexus.settings import Settings, missing_settings, not_configured_message
+from nexus.systems import System
 from workers.app import celery_app
 
 #: Polling pauses while Redis is unreachable during ``wait``: from the first to the last, doubling.
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 1.0
-
-
-def refused(exc: BaseException) -> RedisRefused:
-    """A Redis ``ResponseError`` as one line: ``Redis refused the write: out of memory`` for OOM (noeviction)."""
-    if isinstance(exc, redis.exceptions.OutOfMemoryError) or str(exc).startswith("OOM "):
-        return RedisRefused("Redis refused the write: out of memory")
-    first = " ".join(str(exc).split())[:200]
-    return RedisRefused(f"Redis refused the write: {first or type(exc).__name__}")
 
 
 def lost(audit_id: str) -> AuditLost:
@@ -74,16 +75,13 @@ class Nexus:
     def submit(self, request: AuditRequest) -> str:
         """Store and enqueue; returns the audit id. Nothing is left behind if enqueueing fails.
 
-        Redis refusing the write (out of memory under ``noeviction``) is :class:`RedisRefused`, one line."""
-        try:
-            return submit_audit(self.store, request, bulk_max_emails=self.settings.bulk_max_emails,
-                                send_task=celery_app.send_task)
-        except redis.exceptions.ResponseError as exc:
-            try:  # refused by the broker after the audit was stored: leave nothing behind (DEL is allowed on OOM)
-                self.store.delete(request.audit_id)
-            except redis.exceptions.RedisError:
-                pass
-            raise refused(exc) from exc
+        Redis refusing the write (out of memory under ``noeviction``) is :class:`RedisRefused`, one line; with no
+        system configured at all it is :class:`NotConfigured` and nothing is stored or sent."""
+        missing = missing_settings(self.settings)
+        if len(missing) == len(System):
+            raise NotConfigured(not_configured_message(missing))
+        return submit_audit(self.store, request, bulk_max_emails=self.settings.bulk_max_emails,
+                            send_task=celery_app.send_task)
 
     # -- reading ------------------------------------------------------------------------------------------------------
     def get(self, audit_id: str, *, include_report: bool = True) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from nexus.cli import audit as audit_cli
 from nexus.errors import AuditLost, ServiceUnavailable, WaitTimeout
 from nexus.facade import Nexus, lost
 from nexus.mcp.server import build_server
-from nexus.settings import get_settings
+from nexus.settings import Settings, get_settings
 from nexus.testing.redis_server import redis_server
 
 AUDIT_ID = "ab" * 16
@@ -207,7 +207,9 @@ def full_redis() -> Iterator[str]:
 @pytest.fixture()
 def refusing(full_redis: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(full_redis)
-    previous = runtime.install(runtime.Runtime(get_settings(), redis_client=client))
+    configured = Settings(HELIX_USERNAME="svc", HELIX_PASSWORD="pw",  # type: ignore[call-arg]
+                          HELIX_BASE_URL="http://127.0.0.1:9")  # one system configured: the refusal is Redis's
+    previous = runtime.install(runtime.Runtime(configured, redis_client=client))
     yield client
     runtime.install(previous)
     client.close()
@@ -224,7 +226,8 @@ def test_cli_submit_on_a_full_redis_says_so_in_one_line(runner: CliRunner, refus
 
 @pytest.mark.integration
 def test_mcp_submit_on_a_full_redis_is_a_tool_error_with_the_reason(refusing: redis.Redis) -> None:
-    server = build_server(nexus_factory=lambda: Nexus(store=AuditStore(refusing, ttl_s=600)))
+    server = build_server(nexus_factory=lambda: Nexus(store=AuditStore(refusing, ttl_s=600),
+                                                        settings=runtime.current().settings))
 
     async def body() -> str:
         async with Client(server) as client:

@@ -156,3 +156,21 @@ def test_cli_refuses_a_production_url_under_use_mock_in_one_line(tmp_path: Path,
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("nexus: error: ") and "USE_MOCK=true" in lines[0] and "WORKDAY_BASE_URL" in lines[0]
     assert "secret-1" not in proc.stderr
+
+
+def test_an_audit_with_nothing_configured_is_refused_by_the_facade_itself() -> None:
+    """CLI, MCP and the weekly task share the facade: none of them stores or enqueues an audit that would contact
+    nothing (the check is not a CLI nicety)."""
+    import fakeredis
+
+    from nexus.audits.spec import AuditRequest
+    from nexus.audits.store import AuditStore
+    from nexus.errors import InvalidInput, NotConfigured
+    from nexus.facade import Nexus
+
+    r = fakeredis.FakeRedis()
+    nx = Nexus(store=AuditStore(r), settings=Settings())
+    with pytest.raises(NotConfigured, match=r"^not configured: set .*WORKDAY_CLIENT_ID.* or run `nexus sim`") as caught:
+        nx.submit(AuditRequest.user("ada@example.com"))
+    assert isinstance(caught.value, InvalidInput)
+    assert r.keys("*") == []

@@ -15,7 +15,7 @@ from celery import Celery
 from nexus import runtime
 from nexus.audits.spec import AuditRequest
 from nexus.audits.submit import submit_audit
-from nexus.errors import AuditNotFound, ServiceUnavailable
+from nexus.errors import AuditNotFound, RedisRefused, ServiceUnavailable
 from nexus.fleet.job import RetryIn, SnapshotJob
 from nexus.registry import SPECS
 from nexus.settings import get_settings
@@ -95,14 +95,14 @@ def test_submit_does_not_subscribe_the_submitter_to_the_result_backend() -> None
     assert calls == []
 
 
-def test_a_write_redis_refuses_is_one_clear_line_and_nothing_is_left(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_write_redis_refuses_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
     store = runtime.Runtime(get_settings(), redis_client=fakeredis.FakeRedis()).audit_store()
 
     def oom(*_: Any, **__: Any) -> None:
         raise redis.exceptions.OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'.")
 
     monkeypatch.setattr(store, "create", oom)
-    with pytest.raises(ServiceUnavailable, match=r"^Redis refused the write: out of memory$"):
+    with pytest.raises(RedisRefused, match=r"^Redis refused the write: out of memory$"):
         submit_audit(store, AuditRequest.user("ada@example.com"), bulk_max_emails=10, send_task=_refused)
 
 

@@ -16,7 +16,7 @@ import redis.exceptions
 
 from nexus.audits.spec import AuditKind, AuditRequest
 from nexus.audits.store import AuditStore
-from nexus.errors import ServiceUnavailable
+from nexus.errors import RedisRefused, ServiceUnavailable
 
 #: The task that fans an audit out (tasks/audit.py).
 PLAN_TASK = "nexus.audit.plan"
@@ -31,14 +31,15 @@ def connection_errors() -> tuple[type[BaseException], ...]:
             ConnectionError, OSError)
 
 
-def refused_write(exc: BaseException) -> str:
-    """One line for a write Redis refused (``maxmemory`` with ``noeviction``, a read-only replica, ...)."""
-    text = str(exc)
+def refused(exc: BaseException) -> RedisRefused:
+    """A write Redis refused (``maxmemory`` under ``noeviction``, a read-only replica, MISCONF) as one line:
+    ``Redis refused the write: out of memory``."""
+    text = " ".join(str(exc).split())
     if isinstance(exc, redis.exceptions.OutOfMemoryError) or text.startswith("OOM"):
-        return "Redis refused the write: out of memory"
+        return RedisRefused("Redis refused the write: out of memory")
     if isinstance(exc, redis.exceptions.ReadOnlyError):
-        return "Redis refused the write: read-only replica"
-    return f"Redis refused the write: {text.splitlines()[0][:200] if text else type(exc).__name__}"
+        return RedisRefused("Redis refused the write: read-only replica")
+    return RedisRefused(f"Redis refused the write: {text[:200] or type(exc).__name__}")
 
 
 def submit_audit(store: AuditStore, request: AuditRequest, *, bulk_max_emails: int,
@@ -52,7 +53,7 @@ def submit_audit(store: AuditStore, request: AuditRequest, *, bulk_max_emails: i
     except errors as exc:
         raise ServiceUnavailable(f"cannot store the audit: Redis unreachable ({type(exc).__name__})") from exc
     except redis.exceptions.ResponseError as exc:
-        raise ServiceUnavailable(refused_write(exc)) from exc
+        raise refused(exc) from exc
     try:
         # ignore_result: the plan's result is never read, and waiting for one would subscribe this process to the
         # result backend's pub/sub (see the module docstring)
@@ -61,9 +62,9 @@ def submit_audit(store: AuditStore, request: AuditRequest, *, bulk_max_emails: i
         with contextlib.suppress(*refusals):
             store.delete(request.audit_id)
         if isinstance(exc, redis.exceptions.ResponseError):
-            raise ServiceUnavailable(refused_write(exc)) from exc
+            raise refused(exc) from exc
         raise ServiceUnavailable(f"cannot enqueue the audit: broker unreachable ({type(exc).__name__})") from exc
     return request.audit_id
 
 
-__all__ = ["PLAN_TASK", "connection_errors", "refused_write", "submit_audit"]
+__all__ = ["PLAN_TASK", "connection_errors", "refused", "submit_audit"]

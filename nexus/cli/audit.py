@@ -22,7 +22,6 @@ from nexus.cli.common import (
     print_json,
 )
 from nexus.cli.diff import diff
-from nexus.cli.health import require_configured
 
 #: Rich help joins lines; a blank line between the rows of the table keeps one row per line.
 EXIT_CODES_EPILOG = EXIT_CODES_HELP.replace("\n", "\n\n")
@@ -153,7 +152,6 @@ def submit(
     if (severity or require_all) and not wait:
         fail("--fail-on and --require-all need --wait (or use them with `nexus audit result ID`)", EXIT_USAGE)
     emails = _read_emails_file(emails_file) if emails_file is not None else None
-    require_configured()  # nothing configured: say so, instead of enqueueing fetches that dial nothing useful
     nx = _facade()
     try:
         request = nx.request_for(email=email, serial=device, emails=emails, fleet=fleet)

@@ -14,16 +14,6 @@ import typer
 from nexus.cli.common import EXIT_FAILED, EXIT_USAGE, fail, print_json
 
 
-def require_configured() -> None:
-    """Exit 2 with "not configured: set ... or run `nexus sim`" when no system is configured (nothing contacted)."""
-    from nexus.settings import get_settings, missing_settings, not_configured_message
-    from nexus.systems import System
-
-    missing = missing_settings(get_settings())
-    if len(missing) == len(System):
-        fail(not_configured_message(missing), EXIT_USAGE)
-
-
 def health(json_out: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False) -> None:
     """Ping every configured system (seed format), show each circuit breaker's state, Redis, the broker, the
     workers and the queues. Exit 1 when Redis or the broker is down; 2 when nothing is configured."""

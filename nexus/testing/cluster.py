@@ -155,9 +155,14 @@ class Cluster:
         from workers.app import celery_app
         from workers.config import celery_config
 
-        mine = runtime.install(previous)
+        # a runtime built on demand (not installed by anyone) is not put back pinned: that would freeze the
+        # settings it was built from for every later test; it is closed, and the next use builds a fresh one
+        keep = previous if previous is not None and previous.pinned else None
+        mine = runtime.install(keep)
         if mine is not None and mine is not previous:
             mine.close()
+        if previous is not None and keep is None:
+            previous.close()
         celery_app.conf.update(celery_config(get_settings()))
         self._reset_process_caches()
 
