@@ -184,7 +184,8 @@ def test_bulk_audit_answered_from_snapshots_applies_waivers(fake: fakeredis.Fake
     store = AuditStore(fake)
     store.create(request)
     people = {r["system"]: [PersonRecord.from_dict(p) for p in r["data"].values()] for r in people_results()}
-    UnitFleet(fake).write(request.audit_id, OrgRecords(**people))
+    UnitFleet(fake).write(request.audit_id, OrgRecords(workday=people["workday"], ad=people["ad"],
+                                                       entra=people["entra"]))
     ctx = FleetContext(settings=rt.settings, store=store, snaps=SnapshotStore(fake, ttl_s=3600),
                        client=rt.client, gate=rt.breaker, hooks=rt.hooks)
     conclude(ctx, request.audit_id)
