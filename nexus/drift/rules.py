@@ -82,10 +82,10 @@ RULES: tuple[Rule, ...] = (
            _pair(System.HELIX, other), requires=frozenset({System.HELIX, other}), inputs=_PEOPLE,
            needs="the owners resolved across Workday, AD and Entra") for other in (System.INTUNE, System.LANSWEEPER)),
     OWNER_FALLBACK,
-    Rule("device rule 2 (device of a terminated owner still active)", frozenset({F.DEVICE_ACTIVE}),
+    Rule("device rule 3 (device of a terminated owner still active)", frozenset({F.DEVICE_ACTIVE}),
          _pair(System.WORKDAY, System.INTUNE), requires=frozenset({System.WORKDAY, System.INTUNE}), inputs=_OWNER,
          needs=_DEVICE_NEEDS),
-    Rule("device rule 3 (Intune health of a device in use)", frozenset({F.LAST_SYNC, F.COMPLIANCE}),
+    Rule("device rule 2 (Intune health of a device in use)", frozenset({F.LAST_SYNC, F.COMPLIANCE}),
          _pair(System.INTUNE, F.POLICY), requires=frozenset({System.INTUNE}), inputs=_OWNER, needs=_DEVICE_NEEDS),
     RETURNS,
 )
