@@ -165,3 +165,60 @@ def test_every_field_has_a_rule_and_unknown_kinds_need_every_system() -> None:
     odd = {"subject": "x", "field": "new_kind", "system_a": "Intune", "system_b": "Policy"}
     assert undecided(odd, set(System)) is None
     assert undecided(odd, set(System) - {System.FEDEX}) == "not re-checked: FedEx not read in this audit"
+
+
+def _mutated(org: OrgRecords, seed: int) -> OrgRecords:
+    """The organisation a week later: some records gone, some titles, statuses, syncs and compliance changed."""
+    import dataclasses
+    import random
+
+    rng = random.Random(seed)
+
+    def people(records: list[PersonRecord]) -> list[PersonRecord]:
+        out = []
+        for rec in records:
+            roll = rng.random()
+            if roll < 0.08:
+                continue
+            if roll < 0.2:
+                rec = dataclasses.replace(rec, title=rng.choice(["Engineer", "Manager", rec.title]))
+            elif roll < 0.28:
+                rec = dataclasses.replace(rec, enabled=not rec.enabled,
+                                          status=rng.choice(["Active", "Terminated", rec.status]))
+            out.append(rec)
+        return out
+
+    def devices(records: list[DeviceRecord]) -> list[DeviceRecord]:
+        out = []
+        for rec in records:
+            roll = rng.random()
+            if roll < 0.08:
+                continue
+            if roll < 0.25:
+                rec = dataclasses.replace(rec, compliance=rng.choice(["compliant", "noncompliant"]),
+                                          last_seen=rng.choice([T1.isoformat(), rec.last_seen]),
+                                          status=rng.choice(["Deployed", "In Stock", rec.status]))
+            out.append(rec)
+        return out
+
+    return OrgRecords(workday=people(org.workday), ad=people(org.ad), entra=people(org.entra),
+                      intune=devices(org.intune), lansweeper=devices(org.lansweeper), helix=devices(org.helix),
+                      tickets=[t for t in org.tickets if rng.random() > 0.1], shipments=org.shipments)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(people=st.integers(10, 24), seed=st.integers(0, 5), change=st.integers(0, 10_000),
+       failed=st.sets(st.sampled_from(ALL_SYSTEMS)))
+def test_after_changes_nothing_is_resolved_that_a_full_run_would_still_report(people: int, seed: int, change: int,
+                                                                               failed: set[System]) -> None:
+    before = _org(people, seed)
+    after = _mutated(before, change)
+    full_after = finding_keys(UnitFleet().audit("full", after, T2, annotate=False)["discrepancies"])
+    fleet = UnitFleet()
+    first = fleet.audit("a1", before, T1)
+    second = fleet.audit("a2", after, T2, failed=failed)
+    resolved = finding_keys(second["resolved"])
+    assert not resolved & full_after, (sorted(failed), sorted(resolved & full_after)[:5])
+    assert not finding_keys(diff_reports(first, second)["resolved"]) & full_after
+    if not failed:  # everything read: every earlier finding is either reported again or resolved
+        assert second["unknown"] == []
