@@ -297,6 +297,12 @@ def _audited_subjects(report: Mapping[str, Any]) -> set[str] | None:
     return None
 
 
+def _observed(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every finding a report made: counted ones and waived ones (a waiver accepts a finding, it is still there).
+    A bulk report's top-level ``waived`` already holds its entries' waived findings, with their subjects."""
+    return [*discrepancies_of(dict(report)), *(dict(d) for d in report.get("waived") or ())]
+
+
 def read_systems(report: Mapping[str, Any]) -> set[System]:
     """The systems a stored report read fresh, and completely: those it names failed, degraded or stale were not.
 
@@ -312,13 +318,14 @@ def read_systems(report: Mapping[str, Any]) -> set[System]:
 def diff_reports(report_a: Mapping[str, Any], report_b: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """What changed from report A to report B (any kinds; B is usually the later one).
 
-    ``new``: in B, not in A. ``persisting``: in both (B's version, with ``changed_from`` when the values moved).
+    Waived findings count as found (a waived one keeps its ``waiver``). ``new``: in B, not in A. ``persisting``: in
+    both (B's version, with ``changed_from`` when the values moved).
     ``resolved``: in A, gone from B although B could decide it. ``unknown``: in A, not checked by B: a system it
     involves or its rule needs (``nexus.drift.rules``) was not read by B (:func:`read_systems`), or B is a user/bulk
     report that did not audit that subject.
     """
-    items_a = discrepancies_of(dict(report_a))
-    items_b = discrepancies_of(dict(report_b))
+    items_a = _observed(report_a)
+    items_b = _observed(report_b)
     by_key_a: dict[str, Mapping[str, Any]] = {}
     for d in items_a:
         by_key_a.setdefault(_key_field(identity(d)), d)

@@ -222,3 +222,19 @@ def test_after_changes_nothing_is_resolved_that_a_full_run_would_still_report(pe
     assert not finding_keys(diff_reports(first, second)["resolved"]) & full_after
     if not failed:  # everything read: every earlier finding is either reported again or resolved
         assert second["unknown"] == []
+
+
+def test_a_waived_finding_is_not_resolved_in_a_diff() -> None:
+    """A waiver accepts a finding, it does not make it go away: B still found it."""
+    enabled = {"subject": "cy@corp.example", "field": "account_enabled", "system_a": "Workday",
+               "value_a": "Terminated", "system_b": "ActiveDirectory", "value_b": True, "severity": "critical"}
+    stamp = {"id": "w-0123456789", "reason": "HR", "expires_at": "2026-05-01T00:00:00+00:00", "created_by": None}
+    a = {"kind": "fleet", "systems_failed": [], "discrepancies": [enabled]}
+    b = {"kind": "fleet", "systems_failed": [], "discrepancies": [], "waived": [{**enabled, "waiver": stamp}]}
+    changes = diff_reports(a, b)
+    assert changes["resolved"] == []
+    assert [(d["field"], d["waiver"]["id"]) for d in changes["persisting"]] == [("account_enabled", stamp["id"])]
+    user_b = {"email": "cy@corp.example", "systems_failed": [], "discrepancies": [],
+              "waived": [{**enabled, "waiver": stamp}]}
+    assert diff_reports(a, user_b)["resolved"] == [] and len(diff_reports(a, user_b)["persisting"]) == 1
+    assert diff_reports(b, a)["new"] == []  # and waived in A, counted in B: the same finding, not new
