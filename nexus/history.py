@@ -10,7 +10,7 @@ Use from the fleet report builder (once per fleet audit, after the comparison)::
     result = store.annotate_full(audit_id, discrepancies, now, available={"Workday", "Entra", ...})
     result.annotated   # the current discrepancies, each with "history": "new" | "persisting" and "since"
     result.resolved    # the previous audit's discrepancies that are gone ("history": "resolved")
-    result.unknown     # previous ones that could not be re-checked: a system they involve failed this time
+    result.unknown     # previous ones that could not be re-checked: a system they or their rule need was not read
     result.previous_audit_id   # the audit compared against (None: no earlier fleet audit on record)
 
     annotated, resolved = store.annotate(audit_id, discrepancies, now)   # the short form
@@ -18,11 +18,13 @@ Use from the fleet report builder (once per fleet audit, after the comparison)::
 Annotate every discrepancy BEFORE applying waivers (``nexus.waivers.WaiverStore.apply``), so a waived finding keeps its
 ``since`` and shows as ``persisting``, not ``new``, on the day its waiver expires.
 
-Only systems that answered can resolve a finding. ``available`` is the set of systems (ids or display names) that
-succeeded in this audit; a previous discrepancy that involves a system outside it is not ``resolved`` but ``unknown``,
-and it is carried into this audit's record with its ``since``, so the next audit that can see it again reports it as
-persisting (or resolved). ``available=None`` means every system answered. The ``Policy`` pseudo-system of
-single-system findings needs no system of its own.
+Only what was observed can resolve a finding. ``available`` is the set of systems (ids or display names) read fresh
+and whole in this audit (the fleet report leaves out failed, degraded and stale ones). A previous discrepancy is
+``resolved`` only if every system it involves AND every system its rule needs to decide it was read
+(:func:`nexus.drift.rules.undecided`: an Intune ``compliance`` finding also needs the owner's Workday status and the
+Helix register, AD vs Entra is compared only while Workday cannot be read); otherwise it is ``unknown``, with the
+reason, and it is carried into this audit's record with its ``since``, so the next audit that can see it again
+reports it as persisting (or resolved). ``available=None`` means every system answered.
 
 Recording is idempotent per audit id: annotating the same audit again (a redelivered compare task) gives the same
 labels and the same ``since`` values, writes the same record, and never moves the "last fleet audit" pointer (only an
@@ -38,8 +40,9 @@ Redis keys (prefix ``nexus:history:``), all expiring after ``ttl_s`` (refreshed 
 If the previous audit's record has expired (more than ``ttl_s`` between fleet audits), every current discrepancy is new.
 
 :func:`diff_reports` (also ``HistoryStore.diff``) compares any two stored reports (user, device, bulk, fleet) without
-Redis: ``{"new", "resolved", "persisting", "unknown"}``; ``unknown`` holds A's findings that B did not check (a system
-they involve failed in B, or, for user and bulk reports, B did not audit that subject).
+Redis: ``{"new", "resolved", "persisting", "unknown"}``; ``unknown`` holds A's findings that B could not decide (the
+same rule, with the systems B read: :func:`read_systems`), or, for user and bulk reports, whose subject B did not
+audit.
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ from typing import Any
 
 import redis
 
-from nexus.drift.fields import POLICY, SEVERITY_ORDER, Severity
+from nexus.drift.fields import SEVERITY_ORDER, Severity
+from nexus.drift.rules import undecided
 from nexus.exports import discrepancies_of
 from nexus.systems import System
 
@@ -84,10 +88,6 @@ def identity(d: Mapping[str, Any]) -> Key:
 def _key_field(key: Key) -> str:
     """The Redis hash field of an identity: a JSON list, so it can never equal the ``meta`` field."""
     return json.dumps([key[0], key[1], *sorted(key[2])], separators=(",", ":"), ensure_ascii=False)
-
-
-def _systems_of(d: Mapping[str, Any]) -> set[str]:
-    return {_system_name(str(d.get(k) or "")) for k in ("system_a", "system_b")} - {POLICY, ""}
 
 
 def iso(when: datetime | float) -> str:
@@ -127,12 +127,17 @@ def _sort_key(d: Mapping[str, Any]) -> tuple[int, str, str, str]:
     return rank, str(d.get("subject") or "").casefold(), str(d.get("field") or ""), str(d.get("system_b") or "")
 
 
-def _normalise_available(available: Iterable[str] | None) -> set[str] | None:
-    return None if available is None else {_system_name(s) for s in available}
-
-
-def _checked(d: Mapping[str, Any], available: set[str] | None) -> bool:
-    return available is None or _systems_of(d) <= available
+def _normalise_available(available: Iterable[str] | None) -> set[System] | None:
+    """The systems read, parsed (ids or display names; names of no system, such as ``Policy``, are ignored)."""
+    if available is None:
+        return None
+    read: set[System] = set()
+    for name in available:
+        try:
+            read.add(System.parse(str(name)))
+        except ValueError:
+            continue
+    return read
 
 
 def _s(value: Any) -> str:
@@ -243,7 +248,7 @@ def _compare(
     prev: Mapping[str, dict[str, Any]],
     own: Mapping[str, dict[str, Any]],
     now_iso: str,
-    available: set[str] | None,
+    available: set[System] | None,
 ) -> tuple[HistoryResult, dict[str, dict[str, Any]]]:
     """Pure part of :meth:`HistoryStore.annotate_full`: labels, and the records to store for this audit.
 
@@ -271,12 +276,11 @@ def _compare(
     for k, rec in prev.items():
         if k in records:
             continue
-        if _checked(rec, available):
+        reason = undecided(rec, available)
+        if reason is None:
             resolved.append({**_record(rec), "history": "resolved", "since": rec.get("since"), "resolved_at": now_iso})
         else:
-            failed = sorted(_systems_of(rec) - (available or set()))
-            unknown.append({**_record(rec), "history": "unknown", "since": rec.get("since"),
-                            "reason": f"not re-checked: {', '.join(failed)} failed in this audit"})
+            unknown.append({**_record(rec), "history": "unknown", "since": rec.get("since"), "reason": reason})
             records[k] = {**_record(rec), "history": "unknown", "since": rec.get("since")}
     resolved.sort(key=_sort_key)
     unknown.sort(key=_sort_key)
@@ -293,19 +297,39 @@ def _audited_subjects(report: Mapping[str, Any]) -> set[str] | None:
     return None
 
 
+def _observed(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every finding a report made: counted ones and waived ones (a waiver accepts a finding, it is still there).
+    A bulk report's top-level ``waived`` already holds its entries' waived findings, with their subjects."""
+    return [*discrepancies_of(dict(report)), *(dict(d) for d in report.get("waived") or ())]
+
+
+def read_systems(report: Mapping[str, Any]) -> set[System]:
+    """The systems a stored report read fresh, and completely: those it names failed, degraded or stale were not.
+
+    A system a user, device or bulk report did not check at all (device systems in a user audit; people systems for a
+    device without owner; FedEx without a return ticket) was not needed for its subjects, so it does not make a
+    finding of those subjects undecided. The same rule as the fleet report's history (``nexus.drift.rules``).
+    """
+    unread = {_system_name(str(s)) for key in ("systems_failed", "systems_degraded", "systems_stale")
+              for s in report.get(key) or ()}
+    return {s for s in System if s.display not in unread}
+
+
 def diff_reports(report_a: Mapping[str, Any], report_b: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """What changed from report A to report B (any kinds; B is usually the later one).
 
-    ``new``: in B, not in A. ``persisting``: in both (B's version, with ``changed_from`` when the values moved).
-    ``resolved``: in A, gone from B although B checked it. ``unknown``: in A, not checked by B (a system it involves
-    is in B's ``systems_failed``, or B is a user/bulk report that did not audit that subject).
+    Waived findings count as found (a waived one keeps its ``waiver``). ``new``: in B, not in A. ``persisting``: in
+    both (B's version, with ``changed_from`` when the values moved).
+    ``resolved``: in A, gone from B although B could decide it. ``unknown``: in A, not checked by B: a system it
+    involves or its rule needs (``nexus.drift.rules``) was not read by B (:func:`read_systems`), or B is a user/bulk
+    report that did not audit that subject.
     """
-    items_a = discrepancies_of(dict(report_a))
-    items_b = discrepancies_of(dict(report_b))
+    items_a = _observed(report_a)
+    items_b = _observed(report_b)
     by_key_a: dict[str, Mapping[str, Any]] = {}
     for d in items_a:
         by_key_a.setdefault(_key_field(identity(d)), d)
-    failed_b = {_system_name(s) for s in report_b.get("systems_failed") or ()}
+    read_b = read_systems(report_b)
     subjects_b = _audited_subjects(report_b)
     out: dict[str, list[dict[str, Any]]] = {"new": [], "resolved": [], "persisting": [], "unknown": []}
     seen_b: set[str] = set()
@@ -327,10 +351,10 @@ def diff_reports(report_a: Mapping[str, Any], report_b: Mapping[str, Any]) -> di
             continue
         item = {key: value for key, value in old.items() if key not in ("history", "since", "changed_from")}
         not_audited = subjects_b is not None and identity(old)[0] not in subjects_b
-        if not_audited or _systems_of(old) & failed_b:
+        reason = "subject not audited in B" if not_audited else undecided(old, read_b, where="in B")
+        if reason is not None:
             item["history"] = "unknown"
-            item["reason"] = ("subject not audited in B" if not_audited else
-                              f"not re-checked: {', '.join(sorted(_systems_of(old) & failed_b))} failed in B")
+            item["reason"] = reason
             out["unknown"].append(item)
         else:
             item["history"] = "resolved"
@@ -340,4 +364,4 @@ def diff_reports(report_a: Mapping[str, Any], report_b: Mapping[str, Any]) -> di
     return out
 
 
-__all__ = ["HistoryResult", "HistoryStore", "diff_reports", "identity", "iso"]
+__all__ = ["HistoryResult", "HistoryStore", "diff_reports", "identity", "iso", "read_systems"]

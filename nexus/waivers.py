@@ -4,12 +4,17 @@ A waiver names a subject (an email or a serial, compared case-insensitively), a 
 optional system (it then only covers discrepancies that involve that system), a reason and an expiry (in the future,
 at most :data:`MAX_DAYS` days away). Waived discrepancies are reported as waived, not counted.
 
-Use from the fleet report builder (after ``nexus.history.HistoryStore.annotate``, so waived findings keep their
-history)::
+Every kind of audit applies them. The fleet report builder (after ``nexus.history.HistoryStore.annotate``, so waived
+findings keep their history)::
 
     active, waived = WaiverStore(runtime.redis).apply(discrepancies, now)
     # active: the discrepancies no waiver covers (count these)
-    # waived: the others, each a copy with "waiver": {"id", "reason", "expires_at"}
+    # waived: the others, each a copy with "waiver": {"id", "reason", "expires_at", "created_by"}
+
+and the chord bodies of user, device and bulk audits (``tasks.compare``, and a bulk audit answered from snapshots),
+just before the report is stored, in the same shape (``waived``, ``waived_count``; counts and summary without them)::
+
+    report = WaiverStore(runtime.redis).apply_to_report(report)
 
 Expiry needs no cron: ``apply`` evaluates every waiver at ``now``, so a waiver stops applying by itself the moment it
 expires. Expired waivers stay visible to ``list(include_expired=True)`` for :data:`KEEP_EXPIRED_DAYS` days (so an
@@ -34,6 +39,7 @@ from typing import Any
 import redis
 
 from nexus.audits.spec import validate_email, validate_serial
+from nexus.drift.engine import summarize
 from nexus.drift.fields import DEVICE_FIELDS, PERSON_FIELDS, SEVERITY
 from nexus.errors import InvalidInput, WaiverNotFound
 from nexus.history import iso
@@ -81,8 +87,8 @@ class Waiver:
         return out
 
     def stamp(self) -> dict[str, Any]:
-        """What a waived discrepancy carries."""
-        return {"id": self.id, "reason": self.reason, "expires_at": iso(self.expires_at)}
+        """What a waived discrepancy carries: which waiver, why, until when, and who accepted it."""
+        return {"id": self.id, "reason": self.reason, "expires_at": iso(self.expires_at), "created_by": self.created_by}
 
     def _stored(self) -> str:
         return json.dumps({"id": self.id, "subject": self.subject, "field": self.field, "reason": self.reason,
@@ -102,6 +108,29 @@ def _display(name: Any) -> str:
         return System.parse(str(name)).display
     except ValueError:
         return str(name)
+
+
+def _subject_of(report: Mapping[str, Any]) -> str:
+    return str(report.get("email") or report.get("serial") or "")
+
+
+def _waive_one(report: Mapping[str, Any], match: Callable[[Mapping[str, Any]], Waiver | None]) -> dict[str, Any]:
+    """A user or device report (or a bulk entry) with its waived discrepancies moved to ``waived``."""
+    subject = _subject_of(report)
+    kept: list[dict[str, Any]] = []
+    waived: list[dict[str, Any]] = []
+    for d in report.get("discrepancies") or ():
+        item = dict(d) if d.get("subject") else dict(d, subject=subject)
+        waiver = match(item)
+        if waiver is None:
+            kept.append(dict(d))
+        else:
+            waived.append({**item, "waiver": waiver.stamp()})
+    out = {**report, "discrepancy_count": len(kept), "discrepancies": kept, "waived": waived,
+           "waived_count": len(waived)}
+    if "summary" in report:
+        out["summary"] = summarize(kept)
+    return out
 
 
 def _epoch(when: datetime | float) -> float:
@@ -218,26 +247,55 @@ class WaiverStore:
         self.r.hdel(KEY, waiver.id)
         return waiver
 
-    def apply(
-        self, discrepancies: Sequence[Mapping[str, Any]], now: datetime | float | None = None
-    ) -> tuple[builtins.list[dict[str, Any]], builtins.list[dict[str, Any]]]:
-        """(active, waived): waived ones are copies with ``"waiver": {id, reason, expires_at}``. Evaluated at ``now``
-        (default: the store's clock); when several waivers match, the one that expires last is named."""
+    def matcher(self, now: datetime | float | None = None) -> Callable[[Mapping[str, Any]], Waiver | None]:
+        """The waiver covering a discrepancy (None: none does), for the waivers active at ``now`` (default: the
+        store's clock), read once; when several match, the one that expires last."""
         at = self.clock() if now is None else _epoch(now)
         waivers = sorted((w for w in self._all(at) if w.active(at)), key=lambda w: (-w.expires_at, w.id))
         by_subject: dict[str, builtins.list[Waiver]] = {}
         for w in waivers:
             by_subject.setdefault(w.subject.casefold(), []).append(w)
+
+        def match(d: Mapping[str, Any]) -> Waiver | None:
+            candidates = by_subject.get(str(d.get("subject") or "").strip().casefold(), ())
+            return next((w for w in candidates if w.matches(d)), None)
+
+        return match
+
+    def apply(
+        self, discrepancies: Sequence[Mapping[str, Any]], now: datetime | float | None = None
+    ) -> tuple[builtins.list[dict[str, Any]], builtins.list[dict[str, Any]]]:
+        """(active, waived): waived ones are copies with ``"waiver": {id, reason, expires_at, created_by}``."""
+        match = self.matcher(now)
         active: builtins.list[dict[str, Any]] = []
         waived: builtins.list[dict[str, Any]] = []
         for d in discrepancies:
-            candidates = by_subject.get(str(d.get("subject") or "").strip().casefold(), ())
-            match = next((w for w in candidates if w.matches(d)), None)
-            if match is None:
+            waiver = match(d)
+            if waiver is None:
                 active.append(dict(d))
             else:
-                waived.append({**d, "waiver": match.stamp()})
+                waived.append({**d, "waiver": waiver.stamp()})
         return active, waived
+
+    def apply_to_report(self, report: Mapping[str, Any], now: datetime | float | None = None) -> dict[str, Any]:
+        """A user, device or bulk report with the active waivers applied, in the fleet report's shape.
+
+        Waived discrepancies leave ``discrepancies`` (and ``discrepancy_count``, ``summary``, ``people_with_drift``)
+        for ``waived`` (each with its subject and ``waiver``) and ``waived_count``; a bulk report's entries get the
+        same, and its top level lists every entry's waived ones. A report that already has ``waived`` (a fleet
+        report, whose builder applies waivers after history) is returned unchanged.
+        """
+        if "waived" in report:
+            return dict(report)
+        match = self.matcher(now)
+        if "entries" not in report:
+            return _waive_one(report, match)
+        entries = [_waive_one(e, match) for e in report["entries"]]
+        counted = [dict(d, subject=d.get("subject") or _subject_of(e)) for e in entries for d in e["discrepancies"]]
+        waived = [d for e in entries for d in e["waived"]]
+        return {**report, "people_with_drift": sum(1 for e in entries if e["discrepancy_count"]),
+                "discrepancy_count": len(counted), "summary": summarize(counted), "entries": entries,
+                "waived": waived, "waived_count": len(waived)}
 
     def _all(self, now: float) -> builtins.list[Waiver]:
         """Every stored waiver; those expired more than KEEP_EXPIRED_DAYS ago (or unreadable) are pruned."""

@@ -19,6 +19,7 @@ from nexus.errors import error_dict
 from nexus.remediation import policy_from_settings, remediate_stored_report, write_section
 from nexus.runtime import Runtime, current
 from nexus.systems import System
+from nexus.waivers import WaiverStore
 from tasks.guards import audit_failure_guard, enqueue_remediation
 from tasks.signatures import dispatch_device_stage2, dispatch_people_part
 from workers.app import celery_app
@@ -30,6 +31,7 @@ _BODY_OPTIONS: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_wor
 
 
 def finish(rt: Runtime, audit_id: str, report: dict[str, Any]) -> None:
+    report = WaiverStore(rt.redis).apply_to_report(report)  # waived findings are listed, not counted
     finish_report(rt.audit_store(), audit_id, report, hooks=rt.hooks, remediate=rt.settings.helix_remediation,
                   enqueue_remediation=enqueue_remediation)
 

@@ -121,14 +121,17 @@ def test_rerun_of_an_older_audit_does_not_move_the_pointer(store: HistoryStore) 
 
 
 def test_failed_system_findings_are_unknown_not_resolved_and_carried(store: HistoryStore) -> None:
-    store.annotate("a1", [TITLE_AD, DEPT_ENTRA, STALE], T1)
-    # Entra fails in a2: Bob's department finding (Workday vs Entra) cannot be re-checked.
+    store.annotate("a1", [TITLE_AD, DEPT_ENTRA, ENABLED_AD, STALE], T1)
+    # Entra fails in a2: Bob's department finding (Workday vs Entra) cannot be re-checked, and neither can the
+    # stale device (its rule resolves the owner across the people systems, Entra included).
     available = {"workday", "ad", "intune", "lansweeper", "helix", "fedex"}  # ids are accepted too
     second = store.annotate_full("a2", [TITLE_AD], T2, available=available)
-    assert [d["field"] for d in second.resolved] == ["last_sync"]  # Intune answered: really gone
-    assert [(d["field"], d["history"]) for d in second.unknown] == [("department", "unknown")]
-    assert "Entra failed" in second.unknown[0]["reason"]
-    assert second.unknown[0]["since"] == "2026-03-02T06:00:00+00:00"
+    assert [d["field"] for d in second.resolved] == ["account_enabled"]  # Workday and AD answered: really gone
+    assert [(d["field"], d["history"]) for d in second.unknown] == [("department", "unknown"),
+                                                                    ("last_sync", "unknown")]
+    assert second.unknown[0]["reason"] == "not re-checked: Entra not read in this audit"
+    assert second.unknown[1]["reason"].startswith("not re-checked: Entra not read in this audit (last_sync needs ")
+    assert {d["since"] for d in second.unknown} == {"2026-03-02T06:00:00+00:00"}
     # Entra is back in a3 and the drift is still there: persisting since the first sighting, not new.
     third = store.annotate_full("a3", [TITLE_AD, DEPT_ENTRA], T3)
     got = by_field(third.annotated)

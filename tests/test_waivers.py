@@ -89,7 +89,7 @@ def test_apply_matches_subject_case_insensitively_field_and_system(store: Waiver
         ("ann@corp.example", "department", "Entra"), ("bob@corp.example", "department", "ActiveDirectory")]
     assert [d["waiver"]["id"] for d in waived] == [any_system.id, only_entra.id, device.id]
     assert waived[0]["waiver"] == {"id": any_system.id, "reason": "HR approved",
-                                   "expires_at": "2026-03-12T06:00:00+00:00"}
+                                   "expires_at": "2026-03-12T06:00:00+00:00", "created_by": None}
     assert waived[0]["history"] == "persisting"  # other annotations are kept
     assert "waiver" not in items[0]  # inputs untouched
 

@@ -23,6 +23,7 @@ from nexus.drift import fields as F
 from nexus.drift.correlate import PersonIndex
 from nexus.drift.normalize import OwnerKind, norm_serial, norm_text, parse_owner
 from nexus.drift.people import available_ids, is_terminated
+from nexus.drift.rules import OWNER_FALLBACK, RETURNS
 from nexus.models import DeviceRecord, Discrepancy, ReturnTicket, ShipmentRecord
 from nexus.systems import System
 
@@ -139,7 +140,8 @@ def compare_device(
                 for rec in recs:
                     if owners.differ(helix_owner, rec.owner):
                         out.append(_disc(F.DEVICE_OWNER, "Helix", helix_owner, system.display, rec.owner, subject))
-    elif intune and lansweeper and owners.differ(intune[0].owner, lansweeper[0].owner):
+    elif (OWNER_FALLBACK.runs(avail) and intune and lansweeper
+          and owners.differ(intune[0].owner, lansweeper[0].owner)):
         out.append(_disc(F.DEVICE_OWNER, "Intune", intune[0].owner, "Lansweeper", lansweeper[0].owner, subject))
 
     # rules 2 and 3: the owner's standing in Workday
@@ -164,7 +166,7 @@ def compare_device(
         out.extend(_intune_health(intune, now, subject))
 
     # rule 4: return shipments
-    if System.HELIX in avail and System.FEDEX in avail:
+    if RETURNS.runs(avail):
         out.extend(_returns(tickets, shipments, now, subject))
     return out
 

@@ -14,6 +14,7 @@ from typing import Any
 from nexus.drift import fields as F
 from nexus.drift.correlate import PersonIndex, PersonMatch, parse_system
 from nexus.drift.normalize import OwnerKind, norm_id, norm_text, parse_owner
+from nexus.drift.rules import PEOPLE_FALLBACK
 from nexus.models import Discrepancy, PersonRecord
 from nexus.systems import System
 
@@ -194,7 +195,7 @@ def compare_person(match: PersonMatch, index: PersonIndex, available: Collection
                 )
         return out
     # rule 3: Workday failed -> AD vs Entra, when both were read and both hold the person
-    if len(others) < 2 or not match.ad or not match.entra:
+    if not PEOPLE_FALLBACK.runs(avail) or not match.ad or not match.entra:
         return []
     ad, entra = match.ad[0], match.entra[0]
     matched_on = match.matched_on.get(System.ENTRA.value) or match.matched_on.get(System.AD.value)

@@ -107,7 +107,7 @@ def _compare(ctx: FleetContext, audit_id: str,
     people_rss: float | None = None
     if meta["kind"] == "bulk":
         comparison = comparer.run(subjects=store.subjects(audit_id))
-        report = bulk_snapshot_report(assessment, comparison)
+        report = WaiverStore(store.r).apply_to_report(bulk_snapshot_report(assessment, comparison), now)
     else:
         people, people_rss = _people_part(ctx, comparer, audit_id)
         comparison = merge(people, comparer.devices())

@@ -126,8 +126,10 @@ def fleet_report(audit_id: str, assessment: Assessment, comparison: Comparison, 
     kept, dropped = suppress(comparison.discrepancies, assessment.degraded)
     extra: dict[str, Any] = {}
     if annotators is not None:
-        # A degraded system was not fully read: its earlier findings cannot be judged resolved (the guard hid them).
-        judged = [s for s in frame["systems_available"] if s not in set(frame.get("systems_degraded") or ())]
+        # Only systems read fresh and whole judge earlier findings: a degraded one was not fully read (the guard hid
+        # its absence findings), a stale one not read at all this time (nexus.history.read_systems, for diffs).
+        unread = {*frame["systems_degraded"], *frame["systems_stale"]}
+        judged = [s for s in frame["systems_available"] if s not in unread]
         kept, extra = _annotate(annotators, audit_id, kept, judged, now)
     report: dict[str, Any] = {"scope": "fleet", **frame, "people": comparison.people, "devices": comparison.devices,
                               "discrepancy_count": len(kept), "summary": summarize(kept), "discrepancies": kept,
