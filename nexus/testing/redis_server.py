@@ -4,6 +4,8 @@
 
     with redis_server() as url:          # "redis://127.0.0.1:<port>/0"
         ...
+    with redis_server(extra_args=["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"]) as url:
+        ...                              # a Redis that refuses writes once full (OutOfMemoryError)
 
     redis_url = redis_server_fixture()   # in a test module: a session-scoped fixture named ``redis_url``
     other = redis_server_fixture(scope="module")
@@ -22,7 +24,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,7 +40,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start(port: int, workdir: str) -> subprocess.Popen[bytes]:
+def _start(port: int, workdir: str, extra_args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
     args = [
         REDIS_SERVER,
         "--port", str(port),
@@ -50,6 +52,7 @@ def _start(port: int, workdir: str) -> subprocess.Popen[bytes]:
         "--protected-mode", "yes",
         "--loglevel", "warning",
         "--logfile", os.path.join(workdir, "redis.log"),
+        *extra_args,
     ]  # fmt: skip
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -96,14 +99,18 @@ def _log_tail(workdir: str) -> str:
 
 
 @contextlib.contextmanager
-def redis_server(timeout_s: float = 10.0, attempts: int = 3) -> Iterator[str]:
-    """Start a private redis-server and yield its URL (db 0); kill it and remove its directory afterwards."""
+def redis_server(timeout_s: float = 10.0, attempts: int = 3, extra_args: Sequence[str] = ()) -> Iterator[str]:
+    """Start a private redis-server and yield its URL (db 0); kill it and remove its directory afterwards.
+
+    ``extra_args``: more server options, appended to the defaults (a later option wins), e.g.
+    ``("--maxmemory", "2mb", "--maxmemory-policy", "noeviction")`` for a Redis that refuses writes when full.
+    """
     with tempfile.TemporaryDirectory(prefix="nexus-redis-") as workdir:
         last_error = ""
         for _ in range(attempts):  # another process may grab the free port between our probe and the bind
             port = free_port()
             url = f"redis://127.0.0.1:{port}/0"
-            proc = _start(port, workdir)
+            proc = _start(port, workdir, extra_args)
             try:
                 if wait_ready(proc, url, timeout_s):
                     yield url
