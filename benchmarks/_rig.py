@@ -48,9 +48,14 @@ def spawn_nexus_worker(cluster: Cluster, name: str, *, concurrency: int, logleve
 
 
 def worker_pids(cluster: Cluster) -> set[int]:
-    """The worker main processes and their pool children."""
-    mains = {w.proc.pid for w in cluster.workers}
-    return mains | children_of(mains)
+    """The worker processes and every descendant: pool children, and with the default `nexus worker` (a supervised
+    group) the group's Celery workers and their pool children."""
+    pids = {w.proc.pid for w in cluster.workers}
+    frontier = set(pids)
+    while frontier:
+        frontier = children_of(frontier) - pids
+        pids |= frontier
+    return pids
 
 
 __all__ = ["bench_cluster", "cpu_ms", "production_policy_env", "spawn_nexus_worker", "worker_pids"]

@@ -49,6 +49,8 @@ def main_options(
         if not env_file.is_file():
             fail(f"env file {env_file} does not exist", EXIT_USAGE)
         load_env_file(env_file)
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        fail(f"unknown log level {log_level!r}; choose one of DEBUG, INFO, WARNING, ERROR, CRITICAL", EXIT_USAGE)
     setup_logging(log_level.upper())
 
 
