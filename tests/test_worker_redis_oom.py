@@ -9,18 +9,18 @@ back to their queues) and a new audit completes.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 
 import pytest
 import redis
 
+from nexus.testing.clock import FakeClock
 from nexus.testing.cluster import Cluster
 from nexus.testing.redis_server import redis_server
 from nexus.testing.waiting import wait_until
-from workers.redis_refusal import refusal_reason
-
-pytestmark = pytest.mark.integration
+from workers.redis_refusal import BACKOFF_START_S, _Held, refusal_reason
 
 OOM_ARGS = ("--maxmemory", "2mb", "--maxmemory-policy", "noeviction")
 WAIT = 30.0
@@ -65,6 +65,7 @@ def test_refusal_reason_names_the_refusal() -> None:
     assert refusal_reason(redis.exceptions.ConnectionError("gone")) is None
 
 
+@pytest.mark.integration
 def test_worker_survives_redis_out_of_memory_and_the_audits_complete_once_memory_is_back(
         oom_cluster: Cluster) -> None:
     c = oom_cluster
@@ -98,3 +99,48 @@ def test_worker_survives_redis_out_of_memory_and_the_audits_complete_once_memory
     log = worker.log()
     assert "Unrecoverable error" not in log
     assert log.count(REFUSED) <= 3, log[-3000:]  # one line per episode, not a flood
+
+
+class _RefusingChannel:
+    """Stands in for kombu's Redis channel: its pushes are refused while ``full``."""
+
+    def __init__(self) -> None:
+        self.full = True
+        self.pushed: list[tuple[object, str, str, bool]] = []
+
+    @contextlib.contextmanager
+    def conn_or_acquire(self) -> Iterator[_RefusingChannel]:
+        yield self
+
+    def pipeline(self, transaction: bool = True) -> _RefusingChannel:
+        assert transaction is False  # a full Redis 7 refuses MULTI itself
+        return self
+
+    def _do_restore_message(self, payload: object, exchange: str, routing_key: str, pipe: object,
+                            leftmost: bool = False) -> None:
+        self._pending = (payload, exchange, routing_key, leftmost)
+
+    def execute(self) -> None:
+        if self.full:
+            raise redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
+        self.pushed.append(self._pending)
+
+
+def test_held_messages_go_back_to_the_front_of_their_queue_once_redis_accepts_writes() -> None:
+    clock = FakeClock()
+    held = _Held(clock=clock.monotonic)
+    channel = _RefusingChannel()
+    held.hold({"body": "a"}, "", "entra")
+    held.hold({"body": "b"}, "", "entra")
+    assert not held.due()
+    waits = []
+    for _ in range(5):
+        clock.advance(held.next_try - clock.monotonic())
+        assert held.due() and held.push_back(channel) == 0
+        waits.append(held.backoff_s)
+    assert waits == [1.0, 2.0, 4.0, 5.0, 5.0]  # doubling from BACKOFF_START_S, capped at BACKOFF_MAX_S
+    channel.full = False
+    clock.advance(5.0)
+    assert held.push_back(channel) == 2 and not held.messages and not held.due()
+    assert channel.pushed == [({"body": "a"}, "", "entra", True), ({"body": "b"}, "", "entra", True)]
+    assert held.backoff_s == BACKOFF_START_S
