@@ -107,6 +107,7 @@ class _RefusingChannel:
     def __init__(self) -> None:
         self.full = True
         self.pushed: list[tuple[object, str, str, bool]] = []
+        self.removed: list[tuple[str, object]] = []
 
     @contextlib.contextmanager
     def conn_or_acquire(self) -> Iterator[_RefusingChannel]:
@@ -120,6 +121,12 @@ class _RefusingChannel:
                             leftmost: bool = False) -> None:
         self._pending = (payload, exchange, routing_key, leftmost)
 
+    def zrem(self, key: str, tag: object) -> None:
+        self.removed.append((key, tag))
+
+    def hdel(self, key: str, tag: object) -> None:
+        self.removed.append((key, tag))
+
     def execute(self) -> None:
         if self.full:
             raise redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
@@ -130,17 +137,18 @@ def test_held_messages_go_back_to_the_front_of_their_queue_once_redis_accepts_wr
     clock = FakeClock()
     held = _Held(clock=clock.monotonic)
     channel = _RefusingChannel()
-    held.hold({"body": "a"}, "", "entra")
+    held.hold({"body": "a"}, "", "entra", "tag-a")
     held.hold({"body": "b"}, "", "entra")
     assert not held.due()
     waits = []
     for _ in range(5):
         clock.advance(held.next_try - clock.monotonic())
-        assert held.due() and held.push_back(channel) == 0
+        assert held.due() and held.push_back(channel, ("unacked_index", "unacked")) == 0
         waits.append(held.backoff_s)
     assert waits == [1.0, 2.0, 4.0, 5.0, 5.0]  # doubling from BACKOFF_START_S, capped at BACKOFF_MAX_S
     channel.full = False
     clock.advance(5.0)
-    assert held.push_back(channel) == 2 and not held.messages and not held.due()
+    assert held.push_back(channel, ("unacked_index", "unacked")) == 2 and not held.messages and not held.due()
     assert channel.pushed == [({"body": "a"}, "", "entra", True), ({"body": "b"}, "", "entra", True)]
+    assert channel.removed == [("unacked_index", "tag-a"), ("unacked", "tag-a")]  # no second copy after the timeout
     assert held.backoff_s == BACKOFF_START_S

@@ -92,30 +92,38 @@ EPISODE = _Episode()
 
 @dataclass
 class _Held:
-    """Messages whose requeue Redis refused, kept in this process until it can push them back."""
+    """Messages whose requeue Redis refused, kept in this process until it can push them back.
 
-    messages: list[tuple[Any, str, str]] = field(default_factory=list)
+    A held message also stays in Redis's unacked index (if it got there): should this worker die first, kombu
+    restores it from there after ``visibility_timeout``; pushing it back removes that entry.
+    """
+
+    messages: list[tuple[Any, str, str, Any]] = field(default_factory=list)
     next_try: float = 0.0
     backoff_s: float = BACKOFF_START_S
     clock: Callable[[], float] = time.monotonic
 
-    def hold(self, payload: Any, exchange: str, routing_key: str) -> None:
-        self.messages.append((payload, exchange, routing_key))
+    def hold(self, payload: Any, exchange: str, routing_key: str, tag: Any = None) -> None:
+        self.messages.append((payload, exchange, routing_key, tag))
         self.next_try = self.clock() + self.backoff_s
 
     def due(self) -> bool:
         return bool(self.messages) and self.clock() >= self.next_try
 
-    def push_back(self, channel: Any) -> int:
-        """Requeue what is held, at the front of its queue; returns how many went back (0 if Redis still refuses)."""
+    def push_back(self, channel: Any, unacked: tuple[str, str] | None = None) -> int:
+        """Requeue what is held, at the front of its queue, and drop it from the unacked index and hash named by
+        ``unacked``; returns how many went back (0 if Redis still refuses)."""
         done = 0
         try:
             with channel.conn_or_acquire() as client:
                 while self.messages:
-                    payload, exchange, routing_key = self.messages[0]
+                    payload, exchange, routing_key, tag = self.messages[0]
                     pipe = client.pipeline(transaction=False)
                     channel._do_restore_message(payload, exchange, routing_key, pipe, True)
                     pipe.execute()
+                    if tag is not None and unacked is not None:
+                        client.zrem(unacked[0], tag)
+                        client.hdel(unacked[1], tag)
                     self.messages.pop(0)
                     done += 1
         except redis.exceptions.ResponseError as exc:
@@ -172,12 +180,13 @@ def _patch_qos(qos_cls: Any) -> None:
                 raise
             if requeue and message is not None:
                 delivery = message.delivery_info
-                _held(self).hold(message._raw, delivery["exchange"], delivery["routing_key"])
+                _held(self).hold(message._raw, delivery["exchange"], delivery["routing_key"], delivery_tag)
                 EPISODE.refused(reason, "a requeued message is held by this worker until Redis accepts it")
-            with self.channel.conn_or_acquire() as client:
-                client.zrem(self.unacked_index_key, delivery_tag)
-                client.hdel(self.unacked_key, delivery_tag)
-            base_ack(self, delivery_tag)
+            else:
+                with self.channel.conn_or_acquire() as client:
+                    client.zrem(self.unacked_index_key, delivery_tag)
+                    client.hdel(self.unacked_key, delivery_tag)
+            base_ack(self, delivery_tag)  # no longer this consumer's: a held message is requeued, not acknowledged
 
     qos_cls.append, qos_cls.ack, qos_cls.reject = append, ack, reject
 
@@ -189,7 +198,7 @@ def _patch_channel(channel_cls: Any) -> None:
         qos = self.__dict__.get("_qos")
         held = getattr(qos, "_nexus_held", None) if qos is not None else None
         if held is not None and held.due():
-            count = held.push_back(self)
+            count = held.push_back(self, (qos.unacked_index_key, qos.unacked_key))
             if count and not held.messages:
                 EPISODE.accepted(f": {count} held message(s) back in their queues")
         return original_start(self, timeout)
