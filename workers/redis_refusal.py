@@ -20,14 +20,16 @@ What happens instead (:func:`install`, called by ``workers.app``):
 - **A task that hits a refused write** (in its body, storing its result, counting its chord part) is rejected with
   requeue (:class:`RefusalAwareTask`, :func:`reject_refused_writes`): it runs again from the start once Redis takes
   writes (Nexus's tasks are idempotent: parts and reports are stored once).
-- **A requeue that Redis refuses** keeps the message in this worker's memory (:class:`_Held`) and pushes it back to
-  the front of its queue as soon as Redis accepts it, tried before each ``BRPOP`` with a backoff from
-  :data:`BACKOFF_START_S` doubling to :data:`BACKOFF_MAX_S`. The worker keeps consuming meanwhile.
+- **A requeue that Redis refuses** keeps the message in this worker's memory (:class:`_Held`; it also stays in
+  Redis's unacked index, for the case this worker dies) and pushes it back to the front of its queue as soon as
+  Redis accepts it, tried before each ``BRPOP`` with a backoff from :data:`BACKOFF_START_S` doubling to
+  :data:`BACKOFF_MAX_S`. The worker keeps consuming meanwhile.
 - A refusal anywhere else in the consumer restarts the consumer (``broker_channel_error_retry`` in
   :mod:`workers.config`) instead of stopping the worker.
 
-One line is logged when Redis starts refusing (``Redis refused the write: out of memory ...``) and one when it
-accepts writes again (tests/test_worker_redis_oom.py).
+Each process logs one line when Redis starts refusing (``Redis refused the write: out of memory (...)``) and one
+when it accepts writes again (tests/test_worker_redis_oom.py). An audit whose tasks were refused stays ``running``
+while Redis is full (nothing about it can be stored) and completes once memory is back.
 """
 
 from __future__ import annotations

@@ -8,9 +8,10 @@ one more for ``compare`` and ``audit`` (benchmarks/bench_isolation.py).
 
 The supervisor starts one child per group (``nexus worker --queues <group> ...``, each a normal Celery worker with
 its own pool), restarts a child that exits while the group runs (after 1 s, doubling to 30 s for a child that keeps
-dying within a minute of its start), and stops the group on SIGTERM/SIGINT by sending each child the same signal
-(Celery's warm shutdown: running tasks finish) and waiting for them. A child that exits 2 (bad usage: every child
-would) stops the group with exit code 2.
+dying within a minute of its start), and stops the group on SIGTERM/SIGINT by sending each child SIGTERM (Celery's
+warm shutdown: running tasks finish; a child that already had a terminal's Ctrl-C is only asked twice for the same
+warm shutdown) and waiting for them; a second signal sends SIGQUIT (Celery's cold shutdown). A child that exits 2
+(bad usage: every child would) stops the group with exit code 2.
 """
 
 from __future__ import annotations
@@ -63,12 +64,13 @@ class Supervisor:
         log.info("worker %s started (pid %d): %s", child.name, child.proc.pid, " ".join(child.argv[-6:]))
 
     def stop(self, signum: int, _frame: FrameType | None = None) -> None:
-        """Signal handler: stop every child with ``signum`` (a second signal is passed on too)."""
+        """Signal handler: a warm shutdown of every child (SIGTERM), a cold one (SIGQUIT) on a second signal."""
+        forward = signal.SIGQUIT if self.stopping is not None else signal.SIGTERM
         self.stopping = signum
         for child in self.children:
             if child.proc is not None and child.proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    child.proc.send_signal(signum)
+                    child.proc.send_signal(forward)
 
     def step(self) -> bool:
         """One round: reap and restart children. False once the group has stopped."""
