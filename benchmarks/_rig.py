@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from nexus.settings import Settings
 from nexus.testing.cluster import ROOT, TEST_POLICY_ENV, Cluster, WorkerProcess
 from nexus.testing.procs import children_of, cpu_ms
+from workers.routing import default_layout
 
 
 def production_policy_env() -> dict[str, str]:
@@ -31,7 +32,7 @@ def bench_cluster(*, people: int, seed: int, workers: int, concurrency: int, log
     with Cluster.start(people=people, seed=seed, workers=0, extra_env=env) as cluster:
         for i in range(workers):
             spawn_nexus_worker(cluster, f"bench{i + 1}", concurrency=concurrency, loglevel=loglevel)
-        cluster.wait_ready(workers)
+        cluster.wait_ready(workers * len(default_layout()))  # each `nexus worker` is a group (workers/supervisor.py)
         yield cluster
 
 

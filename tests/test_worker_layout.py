@@ -98,7 +98,7 @@ def test_supervisor_stops_the_group_on_a_usage_error_and_on_a_signal() -> None:
     assert not sup.step()
     assert sup.exit_code == 2 and spawned[1].signals == [signal.SIGTERM]
     sup, spawned, _ = _supervisor(["workday", "ad"])
-    spawned[1].send_signal = spawned[1].signals.append  # type: ignore[method-assign]  # ad's worker takes its time
+    spawned[1].send_signal = spawned[1].signals.append  # type: ignore[assignment]  # ad takes its time
     sup.stop(signal.SIGINT)  # Ctrl-C: a warm shutdown
     assert [p.signals for p in spawned] == [[signal.SIGTERM], [signal.SIGTERM]]
     assert sup.step()  # ad's worker still finishing its tasks
