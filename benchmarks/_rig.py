@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from nexus.settings import Settings
 from nexus.testing.cluster import ROOT, TEST_POLICY_ENV, Cluster, WorkerProcess
 from nexus.testing.procs import children_of, cpu_ms
+from workers.routing import default_layout
 
 
 def production_policy_env() -> dict[str, str]:
@@ -31,7 +32,7 @@ def bench_cluster(*, people: int, seed: int, workers: int, concurrency: int, log
     with Cluster.start(people=people, seed=seed, workers=0, extra_env=env) as cluster:
         for i in range(workers):
             spawn_nexus_worker(cluster, f"bench{i + 1}", concurrency=concurrency, loglevel=loglevel)
-        cluster.wait_ready(workers)
+        cluster.wait_ready(workers * len(default_layout()))  # each `nexus worker` is a group (workers/supervisor.py)
         yield cluster
 
 
@@ -48,9 +49,14 @@ def spawn_nexus_worker(cluster: Cluster, name: str, *, concurrency: int, logleve
 
 
 def worker_pids(cluster: Cluster) -> set[int]:
-    """The worker main processes and their pool children."""
-    mains = {w.proc.pid for w in cluster.workers}
-    return mains | children_of(mains)
+    """The worker processes and every descendant: pool children, and with the default `nexus worker` (a supervised
+    group) the group's Celery workers and their pool children."""
+    pids = {w.proc.pid for w in cluster.workers}
+    frontier = set(pids)
+    while frontier:
+        frontier = children_of(frontier) - pids
+        pids |= frontier
+    return pids
 
 
 __all__ = ["bench_cluster", "cpu_ms", "production_policy_env", "spawn_nexus_worker", "worker_pids"]

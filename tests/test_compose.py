@@ -36,7 +36,7 @@ import yaml
 
 from nexus.cli import app as nexus_app
 from nexus.testing.redis_server import free_port
-from workers.routing import ALL_QUEUES
+from workers.routing import ALL_QUEUES, SYSTEM_QUEUES, default_layout
 
 try:  # typer vendors its own click (typer._click) in recent versions; older ones use click itself
     from typer._click.exceptions import ClickException
@@ -47,7 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 GATEWAY = ROOT / "docker" / "sim_gateway.py"
-EXPECTED = {"redis", "worker-directory", "worker-devices", "worker-core", "beat", "flower", "mcp", "sim"}
+WORKER_SERVICES = {f"worker-{group.name}" for group in default_layout()}
+EXPECTED = {"redis", *WORKER_SERVICES, "beat", "flower", "mcp", "sim"}
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
 
 
@@ -131,7 +132,7 @@ def test_every_service_command_is_a_real_nexus_command_line() -> None:
         except ClickException as exc:
             pytest.fail(f"{name}: `{' '.join(argv)}` is rejected by nexus: {exc.format_message()}")
         checked.append((name, ctx.info_name))
-    assert dict(checked) == {"worker-directory": "worker", "worker-devices": "worker", "worker-core": "worker",
+    assert dict(checked) == {**dict.fromkeys(WORKER_SERVICES, "worker"),
                              "beat": "beat", "flower": "flower", "mcp": "mcp", "sim": "sim"}
 
 
@@ -152,6 +153,20 @@ def test_workers_consume_every_queue_and_nothing_else() -> None:
         assert set(queues) <= set(ALL_QUEUES), f"{name}: unknown queue in {queues}"
         consumed += queues
     assert sorted(consumed) == sorted(ALL_QUEUES), "each queue must be consumed by exactly one worker service"
+
+
+def test_each_system_queue_has_a_worker_service_of_its_own() -> None:
+    """A slow system fills the pool of every worker on its queue: no other queue may share those workers (the
+    layout of `nexus worker`, workers/routing.py default_layout)."""
+    env = _env_example()
+    by_service = {}
+    for name, service in _nexus_services().items():
+        argv = _interpolate(service["command"], env)
+        if argv[1] == "worker":
+            by_service[name] = tuple(argv[argv.index("--queues") + 1].split(","))
+    assert by_service == {f"worker-{group.name}": group.queues for group in default_layout()}
+    for queue in SYSTEM_QUEUES:
+        assert by_service[f"worker-{queue}"] == (queue,)
 
 
 def test_mcp_is_http_with_a_token_and_flower_has_basic_auth_settings() -> None:

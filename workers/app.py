@@ -13,15 +13,18 @@ from workers.config import celery_config
 from workers.lifecycle import install as install_runtime_lifecycle
 from workers.metrics_server import install as install_metrics
 from workers.redis_recovery import install as install_redis_recovery
+from workers.redis_refusal import RefusalAwareTask
+from workers.redis_refusal import install as install_redis_refusal
 
 TASK_MODULES = ["tasks.fetch", "tasks.compare", "tasks.audit", "tasks.fleet", "tasks.scheduled"]
 
 
 def create_app() -> Celery:
-    app = Celery("nexus", include=TASK_MODULES)
+    app = Celery("nexus", include=TASK_MODULES, task_cls=RefusalAwareTask)
     app.conf.update(celery_config(get_settings()))
     install_metrics(app)  # worker /metrics endpoint and `--metrics-port` (see workers/metrics_server.py)
     install_redis_recovery()  # a Redis restart must not stop the worker (see workers/redis_recovery.py)
+    install_redis_refusal()  # nor a Redis that refuses writes (out of memory; see workers/redis_refusal.py)
     install_runtime_lifecycle()  # one runtime per pool child, closed as it exits (see workers/lifecycle.py)
     return app
 

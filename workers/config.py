@@ -54,6 +54,9 @@ def celery_config(
         # up after Celery's default 100 attempts; see also workers/redis_recovery.py (tests/test_redis_restart.py).
         "broker_connection_retry": True,
         "broker_connection_max_retries": None,
+        # Redis refusing a write (full under noeviction, read-only, MISCONF) raises a ResponseError, a "channel
+        # error": the consumer restarts instead of the worker stopping (see workers/redis_refusal.py).
+        "broker_channel_error_retry": True,
         # A task that ends while Redis is down keeps retrying to store its result (about 30 s) instead of failing.
         "result_backend_always_retry": True,
         "result_backend_max_retries": 20,
