@@ -58,7 +58,7 @@ from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
 from clients._http_errors import translate_httpx_error
 from clients._log import log, system_id
 from clients.breaker import NexusBreaker, get_breaker
-from nexus.errors import BudgetExceededError, NotFoundError, is_retryable
+from nexus.errors import BudgetExceededError, NotFoundError, counts_against_breaker, is_retryable
 from nexus.policy import RetryPolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -107,17 +107,22 @@ def _retry_options(service_name: str, policy: RetryPolicy, breaker: NexusBreaker
     def stop(state: RetryCallState) -> bool:
         if state.attempt_number >= policy.max_attempts:
             return True
-        if breaker is not None and breaker.policy.enabled and breaker.is_open():
-            log(
-                logging.WARNING,
-                service_name,
-                f"Circuit opened by another caller; not retrying (attempt {state.attempt_number}"
-                f"/{policy.max_attempts})",
-                attempt=state.attempt_number,
-                max_attempts=policy.max_attempts,
-            )
-            return True
-        return False
+        if breaker is None or not breaker.policy.enabled:
+            return False
+        circuit = breaker.snapshot().state
+        if circuit == "closed":
+            return False
+        # OPEN: another caller opened it meanwhile. HALF_OPEN: this call is (part of) the trial, and a trial is one
+        # test request, as the seed says: its failure re-opens the circuit at once instead of after more attempts.
+        why = "Circuit opened by another caller" if circuit == "open" else "Circuit HALF_OPEN: a trial is one request"
+        log(
+            logging.WARNING,
+            service_name,
+            f"{why}; not retrying (attempt {state.attempt_number}/{policy.max_attempts})",
+            attempt=state.attempt_number,
+            max_attempts=policy.max_attempts,
+        )
+        return True
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -276,7 +281,8 @@ class RequestGuard:
 
     ``breaker`` None retries without a breaker. ``sleep`` waits between attempts (tests inject a recorder);
     ``on_retry(error, wait_s)`` is told of each retry (the task's metrics and progress). ``attempts`` is the attempt
-    count of the last request that ran (what a failure marker reports; 0 when the breaker refused it).
+    count of the last request that ran (what a failure marker reports; 0 when the breaker refused it),
+    ``most_attempts`` the most any request took (what a successful fetch reports).
     """
 
     system: str
@@ -285,6 +291,8 @@ class RequestGuard:
     sleep: Callable[[float], None] = time.sleep
     on_retry: Callable[[BaseException, float], None] | None = None
     attempts: int = 0
+    most_attempts: int = 0  # the most attempts any request took so far
+    _last_error: BaseException | None = None  # the last error a guarded request raised (the breaker saw it)
 
     def __post_init__(self) -> None:
         self.system = system_id(self.system)
@@ -300,10 +308,24 @@ class RequestGuard:
                 return cast(T, retrying(request))
             finally:
                 self.attempts = retrying.statistics.get("attempt_number", 1)
+                self.most_attempts = max(self.most_attempts, self.attempts)
 
-        if self.breaker is None:
-            return attempts()
-        return self.breaker.call(attempts)
+        try:
+            if self.breaker is None:
+                return attempts()
+            return self.breaker.call(attempts)
+        except BaseException as exc:
+            self._last_error = exc
+            raise
+
+    def settle(self, exc: BaseException) -> None:
+        """Count ``exc`` against the breaker if no request did: an answer found malformed only after its request
+        returned (the body is parsed outside :meth:`run`) is a failed request all the same, as the seed's decorator
+        around ``get()`` (which parses) counted it."""
+        if self.breaker is None or exc is self._last_error or not counts_against_breaker(exc):
+            return
+        with contextlib.suppress(BaseException), self.breaker.calling():  # the caller reports the error itself
+            raise exc
 
 
 _GUARD: ContextVar[RequestGuard | None] = ContextVar("nexus_request_guard", default=None)

@@ -89,13 +89,15 @@ def run_fetch(task: Task, system: System, audit_id: str, op: str, subjects: list
             raise task.retry(countdown=countdown, exc=exc, max_retries=policy.max_attempts - 1) from exc
         marker = failure_marker(system, exc, attempt)
     except Exception as exc:
+        guard.settle(exc)  # a malformed answer found after its request returned still counts, once
         marker = failure_marker(system, exc, guard.attempts)
     else:
         if attempt > 1:
             memos.drop(task_id)
-        report_fetch_progress(store, audit_id, system, "ok", attempt)
+        attempts = max(attempt, guard.most_attempts)  # task runs, or the attempts its hardest request took
+        report_fetch_progress(store, audit_id, system, "ok", attempts)
         rt.hooks.fetch_attempt(system.value, "ok")
-        return {"system": system.value, "ok": True, "data": data, "attempts": attempt}
+        return {"system": system.value, "ok": True, "data": data, "attempts": attempts}
     if attempt > 1:
         memos.drop(task_id)
     log.warning("[%s] %s unavailable for audit %s: %s", system.display, system.display, audit_id,

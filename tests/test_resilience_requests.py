@@ -193,3 +193,27 @@ def test_our_own_budget_wait_is_a_countdown_not_a_sleeping_retry(
         _fetch([org.workday[0].email], slept)
     assert info.value.countdown == 42.0 and slept == []
     assert rt.breaker(System.WORKDAY).snapshot().failures == 0  # nothing was sent: neutral
+
+
+def test_a_malformed_answer_counts_once_against_the_breaker(sim: SimHarness, org: Org, rt: runtime.Runtime) -> None:
+    """The body is parsed after its request returned: the bad answer is still one failed request."""
+    sim.fault("malformed")
+    slept: list[float] = []
+    marker = _fetch([org.workday[0].email], slept)
+    assert marker["error"]["type"] == "MalformedResponseError" and marker["error"]["attempts"] == 1
+    assert slept == []  # never retried: the same request would get the same body
+    assert rt.breaker(System.WORKDAY).snapshot().failures == 1
+
+
+def test_a_half_open_trial_is_one_request_not_retried(sim: SimHarness, org: Org, rt: runtime.Runtime,
+                                                      transitions: Transitions) -> None:
+    breaker = rt.breaker(System.WORKDAY)
+    breaker.open()
+    breaker.half_open()  # the reset timeout has passed: the next request is the trial
+    sim.fault("down")
+    slept: list[float] = []
+    marker = _fetch([org.workday[0].email], slept)
+    assert marker["error"]["type"] == "TransientError" and marker["error"]["attempts"] == 1
+    assert slept == [] and sim.requests()["total"] == 1  # one test request; its failure re-opens at once
+    assert breaker.snapshot().state == "open"
+    assert transitions.events[-1] == "half-open->open"
