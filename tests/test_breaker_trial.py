@@ -295,3 +295,29 @@ def test_the_first_snapshot_after_a_recovery_is_not_refused_by_its_own_trial(
     assert snaps.state("this-week", "workday").records == 450
     assert breaker.snapshot().state == "closed"
     assert transitions.events == ["closed->open", "open->half-open", "half-open->closed"]
+
+
+def test_the_lease_keeper_renews_only_trials_in_flight_and_then_stops() -> None:
+    from clients.breaker import LeaseKeeper
+
+    renewed: list[str] = []
+    keeper = LeaseKeeper(renewed.append, 0.01, name="test")
+    keeper.hold("u:a")
+    keeper.hold("u:a")  # two calls of one unit
+    keeper.hold("t1")
+    deadline = time.monotonic() + 5
+    while not {"u:a", "t1"} <= set(renewed) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert {"u:a", "t1"} <= set(renewed)
+    keeper.drop("t1")
+    keeper.drop("u:a")
+    assert keeper.holding == ["u:a"]
+    keeper.drop("u:a")
+    assert keeper.holding == []
+    thread = keeper._thread
+    if thread is not None:
+        thread.join(5)
+        assert not thread.is_alive()
+    renewed.clear()
+    time.sleep(0.05)
+    assert renewed == []  # nothing held: nothing renewed

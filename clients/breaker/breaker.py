@@ -251,8 +251,13 @@ class NexusBreaker(pybreaker.CircuitBreaker):
                 self._transition(OPEN, HALF_OPEN)
         else:
             ticket = Ticket(gen=admission.gen)
-        for listener in self.listeners:
-            listener.before_call(self, func, *args, **kwargs)
+        try:
+            for listener in self.listeners:
+                listener.before_call(self, func, *args, **kwargs)
+        except BaseException:
+            self._leave(ticket)
+            self.storage.release(ticket)
+            raise
         return ticket
 
     def _leave(self, ticket: Ticket) -> None:

@@ -42,7 +42,7 @@ class LeaseKeeper:
         """A trial call of ``owner`` started: keep its lease until the matching :meth:`drop`."""
         with self._lock:
             self._owners[owner] += 1
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():  # (a forked child inherits a dead thread)
                 self._wake.clear()
                 self._thread = threading.Thread(target=self._run, name=f"lease-{self._name}", daemon=True)
                 self._thread.start()
