@@ -3,8 +3,11 @@ re-authentication on 401, and transport errors and statuses mapped into :mod:`ne
 :mod:`clients._http_errors`, the one mapping).
 
 Subclasses set ``system`` and implement ``_fetch_token`` (return token and lifetime) and, if the system's error body
-is special, ``_error_message``. No retries and no breaker here: those wrap the client (the seed's decorators, or the
-Celery task's countdown), so a fetch's attempts equal the configured maximum and are never multiplied.
+is special, ``_error_message``. Retries and the breaker are not decided here: each :meth:`HttpSystemClient.send`
+(one request, its token and its one re-authentication included) goes through
+:func:`clients.resilience.per_request`, which applies the guard the caller installed (the fetch tasks: the seed's
+retries and one breaker outcome per request) or sends it once (no guard: fleet pages, retried by countdown; health
+pings), so a request's attempts equal the configured maximum and are never multiplied.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import httpx
 from clients._http_errors import status_error, transport_error
 from clients._tokens import TokenCache
 from clients.ratelimit import NO_LIMIT, RateLimiter
+from clients.resilience import per_request
 from nexus.errors import AuthError, MalformedResponseError
 from nexus.settings import Settings, get_settings
 
@@ -86,14 +90,19 @@ class HttpSystemClient:
         auth: bool = True,
         not_found_ok: bool = False,
     ) -> httpx.Response:
-        """Send one request; re-authenticate once on 401; map failures into the error tree."""
-        response = self._send_once(method, url, params=params, json_body=json_body, data=data, headers=headers,
-                                   auth=auth)
-        if auth and response.status_code == 401:
-            self.tokens.invalidate()
-            response = self._send_once(method, url, params=params, json_body=json_body, data=data,
-                                       headers=headers, auth=auth)
-        return self.check(response, not_found_ok=not_found_ok)
+        """Send one request; re-authenticate once on 401; map failures into the error tree. Under a request guard
+        (:func:`clients.resilience.guarded`) each attempt is all of this, and the request is retried as a whole."""
+
+        def attempt() -> httpx.Response:
+            response = self._send_once(method, url, params=params, json_body=json_body, data=data, headers=headers,
+                                       auth=auth)
+            if auth and response.status_code == 401:
+                self.tokens.invalidate()
+                response = self._send_once(method, url, params=params, json_body=json_body, data=data,
+                                           headers=headers, auth=auth)
+            return self.check(response, not_found_ok=not_found_ok)
+
+        return per_request(self.system, attempt)
 
     def _send_once(
         self,

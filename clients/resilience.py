@@ -23,30 +23,42 @@ Policies are read when the decorated function is CALLED (``RetryPolicy.from_sett
 ``get_breaker(service_name)``), not when it is decorated, so settings loaded later still apply; pass ``policy=``,
 ``breaker=`` or ``sleep=`` to pin them (tests inject ``sleep`` and never wait).
 
-Single attempts (the Celery fetch tasks: one attempt per task run, Celery's countdown between runs) use
-:func:`call_with_breaker` / :func:`acall_with_breaker`, i.e. ``get_breaker(system).call(fn)``: each failed task run
-is then one breaker failure, and the task decides with ``RetryPolicy.delay_for`` when to run again. A task that
-wants "one failure per task, after its last run" (the decorator's semantics) uses
-``with get_breaker(system).calling(count_failure=is_last_run): ...`` instead.
+Per request, inside a task (:class:`RequestGuard` and :func:`guarded`): the fetch tasks of user, device and bulk
+audits run their lookup with a guard for the system installed; every request the system's client sends
+(:meth:`clients._http.HttpSystemClient.send`, an AD search) then runs through :func:`per_request`, i.e. the seed's
+contract for EACH request: up to ``max_attempts`` attempts with the policy's backoff (injected ``sleep``), no retry
+on 4xx, and one breaker failure per request that failed all its attempts. A part of 25 people is 25+ requests: a
+system that fails one request in two still answers all of them (each failed attempt is followed by a good one),
+and only consecutive failed REQUESTS open the circuit. Our own request budget asking for a long wait
+(:class:`~nexus.errors.BudgetExceededError`) is not retried here: nothing was sent, and the task waits for it with
+a countdown instead of holding a worker slot. Without a guard installed (the fleet snapshots, which retry pages by
+countdown; health pings, which bypass the breakers) a client sends each request once.
+
+Single attempts behind the breaker use :func:`call_with_breaker` / :func:`acall_with_breaker`, i.e.
+``get_breaker(system).call(fn)``; ``with get_breaker(system).calling(count_failure=is_last_run): ...`` is for a
+caller that retries by itself across runs (the fleet snapshot's pages).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
 
 from clients._http_errors import translate_httpx_error
-from clients._log import log
+from clients._log import log, system_id
 from clients.breaker import NexusBreaker, get_breaker
-from nexus.errors import NotFoundError, is_retryable
+from nexus.errors import BudgetExceededError, NotFoundError, counts_against_breaker, is_retryable
 from nexus.policy import RetryPolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -83,8 +95,10 @@ def _translating(func: Callable[..., Any], system: str) -> Callable[..., Any]:
     return attempt
 
 
-def _retry_options(service_name: str, policy: RetryPolicy, breaker: NexusBreaker | None) -> dict[str, Any]:
-    """tenacity arguments implementing ``policy`` for one call."""
+def _retry_options(service_name: str, policy: RetryPolicy, breaker: NexusBreaker | None,
+                   retryable: Callable[[BaseException], bool] = is_retryable,
+                   on_retry: Callable[[BaseException, float], None] | None = None) -> dict[str, Any]:
+    """tenacity arguments implementing ``policy`` for one call (``on_retry(error, wait_s)`` before each wait)."""
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -93,17 +107,22 @@ def _retry_options(service_name: str, policy: RetryPolicy, breaker: NexusBreaker
     def stop(state: RetryCallState) -> bool:
         if state.attempt_number >= policy.max_attempts:
             return True
-        if breaker is not None and breaker.policy.enabled and breaker.is_open():
-            log(
-                logging.WARNING,
-                service_name,
-                f"Circuit opened by another caller; not retrying (attempt {state.attempt_number}"
-                f"/{policy.max_attempts})",
-                attempt=state.attempt_number,
-                max_attempts=policy.max_attempts,
-            )
-            return True
-        return False
+        if breaker is None or not breaker.policy.enabled:
+            return False
+        circuit = breaker.snapshot().state
+        if circuit == "closed":
+            return False
+        # OPEN: another caller opened it meanwhile. HALF_OPEN: this call is (part of) the trial, and a trial is one
+        # test request, as the seed says: its failure re-opens the circuit at once instead of after more attempts.
+        why = "Circuit opened by another caller" if circuit == "open" else "Circuit HALF_OPEN: a trial is one request"
+        log(
+            logging.WARNING,
+            service_name,
+            f"{why}; not retrying (attempt {state.attempt_number}/{policy.max_attempts})",
+            attempt=state.attempt_number,
+            max_attempts=policy.max_attempts,
+        )
+        return True
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -119,11 +138,13 @@ def _retry_options(service_name: str, policy: RetryPolicy, breaker: NexusBreaker
             wait_s=wait_s,
             error_type=error_type,
         )
+        if on_retry is not None and exc is not None:
+            on_retry(exc, wait_s)
 
     return {
         "stop": stop,
         "wait": wait,
-        "retry": retry_if_exception(is_retryable),
+        "retry": retry_if_exception(retryable),
         "before_sleep": before_sleep,
         "reraise": True,
     }
@@ -248,11 +269,95 @@ async def acall_with_breaker(system: str, func: Callable[..., Awaitable[T]], *ar
     return await get_breaker(system).call_async(func, *args, **kwargs)
 
 
+def _retry_per_request(exc: BaseException) -> bool:
+    """Retried within a request: what :func:`is_retryable` says, except our own budget's long wait (nothing was sent;
+    the task waits for it with a countdown rather than a sleeping worker slot)."""
+    return is_retryable(exc) and not isinstance(exc, BudgetExceededError)
+
+
+@dataclass(slots=True)
+class RequestGuard:
+    """The seed's contract for each request to ``system``: retries with backoff, then one breaker outcome.
+
+    ``breaker`` None retries without a breaker. ``sleep`` waits between attempts (tests inject a recorder);
+    ``on_retry(error, wait_s)`` is told of each retry (the task's metrics and progress). ``attempts`` is the attempt
+    count of the last request that ran (what a failure marker reports; 0 when the breaker refused it),
+    ``most_attempts`` the most any request took (what a successful fetch reports).
+    """
+
+    system: str
+    breaker: NexusBreaker | None
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], None] = time.sleep
+    on_retry: Callable[[BaseException, float], None] | None = None
+    attempts: int = 0
+    most_attempts: int = 0  # the most attempts any request took so far
+    _last_error: BaseException | None = None  # the last error a guarded request raised (the breaker saw it)
+
+    def __post_init__(self) -> None:
+        self.system = system_id(self.system)
+
+    def run(self, request: Callable[[], T]) -> T:
+        """Send one request (``request()`` is one attempt) under the policy and the breaker."""
+        self.attempts = 0  # refused by the breaker: nothing was sent
+        options = _retry_options(self.system, self.policy, self.breaker, _retry_per_request, self.on_retry)
+        retrying = Retrying(sleep=self.sleep, **options)
+
+        def attempts() -> T:
+            try:
+                return cast(T, retrying(request))
+            finally:
+                self.attempts = retrying.statistics.get("attempt_number", 1)
+                self.most_attempts = max(self.most_attempts, self.attempts)
+
+        try:
+            if self.breaker is None:
+                return attempts()
+            return self.breaker.call(attempts)
+        except BaseException as exc:
+            self._last_error = exc
+            raise
+
+    def settle(self, exc: BaseException) -> None:
+        """Count ``exc`` against the breaker if no request did: an answer found malformed only after its request
+        returned (the body is parsed outside :meth:`run`) is a failed request all the same, as the seed's decorator
+        around ``get()`` (which parses) counted it."""
+        if self.breaker is None or exc is self._last_error or not counts_against_breaker(exc):
+            return
+        with contextlib.suppress(BaseException), self.breaker.calling():  # the caller reports the error itself
+            raise exc
+
+
+_GUARD: ContextVar[RequestGuard | None] = ContextVar("nexus_request_guard", default=None)
+
+
+@contextlib.contextmanager
+def guarded(guard: RequestGuard) -> Iterator[RequestGuard]:
+    """Run the block with ``guard`` applied to every request its code sends to ``guard.system``."""
+    token = _GUARD.set(guard)
+    try:
+        yield guard
+    finally:
+        _GUARD.reset(token)
+
+
+def per_request(system: str, request: Callable[[], T]) -> T:
+    """What a client calls around each request it sends: the installed guard for ``system`` (retries and breaker),
+    or one plain attempt when none is installed."""
+    guard = _GUARD.get()
+    if guard is None or guard.system != system:
+        return request()
+    return guard.run(request)
+
+
 __all__ = [
+    "RequestGuard",
     "Sleeper",
     "acall_with_breaker",
     "call_with_breaker",
+    "guarded",
     "handle_404_gracefully",
+    "per_request",
     "resilient_http_call",
     "translate_httpx_error",
 ]

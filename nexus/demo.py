@@ -45,7 +45,9 @@ def run_demo(people: int = 60, seed: int = 7, down: str = "workday", out: Path =
             # Short countdowns so the demo shows 3 attempts quickly; production keeps the seed's 2 -> 4 -> 8 s.
             "NEXUS_RETRY_BACKOFF_BASE_S": os.environ.get("NEXUS_RETRY_BACKOFF_BASE_S", "0.5"),
             "NEXUS_BREAKER_RESET_TIMEOUT_S": os.environ.get("NEXUS_BREAKER_RESET_TIMEOUT_S", "60"),
-            "NEXUS_BULK_CHUNK_SIZE": "4",
+            # Parts of 2 people: the breaker counts failed requests (5 open it, the seed's number), and each part
+            # of a bulk audit stops at its first failed request, so the 12-person bulk audit shows the fast-fail.
+            "NEXUS_BULK_CHUNK_SIZE": "2",
         }
         # The demo's settings are an object of its own: nothing in this process's environment changes.
         settings = Settings(**demo_env)  # type: ignore[arg-type]  # field aliases (the environment's names)

@@ -22,6 +22,8 @@ from nexus.systems import System
 
 #: The published limits (sources in :mod:`nexus.budgets`); Workday, AD and Helix publish none: unlimited.
 DEFAULT_RATE_BUDGETS = "lansweeper=150/60s,entra=1750/10s,intune=2000/20s,fedex=1400/10s"
+#: The shortest half-open trial lease (``BreakerPolicy.trial_ttl_s = max(reset timeout, this)``).
+TRIAL_LEASE_MIN_S = 30.0
 
 
 class Settings(BaseSettings):
@@ -110,6 +112,21 @@ class Settings(BaseSettings):
                 f"({longest:g} s: NEXUS_RETRY_BACKOFF_MAX_S / NEXUS_RETRY_AFTER_MAX_S), or Redis would hand a "
                 "message waiting for its countdown to a second worker")
         return self
+
+    @model_validator(mode="after")
+    def _check_trial_lease(self) -> Settings:
+        if self.breaker_trial_lease_s < self.http_timeout_s:
+            raise ValueError(
+                f"the breaker's half-open trial lease ({self.breaker_trial_lease_s:g} s: the larger of "
+                f"NEXUS_BREAKER_RESET_TIMEOUT_S and {TRIAL_LEASE_MIN_S:g} s) is shorter than NEXUS_HTTP_TIMEOUT_S "
+                f"({self.http_timeout_s:g} s): a trial request could outlive its lease and a second trial start; "
+                "raise NEXUS_BREAKER_RESET_TIMEOUT_S or lower NEXUS_HTTP_TIMEOUT_S")
+        return self
+
+    @property
+    def breaker_trial_lease_s(self) -> float:
+        """How long a half-open trial holds its slot without renewal (``BreakerPolicy.trial_ttl_s``)."""
+        return max(self.breaker_reset_timeout_s, TRIAL_LEASE_MIN_S)
 
     @field_validator("rate_budgets")
     @classmethod

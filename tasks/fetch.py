@@ -1,24 +1,39 @@
 """One fetch task per system (``fetch_workday``, ``fetch_ad``, ...), each routed to its own queue.
 
-A task run is ONE attempt through the system's shared breaker. The backoff between attempts is Celery's countdown
-(2 -> 4 -> 8 s by default), so no worker slot sleeps through it, and the attempts per fetch equal the configured
-maximum. The final failure RETURNS a marker ``{"system", "ok": false, "error"}`` instead of raising: a raising
-chord header would stop the chord body, and an audit must finish with what it could read.
+Retries are per REQUEST, as the seed says: the lookup runs with a request guard for the system
+(:class:`clients.resilience.RequestGuard`), so each request its client sends gets up to ``max_attempts`` attempts
+with 2 -> 4 -> 8 s backoff (no retry on 4xx) and counts once against the shared breaker if all of them fail. A part
+of 25 people against a system that fails one request in two thus still reads all 25, and the breaker opens only
+after ``fail_max`` consecutive failed requests. The part is one unit of work for the breaker
+(:func:`clients.breaker.unit_of_work`, per audit and system): when the circuit is half-open, the request that wins
+the trial admits the audit's other requests to that system.
 
-Outcomes:  success -> ``{"ok": true, "data"}``;  transient or throttled -> retry with countdown (Retry-After honoured)
-until attempts are used up, then a marker;  breaker open, auth, bad request, malformed -> a marker at once.
+The task itself retries (Celery countdown, no worker slot sleeping, answers obtained so far kept in a memo) only for
+what a request's own retries cannot cover: another audit's half-open trial is deciding the circuit
+(:class:`clients.breaker.TrialInProgressError`: back in a short countdown), or our own request budget asks for a
+longer wait than a caller may sleep (:class:`~nexus.errors.BudgetExceededError`: back after its wait). The final
+failure RETURNS a marker ``{"system", "ok": false, "error"}`` instead of raising: a raising chord header would stop
+the chord body, and an audit must finish with what it could read.
+
+Outcomes:  success -> ``{"ok": true, "data"}``;  a request out of attempts (transient or throttled), an OPEN breaker
+(fail fast), auth, bad request, malformed -> a marker at once;  trial in progress elsewhere or budget wait -> retry
+with countdown until the task's attempts are used up, then a marker.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task
 
+from clients.breaker import TrialInProgressError, unit_of_work
+from clients.resilience import RequestGuard, guarded
 from nexus.audits.memo import PartialAnswers
 from nexus.audits.progress import report_fetch_progress
-from nexus.errors import TransientError, error_dict
+from nexus.errors import BudgetExceededError, error_dict
 from nexus.lookups import run_lookup
 from nexus.registry import SystemSpec, specs
 from nexus.runtime import current
@@ -35,8 +50,10 @@ def failure_marker(system: System, exc: BaseException, attempts: int) -> dict[st
     return {"system": system.value, "ok": False, "error": error}
 
 
-def run_fetch(task: Task, system: System, audit_id: str, op: str, subjects: list[str]) -> dict[str, Any]:
-    """Thin: call the system's lookup through its breaker, classify the outcome, return or retry."""
+def run_fetch(task: Task, system: System, audit_id: str, op: str, subjects: list[str], *,
+              sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    """Thin: run the system's lookup with each request retried and guarded by the breaker, classify the outcome,
+    return or retry. ``sleep`` waits between a request's attempts (tests inject a recorder)."""
     rt = current()
     store = rt.audit_store()
     memos = PartialAnswers(rt.redis)
@@ -45,10 +62,19 @@ def run_fetch(task: Task, system: System, audit_id: str, op: str, subjects: list
     task_id = str(task.request.id)
     report_fetch_progress(store, audit_id, system, "running", attempt)
     memo = memos.load(task_id) if attempt > 1 else {}
+
+    def request_retry(exc: BaseException, wait_s: float) -> None:
+        """A request of the lookup is retried (its attempt failed): metrics and progress, as a task retry was."""
+        rt.hooks.fetch_attempt(system.value, "retry")
+        rt.hooks.fetch_retry(system.value, getattr(exc, "kind", "error"), wait_s)
+        report_fetch_progress(store, audit_id, system, "retrying", attempt, error=exc)
+
+    guard = RequestGuard(system.value, rt.breaker(system), policy, sleep=sleep, on_retry=request_retry)
     try:
         client = rt.client(system)
-        data = rt.breaker(system).call(lambda: run_lookup(system, client, op, subjects, memo))
-    except TransientError as exc:
+        with unit_of_work(f"{audit_id}:{system.value}"), guarded(guard):
+            data = run_lookup(system, client, op, subjects, memo)
+    except (TrialInProgressError, BudgetExceededError) as exc:
         if attempt < policy.max_attempts:
             memos.save(task_id, memo, int(policy.backoff_max_s + policy.retry_after_max_s + 3600))
             countdown = policy.delay_for(exc, task.request.retries)
@@ -64,13 +90,15 @@ def run_fetch(task: Task, system: System, audit_id: str, op: str, subjects: list
             raise task.retry(countdown=countdown, exc=exc, max_retries=policy.max_attempts - 1) from exc
         marker = failure_marker(system, exc, attempt)
     except Exception as exc:
-        marker = failure_marker(system, exc, attempt)
+        guard.settle(exc)  # a malformed answer found after its request returned still counts, once
+        marker = failure_marker(system, exc, guard.attempts)
     else:
         if attempt > 1:
             memos.drop(task_id)
-        report_fetch_progress(store, audit_id, system, "ok", attempt)
+        attempts = max(attempt, guard.most_attempts)  # task runs, or the attempts its hardest request took
+        report_fetch_progress(store, audit_id, system, "ok", attempts)
         rt.hooks.fetch_attempt(system.value, "ok")
-        return {"system": system.value, "ok": True, "data": data, "attempts": attempt}
+        return {"system": system.value, "ok": True, "data": data, "attempts": attempts}
     if attempt > 1:
         memos.drop(task_id)
     log.warning("[%s] %s unavailable for audit %s: %s", system.display, system.display, audit_id,
@@ -81,22 +109,23 @@ def run_fetch(task: Task, system: System, audit_id: str, op: str, subjects: list
     return marker
 
 
-# Time limits bound a fetch that hangs (a lookup of a whole part, each request bounded by the HTTP timeouts and the
-# rate budget's maximum wait): the soft limit raises inside the task, which returns a failure marker like any error.
+# Time limits bound a fetch that hangs (a lookup of a whole part, each request bounded by its attempts, the HTTP
+# timeouts and the rate budget's maximum wait): the soft limit raises inside the task, which returns a failure
+# marker like any error.
 _FETCH_OPTIONS: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True,
                                   "soft_time_limit": 300, "time_limit": 330,
                                   "Request": MARKER_AWARE_REQUEST}  # a returned marker is "failed" in Flower
 
 
 def _fetch_task(spec: SystemSpec) -> Task:
-    """``nexus.fetch_<id>``: one attempt of one lookup against ``spec``'s system, on the system's own queue."""
+    """``nexus.fetch_<id>``: one lookup against ``spec``'s system, on the system's own queue."""
     system = spec.system
 
     def fetch(self: Task, audit_id: str, op: str, subjects: list[str]) -> dict[str, Any]:
         return run_fetch(self, system, audit_id, op, subjects)
 
     fetch.__name__ = fetch.__qualname__ = f"fetch_{system.value}"
-    fetch.__doc__ = f"Fetch from {spec.display}: one attempt of a lookup (people, devices or track)."
+    fetch.__doc__ = f"Fetch from {spec.display}: a lookup (people, devices or track), each request retried."
     task: Task = celery_app.task(name=spec.fetch_task, **_FETCH_OPTIONS)(fetch)
     return task
 

@@ -73,7 +73,7 @@ def test_fetch_hooks_count_attempts_retries_and_countdowns(registry: CollectorRe
     assert value("nexus_fetch_attempts_total", {"system": "entra", "outcome": "retry"}) == 2
     assert value("nexus_fetch_attempts_total", {"system": "entra", "outcome": "failed"}) == 1
     assert value("nexus_fetch_attempts_total", {"system": "workday", "outcome": "ok"}) == 1
-    assert value("nexus_fetch_retries_total", {"system": "entra", "error_kind": "transient"}) == 1
+    assert value("nexus_fetch_retries_total", {"system": "entra", "error_kind": "throttled"}) == 1
     assert value("nexus_fetch_retries_total", {"system": "entra", "error_kind": "throttled"}) == 1
     assert value("nexus_fetch_retry_countdown_seconds_count", {"system": "entra"}) == 2
     assert value("nexus_fetch_retry_countdown_seconds_sum", {"system": "entra"}) == 5.25
@@ -133,13 +133,14 @@ def test_hooks_never_raise_and_log_at_debug(caplog: pytest.LogCaptureFixture) ->
 def test_the_fetch_task_calls_the_hooks_per_outcome(
     registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """tasks/fetch.py's run_fetch on a dead system: a retry with its countdown, then a final failure."""
+    """tasks/fetch.py's run_fetch with our request budget used up: a retry with its countdown, then a final failure
+    (a request's own retries happen inside the lookup; the task retries only for what they cannot wait out)."""
     from types import SimpleNamespace
 
     import fakeredis
 
     from nexus import runtime
-    from nexus.errors import TransientError
+    from nexus.errors import BudgetExceededError
     from nexus.settings import get_settings
     from nexus.systems import System
     from tasks import fetch
@@ -148,7 +149,7 @@ def test_the_fetch_task_calls_the_hooks_per_outcome(
         pass
 
     def dead(*_: Any) -> Any:
-        raise TransientError("connection refused", system="entra")
+        raise BudgetExceededError("budget used up", system="entra", status=None, retry_after=5.0)
 
     class _PassThrough:
         def call(self, func: Any) -> Any:
@@ -180,7 +181,7 @@ def test_the_fetch_task_calls_the_hooks_per_outcome(
     value = registry.get_sample_value
     assert value("nexus_fetch_attempts_total", {"system": "entra", "outcome": "retry"}) == 1
     assert value("nexus_fetch_attempts_total", {"system": "entra", "outcome": "failed"}) == 1
-    assert value("nexus_fetch_retries_total", {"system": "entra", "error_kind": "transient"}) == 1
+    assert value("nexus_fetch_retries_total", {"system": "entra", "error_kind": "throttled"}) == 1
     assert value("nexus_fetch_retry_countdown_seconds_count", {"system": "entra"}) == 1
 
 

@@ -25,6 +25,7 @@ from clients.ad.records import Manager, entry_to_person, first, with_manager
 from clients.ad.schema import ATTRIBUTES, PERSON_FILTER, SYSTEM
 from clients.paging import Page
 from clients.ratelimit import NO_LIMIT, RateLimiter
+from clients.resilience import per_request
 from clients.roles import EMAIL, EMPLOYEE_ID, USERNAME, ref_kind
 from nexus.errors import NotFoundError
 from nexus.models import PersonRecord
@@ -173,13 +174,14 @@ class ADClient:
         scope: str = SUBTREE,
         attributes: Sequence[str] = ATTRIBUTES,
     ) -> list[dict[str, Any]]:
-        """A non-paged search on the lookup connection (reopened once if it had been dropped)."""
+        """A non-paged search on the lookup connection (reopened once if it had been dropped): one request, retried
+        and counted by the breaker as one under the caller's request guard (:func:`clients.resilience.per_request`)."""
 
         def call(conn: Connection) -> list[dict[str, Any]]:
             self._pace()
             return search(conn, action, base, search_filter, scope=scope, attributes=attributes)[0]
 
-        return self._with_shared(action, call)
+        return per_request(self.system, lambda: self._with_shared(action, call))
 
     def find_user(
         self,

@@ -11,9 +11,26 @@ but runs its state machine in Redis (:mod:`clients.breaker.storage`, one Lua scr
 * OPEN: calls fail at once with :class:`~nexus.errors.BreakerOpenError` (a :class:`nexus.errors.CircuitOpenError`
   and a ``pybreaker.CircuitBreakerError``); nothing is sent.
 * After ``reset_timeout`` one caller, across all processes, wins the trial slot (``SET NX PX``) and moves the
-  circuit to HALF_OPEN; everyone else keeps failing fast. The trial's success closes the circuit (counter reset),
-  its failure re-opens it with a new ``opened_at``. A trial slot expires after ``trial_ttl_s`` in case its process
-  died; a cancelled trial gives the slot back at once.
+  circuit to HALF_OPEN; everyone else keeps failing fast (:class:`TrialInProgressError`, a
+  :class:`~nexus.errors.BreakerOpenError`). A call made inside a unit of work (:func:`clients.breaker.unit_of_work`:
+  one fleet snapshot, one part of an audit) wins the slot for its whole unit, and the unit's other calls are
+  admitted as part of the trial. The first outcome of a trial call decides: a success closes the circuit (counter
+  reset), a failure re-opens it with a new ``opened_at``.
+* The slot is a lease of ``trial_ttl_s`` (``max(reset_timeout, 30 s)``, never shorter than the HTTP timeout: the
+  settings refuse it), so a trial whose process died frees it. While a trial runs, its process renews the lease
+  (:mod:`clients.breaker.lease`) and each admitted call of its unit renews it too. A cancelled trial gives the slot
+  back at once.
+
+Where Nexus differs from pybreaker's state machine, on purpose:
+
+* pybreaker lets every caller through in HALF_OPEN (each in its own process's view); Nexus admits exactly one trial
+  fleet-wide, or one unit of work's calls. Without units, the first fleet audit after a recovery was refused by its
+  own trial: its concurrent pages hit "HALF_OPEN (trial in progress)".
+* pybreaker closes on the success of "the" half-open call; Nexus closes on the success of ANY trial call admitted in
+  this half-open period, even one whose lease expired while it ran and was taken by a second trial (before, both
+  trials succeeded, the first success was ignored as stale, and the circuit stayed HALF_OPEN).
+* Transitions are decided in Redis; state reads never transition (pybreaker's ``state`` property does), and
+  answers that prove the system alive (404, 401, 429) reset the count instead of being merely "excluded".
 
 Only the process that performed a transition logs it and calls ``listener.state_change``: listeners fire once per
 transition across the whole fleet (that is how the worker's metrics count transitions: a listener installed with
@@ -41,6 +58,7 @@ from typing import Any, TypeVar
 import pybreaker
 
 from clients._log import display_name, log, system_id
+from clients.breaker.lease import LeaseKeeper
 from clients.breaker.storage import (
     CLOSED,
     FROM_PYBREAKER,
@@ -50,6 +68,7 @@ from clients.breaker.storage import (
     RedisBreakerStorage,
     Ticket,
 )
+from clients.breaker.unit import current_unit
 from nexus.errors import BreakerOpenError, CircuitOpenError, counts_against_breaker, is_retryable, is_system_answer
 from nexus.policy import BreakerPolicy
 
@@ -76,6 +95,12 @@ class BreakerSnapshot:
             "retry_in_s": self.retry_in_s,
             "storage_ok": self.storage_ok,
         }
+
+
+class TrialInProgressError(BreakerOpenError):
+    """The circuit is HALF_OPEN and another caller's trial (another unit of work) is deciding it: it will be CLOSED
+    or OPEN within the trial's lease. A caller that can come back later (a Celery task) retries after a countdown;
+    the others fail fast as for OPEN."""
 
 
 def _block() -> None:
@@ -121,6 +146,7 @@ class NexusBreaker(pybreaker.CircuitBreaker):
             name=self.display,
             throw_new_error_on_trip=throw_new_error_on_trip,
         )
+        self.leases = LeaseKeeper(storage.renew, self.policy.trial_ttl_s / 3, name=self.display)
 
     # -- state ----------------------------------------------------------------------------------------------------
 
@@ -202,27 +228,42 @@ class NexusBreaker(pybreaker.CircuitBreaker):
     # -- one guarded call ------------------------------------------------------------------------------------------
 
     def _enter(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Ticket:
-        admission = self.storage.admit(self._now_ms(), int(self.reset_timeout * 1000))
+        admission = self.storage.admit(self._now_ms(), int(self.reset_timeout * 1000), current_unit())
         if admission is None:  # store unreachable: fail open
             ticket = Ticket(live=False)
-        elif admission.verdict in ("open", "busy"):
+        elif admission.verdict == "open":
             retry_in = 0.0
-            if admission.verdict == "open" and admission.opened_at_ms is not None:
+            if admission.opened_at_ms is not None:
                 retry_in = max(0.0, admission.opened_at_ms / 1000 + self.reset_timeout - self._clock())
             log(logging.WARNING, self.system, "CircuitBreakerOpenError (fast-fail)", retry_in_s=round(retry_in, 3))
-            state = "OPEN" if admission.verdict == "open" else "HALF_OPEN (trial in progress)"
             raise BreakerOpenError(
-                f"{self.display} circuit breaker is {state}", system=self.system, retry_in_s=retry_in
+                f"{self.display} circuit breaker is OPEN", system=self.system, retry_in_s=retry_in
+            )
+        elif admission.verdict == "busy":
+            log(logging.WARNING, self.system, "CircuitBreakerOpenError (fast-fail: trial in progress)", retry_in_s=0.0)
+            raise TrialInProgressError(
+                f"{self.display} circuit breaker is HALF_OPEN (trial in progress)", system=self.system, retry_in_s=0.0
             )
         elif admission.verdict == "trial":
             ticket = Ticket(gen=admission.gen, token=admission.token)
+            self.leases.hold(ticket.token)
             if admission.moved:
                 self._transition(OPEN, HALF_OPEN)
         else:
             ticket = Ticket(gen=admission.gen)
-        for listener in self.listeners:
-            listener.before_call(self, func, *args, **kwargs)
+        try:
+            for listener in self.listeners:
+                listener.before_call(self, func, *args, **kwargs)
+        except BaseException:
+            self._leave(ticket)
+            self.storage.release(ticket)
+            raise
         return ticket
+
+    def _leave(self, ticket: Ticket) -> None:
+        """The guarded call ended (before its outcome is recorded): a trial's lease is no longer kept for it."""
+        if ticket.token:
+            self.leases.drop(ticket.token)
 
     def _succeeded(self, ticket: Ticket) -> None:
         if self.storage.record_success(ticket) == "closed":
@@ -269,10 +310,12 @@ class NexusBreaker(pybreaker.CircuitBreaker):
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
+            self._leave(ticket)
             replacement = self._failed(ticket, exc)
             if replacement is not None:
                 raise replacement from exc
             raise
+        self._leave(ticket)
         self._succeeded(ticket)
         return result
 
@@ -284,10 +327,12 @@ class NexusBreaker(pybreaker.CircuitBreaker):
         try:
             result = await func(*args, **kwargs)
         except BaseException as exc:
+            self._leave(ticket)
             replacement = self._failed(ticket, exc)
             if replacement is not None:
                 raise replacement from exc
             raise
+        self._leave(ticket)
         self._succeeded(ticket)
         return result
 
@@ -307,10 +352,12 @@ class NexusBreaker(pybreaker.CircuitBreaker):
         try:
             yield
         except BaseException as exc:
+            self._leave(ticket)
             replacement = self._failed(ticket, exc, count_failure=count_failure)
             if replacement is not None:
                 raise replacement from exc
             raise
+        self._leave(ticket)
         self._succeeded(ticket)
 
     def __call__(self, *call_args: Any, **call_kwargs: bool) -> Callable[..., Any]:
@@ -333,4 +380,4 @@ class NexusBreaker(pybreaker.CircuitBreaker):
         return wrapper
 
 
-__all__ = ["BreakerSnapshot", "Clock", "NexusBreaker"]
+__all__ = ["BreakerSnapshot", "Clock", "NexusBreaker", "TrialInProgressError"]

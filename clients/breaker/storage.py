@@ -29,7 +29,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from clients._log import Throttle, log, system_id
-from clients.breaker.scripts import ADMIT, FAILURE, FORCE, RELEASE, SUCCESS
+from clients.breaker.scripts import ADMIT, FAILURE, FORCE, RELEASE, RENEW, SUCCESS
 
 T = TypeVar("T")
 
@@ -46,7 +46,7 @@ class Admission:
 
     verdict: str  # closed | open | busy | trial
     gen: str
-    token: str  # the trial slot's token when verdict == "trial", else ""
+    token: str  # the trial slot's owner when verdict == "trial" (``u:<unit>`` or a token of its own), else ""
     failures: int
     opened_at_ms: int | None
     moved: bool  # this caller moved the circuit OPEN -> HALF_OPEN
@@ -104,6 +104,7 @@ class RedisBreakerStorage(pybreaker.CircuitBreakerStorage):
         self._failure = redis.register_script(FAILURE)
         self._success = redis.register_script(SUCCESS)
         self._release = redis.register_script(RELEASE)
+        self._renew = redis.register_script(RENEW)
         self._force = redis.register_script(FORCE)
         self._warn = Throttle(warn_interval_s)
         self._down_until = 0.0
@@ -149,22 +150,30 @@ class RedisBreakerStorage(pybreaker.CircuitBreakerStorage):
 
     # -- transitions (one script each) ----------------------------------------------------------------------------
 
-    def admit(self, now_ms: int, reset_timeout_ms: int) -> Admission | None:
-        """Decide whether a call may run; None when the store is unreachable (fail open)."""
-        token = uuid.uuid4().hex
-        args: list[str | int] = [now_ms, reset_timeout_ms, self.key_ttl_ms, self.trial_ttl_ms, token]
+    def admit(self, now_ms: int, reset_timeout_ms: int, unit: str | None = None) -> Admission | None:
+        """Decide whether a call may run; None when the store is unreachable (fail open).
+
+        ``unit``: the caller's unit of work (:mod:`clients.breaker.unit`). A trial won inside a unit is held in the
+        unit's name, and the unit's later calls are admitted as part of it while the circuit is HALF_OPEN."""
+        owner = f"u:{unit}" if unit else uuid.uuid4().hex
+        args: list[str | int] = [now_ms, reset_timeout_ms, self.key_ttl_ms, self.trial_ttl_ms, owner, unit or ""]
         raw = self._run(lambda: self._admit(keys=[self.state_key, self.trial_key], args=args))
         if raw is None:
             return None
-        verdict, gen, failures, opened, moved = (_text(v) for v in raw)
+        verdict, gen, failures, opened, moved, slot = (_text(v) for v in raw)
         return Admission(
             verdict=verdict,
             gen=gen,
-            token=token if verdict == "trial" else "",
+            token=slot if verdict == "trial" else "",
             failures=_int(failures),
             opened_at_ms=_int(opened) if opened else None,
             moved=_int(moved) == 1,
         )
+
+    def renew(self, owner: str) -> bool:
+        """Extend the lease of the trial slot if ``owner`` still holds it; False if it was lost (or no store)."""
+        raw = self._run(lambda: self._renew(keys=[self.trial_key], args=[owner, self.trial_ttl_ms]))
+        return raw is not None and _int(raw) == 1
 
     def record_failure(self, ticket: Ticket, now_ms: int, fail_max: int) -> tuple[str, int]:
         """Count a failed call; returns (verdict, failures) with verdict counted|tripped|reopened|ignored."""

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from clients.breaker import UnitGate
 from nexus.fleet.assess import StreamInput, stand_in
 from nexus.fleet.compare import load
 from nexus.fleet.context import FleetContext, peak_rss_mb
@@ -150,8 +151,11 @@ class SnapshotJob:
     def _runner(self, source: Source) -> SnapshotRunner:
         settings = self.ctx.settings
         good = self.ctx.snaps.last_good(source.stream)
+        # The snapshot is one unit of work: when the circuit is half-open, the page that wins the trial admits the
+        # snapshot's other pages (concurrent from the start when last week's size is known) instead of refusing them.
+        gate = UnitGate(self.ctx.gate(source.system), f"snapshot:{self.audit_id}:{self.system.value}")
         return SnapshotRunner(self.ctx.snaps, self.audit_id, source, policy=RetryPolicy.from_settings(settings),
-                              gate=self.ctx.gate(source.system), concurrency=settings.fleet_page_concurrency,
+                              gate=gate, concurrency=settings.fleet_page_concurrency,
                               expected_records=good["records"] if good else None, on_page=self.progress.on_page)
 
     def _retry_or_fail(self, source: Source, result: RunResult) -> RunResult | RetryIn:

@@ -108,11 +108,12 @@ class CellResult:
 
 
 _RETRY_LINE = re.compile(r"\[resilience\] \[(?P<system>[A-Za-z]+)\] Retry attempt \d+/\d+ after .*"
-                         r"\(countdown (?P<wait>[0-9.]+)s\)\s*$", re.MULTILINE)
+                         r"\((?:countdown|waiting) (?P<wait>[0-9.]+)s\)\s*$", re.MULTILINE)
 
 
 def retry_waits(logs: str, system: System) -> list[float]:
-    """The countdowns the workers logged for ``system``, in order."""
+    """The waits before each retry the workers logged for ``system``, in order: a request's own retries
+    (``waiting``) and the task's countdowns (``countdown``)."""
     return [float(m["wait"]) for m in _RETRY_LINE.finditer(logs) if m["system"] == system.display]
 
 

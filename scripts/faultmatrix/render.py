@@ -85,25 +85,28 @@ def render_table(outcomes: Mapping[Cell, Outcome]) -> str:
 
 
 GENERAL_NOTES: tuple[str, ...] = (
-    "**Attempts** are fetch attempts: the failure marker's `attempts` in the report's `errors`, or the progress "
-    "record's `attempt` when the system was read. One attempt is one Celery task run; the waits between runs are "
-    "Celery countdowns (the worker slot is free meanwhile), so a Retry-After is honoured exactly.",
+    "**Attempts** are request attempts, as the seed specifies: each request a fetch sends is tried up to 3 times "
+    "with backoff (the waits are the worker's `[resilience] ... Retry attempt` lines), and the column shows the "
+    "failure marker's `attempts` in the report's `errors` (those of the request that failed), or, when the system "
+    "was read, the most attempts one of its requests needed. The fetch task itself is retried by a Celery "
+    "countdown only for what a request cannot wait out (another audit's half-open trial, our own request budget).",
     "**Requests** are what reached the system in the simulator's request log during the audit, auth requests "
     "included (the worker holds a token from a warm-up audit, so a re-authentication shows as one more request).",
-    "**Breaker**: each system's breaker is closed with no failures before its cell. Every failed attempt that "
-    "says the system is unhealthy (transient or malformed) counts; throttling, an expired token and a success "
-    "prove the system is alive and reset the count. With `NEXUS_BREAKER_FAIL_MAX=3`, a dead system opens its "
-    "breaker on the fetch's third attempt, and the next audit fails fast without sending anything.",
+    "**Breaker**: each system's breaker is closed with no failures before its cell. Every failed REQUEST (after "
+    "all its attempts) that says the system is unhealthy (transient or malformed) counts once; throttling, an "
+    "expired token and a success prove the system is alive and reset the count. One audit of one subject is one "
+    "failed request here, so with `NEXUS_BREAKER_FAIL_MAX=3` the breaker records one failure and stays closed; "
+    "consecutive failed requests open it (`tests/test_resilience_requests.py`: requests 1-5 retry 3 times, the "
+    "5th opens it, the 6th fails fast without sending anything).",
     "**Truncated paging**: an audit's per-subject lookups never page, so the audit itself is unaffected. The fault "
     "is exercised by a fleet audit (`tasks/fleet.py`), which pages every system's listing through its client's "
     "`fetch_page` chain and retries a failed PAGE (not the whole listing) with countdowns; the page number is 1-based "
     "here, 0-based in the report's `errors`. The org is large enough that every listing has two pages or more.",
     "**Flaky, every 2nd request**: the fault counts requests, so the drill spends one passing request first and the "
-    "audit's first request is the failing one. A retry repeats the whole fetch: where one fetch needs two or more "
-    "requests (Helix: return tickets and the asset; AD: the search, the manager read and a bind after a dropped "
-    "connection), every attempt meets a failing request, so the fetch fails after its attempts and the breaker "
-    "opens. Random failures at a lower rate let most attempts through; bulk fetches (several subjects per task) "
-    "are exposed the same way.",
+    "audit's first request is the failing one. Each request is retried on its own, so a fetch of several requests "
+    "(Helix: return tickets and the asset) still reads the system, and a bulk audit against a system that fails one "
+    "request in two reads every person. AD is the exception shown: after a dropped connection every attempt is a "
+    "bind and then the search, so a fault that fails every 2nd LDAP operation fails every attempt's search.",
 )
 
 
