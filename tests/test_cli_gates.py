@@ -207,7 +207,7 @@ def full_redis() -> Iterator[str]:
 @pytest.fixture()
 def refusing(full_redis: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(full_redis)
-    configured = Settings(HELIX_USERNAME="svc", HELIX_PASSWORD="pw",  # type: ignore[call-arg]
+    configured = Settings(HELIX_USERNAME="svc", HELIX_PASSWORD="pw",
                           HELIX_BASE_URL="http://127.0.0.1:9")  # one system configured: the refusal is Redis's
     previous = runtime.install(runtime.Runtime(configured, redis_client=client))
     yield client

@@ -456,6 +456,10 @@ def test_a_device_audit_sends_its_serial_only_as_a_literal_or_a_variable(quiet_r
 
 # -- 100,000 emails: accepted as one audit, planned in a bounded window (private Redis, no workers) --------------------
 
+#: An audit with nothing configured is refused at submit (nexus.errors.NotConfigured); nothing is dialled here.
+ONE_SYSTEM_CONFIGURED = {"HELIX_USERNAME": "svc", "HELIX_PASSWORD": "pw", "HELIX_BASE_URL": "http://127.0.0.1:9"}
+
+
 @contextlib.contextmanager
 def _pointed_at(url: str, extra: dict[str, str]) -> Iterator[None]:
     """This process's facade, Redis client and Celery producer on ``url`` for the block (then back)."""
@@ -502,7 +506,7 @@ def test_100000_emails_are_one_audit_and_planning_dispatches_only_the_window(idl
     emails = [f"user{i}@bulk.example" for i in range(LIMIT)]
     window, chunk = 8, 25
     with _pointed_at(idle_redis, {"NEXUS_BULK_WINDOW": str(window), "NEXUS_BULK_CHUNK_SIZE": str(chunk),
-                                  "NEXUS_BULK_MAX_EMAILS": str(LIMIT)}):
+                                  "NEXUS_BULK_MAX_EMAILS": str(LIMIT), **ONE_SYSTEM_CONFIGURED}):
         nx = Nexus()
         started = time.monotonic()
         audit_id = nx.submit(nx.request_for(emails=emails))
@@ -523,7 +527,7 @@ def test_100000_emails_are_one_audit_and_planning_dispatches_only_the_window(idl
     # The CLI accepts the same 100,000 from a file: one more audit, one more message.
     listing = tmp_path / "100k.txt"
     listing.write_text("\n".join(emails) + "\n")
-    env = {**os.environ, "REDIS_URL": idle_redis, "NEXUS_BULK_MAX_EMAILS": str(LIMIT)}
+    env = {**os.environ, "REDIS_URL": idle_redis, "NEXUS_BULK_MAX_EMAILS": str(LIMIT), **ONE_SYSTEM_CONFIGURED}
     (result,) = _run_cli([["audit", "submit", "--emails-file", str(listing), "--json"]], env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert r.zcard("nexus:audits") == 2 and r.llen("audit") == 2

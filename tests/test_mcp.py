@@ -279,7 +279,7 @@ def test_redis_unreachable_is_a_clear_tool_error() -> None:
 
     dead = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5, socket_timeout=0.5,
                        retry=Retry(NoBackoff(), 0))  # refuse at once (the default client retries with backoff)
-    configured = Settings(HELIX_USERNAME="svc", HELIX_PASSWORD="pw",  # type: ignore[call-arg]
+    configured = Settings(HELIX_USERNAME="svc", HELIX_PASSWORD="pw",
                           HELIX_BASE_URL="http://127.0.0.1:9")  # one system configured: Redis is what is missing
     server = build_server(nexus_factory=lambda: Nexus(store=AuditStore(dead), settings=configured))
 

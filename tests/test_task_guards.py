@@ -85,7 +85,7 @@ def test_a_countdown_retry_the_broker_refuses_ends_the_snapshot_failed(rt: runti
 
 
 def test_submit_does_not_subscribe_the_submitter_to_the_result_backend() -> None:
-    app = Celery("submitter", broker="memory://", backend="cache+memory://")
+    app = Celery("submitter", broker="memory://", backend="cache+memory://", set_as_current=False)
     calls: list[Any] = []
     app.backend.on_task_call = lambda *a, **k: calls.append(a)
     store = runtime.Runtime(get_settings(), redis_client=fakeredis.FakeRedis()).audit_store()

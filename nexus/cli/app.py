@@ -75,7 +75,7 @@ def main_options(
             fail(f"env file {env_file} does not exist", EXIT_USAGE)
         load_env_file(env_file)
     if log_level is not None and log_level.strip().upper() not in LOG_LEVELS:
-        fail(f"--log-level must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}", EXIT_USAGE)
+        fail(f"unknown log level {log_level!r}; choose one of {', '.join(LOG_LEVELS)}", EXIT_USAGE)
     ctx = click.get_current_context(silent=True)
     if ctx is None or ctx.invoked_subcommand not in _OWN_SETTINGS:
         try:
