@@ -51,7 +51,8 @@ CONCURRENCY ?= 2
 sim: setup
 	$(BIN)/nexus sim --people $(SIM_PEOPLE) --seed $(SIM_SEED) --env-file .env.sim --truth truth.json
 
-## All queues by default; `make worker QUEUES=workday,ad,entra CONCURRENCY=4` for one group (as in compose).
+## By default one worker per system queue plus one for compare/audit (a supervised group: a slow system never
+## delays the others); `make worker QUEUES=workday CONCURRENCY=4` runs one worker on the queues given (as compose).
 worker: setup
 	$(BIN)/nexus worker --concurrency $(CONCURRENCY) $(if $(QUEUES),--queues $(QUEUES))
 

@@ -13,6 +13,7 @@
     |   +-- BadRequestError              any other 4xx: our request is wrong; never retried
     |   +-- CircuitOpenError             the shared breaker is OPEN: failed fast, nothing was sent
     |   |   +-- BreakerOpenError         what the breaker raises; also a ``pybreaker.CircuitBreakerError``
+    |   +-- SystemNotConfigured          the system's settings are missing here: nothing was sent, never retried
     |   +-- ListingLost                  a listing's server-side paging state is gone (an LDAP cookie lives on
     |                                    one connection): restart that listing from its first page
     +-- FrontDoorError                   the front door (facade, CLI, MCP, stores) refused or could not serve
@@ -146,6 +147,12 @@ class CircuitOpenError(NexusClientError):
 CircuitBreakerOpenError = CircuitOpenError
 
 
+class SystemNotConfigured(NexusClientError):
+    """The system has no connection settings here: nothing was sent (never dial a vendor with empty credentials)."""
+
+    kind = "not_configured"
+
+
 class ListingLost(NexusClientError):
     """A cursor names paging state the server no longer holds (AD's paging cookie died with its connection): the
     stream restarts from its first page. Raised before anything is sent; never counted by the breaker."""
@@ -266,6 +273,7 @@ __all__ = [
     "NotFoundError",
     "RedisRefused",
     "ServiceUnavailable",
+    "SystemNotConfigured",
     "ThrottledError",
     "TransientError",
     "WaitTimeout",

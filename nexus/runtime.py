@@ -25,11 +25,12 @@ from clients.breaker import NexusBreaker, get_breaker
 from clients.ratelimit import RateLimiter, limiter_for
 from nexus import metrics
 from nexus.audits.store import AuditStore
+from nexus.errors import SystemNotConfigured
 from nexus.fleet.store import SnapshotStore
 from nexus.policy import BreakerPolicy, RetryPolicy
 from nexus.redis_conn import connect
 from nexus.registry import SPECS
-from nexus.settings import Settings, get_settings
+from nexus.settings import Settings, get_settings, missing_settings
 from nexus.systems import System
 
 log = logging.getLogger("nexus.runtime")
@@ -92,6 +93,10 @@ class Runtime:
         with self._lock:
             client = self._clients.get(system)
             if client is None:
+                missing = missing_settings(self.settings).get(system)
+                if missing:  # never dial a vendor with empty credentials: the fetch fails naming what to set
+                    raise SystemNotConfigured(f"{system.display} is not configured: set {', '.join(missing)}",
+                                              system=system.value)
                 options = self.client_options.get(system, {})
                 client = self._clients[system] = SPECS[system].build(self.settings, **options)
                 client.rate_limiter = self.limiter(system)

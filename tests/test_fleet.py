@@ -149,6 +149,24 @@ def test_an_open_breaker_fails_the_stream_without_a_request(store: SnapshotStore
     assert system.calls == []
 
 
+def test_another_callers_half_open_trial_makes_the_stream_wait_not_fail(store: SnapshotStore) -> None:
+    """A user audit's trial is deciding the circuit: the snapshot comes back after a countdown (the trial closes or
+    opens the circuit within its lease) instead of reporting the system failed for the whole fleet audit."""
+    from clients.breaker import TrialInProgressError
+
+    class Trial:
+        def calling(self, *, count_failure: bool = True) -> Any:
+            raise TrialInProgressError("Intune circuit breaker is HALF_OPEN (trial in progress)")
+
+    system = FakeSystem(12, 5)
+    result = runner(store, system.chain(), gate=Trial()).run()
+    assert result.status == "retry" and result.countdown > 0
+    assert result.error is not None and "trial in progress" in result.error["message"]
+    assert system.calls == []
+    assert runner(store, system.chain()).run().status == "ok"  # the trial closed the circuit: the stream resumes
+    assert loaded(store) == system.records
+
+
 def test_only_the_last_attempt_of_a_page_counts_against_the_breaker(store: SnapshotStore) -> None:
     seen: list[bool] = []
 

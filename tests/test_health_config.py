@@ -161,3 +161,28 @@ def test_mcp_check_system_health_with_nothing_configured_is_a_tool_error() -> No
         mine = runtime.install(previous)
         if mine is not None:
             mine.close()
+
+
+def test_an_audit_never_dials_a_system_that_is_not_configured(proxy: CountingProxy) -> None:
+    """Workday configured, the rest not: an AD fetch fails at once with the settings to set; nothing is sent (the
+    proxy every request would go through counts none) and the breaker does not count it."""
+    import fakeredis
+
+    from nexus import runtime
+    from nexus.errors import SystemNotConfigured, counts_against_breaker, is_retryable
+
+    settings = Settings(_env_file=None, WORKDAY_BASE_URL="http://127.0.0.1:1/workday", WORKDAY_CLIENT_ID="i",
+                        WORKDAY_CLIENT_SECRET="s-123456", WORKDAY_REFRESH_TOKEN="r-123456")
+    rt = runtime.Runtime(settings, redis_client=fakeredis.FakeRedis())
+    try:
+        assert rt.client(System.WORKDAY) is rt.client(System.WORKDAY)
+        for system in System:
+            if system is System.WORKDAY:
+                continue
+            with pytest.raises(SystemNotConfigured, match=f"^{system.display} is not configured: set ") as caught:
+                rt.client(system)
+            assert caught.value.system == system.value
+            assert not is_retryable(caught.value) and not counts_against_breaker(caught.value)
+    finally:
+        rt.close()
+    assert proxy.accepted == 0

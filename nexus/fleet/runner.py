@@ -24,6 +24,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from clients.breaker import TrialInProgressError
 from clients.paging import Page
 from nexus.errors import BudgetExceededError, CircuitOpenError, ListingLost, TransientError
 from nexus.errors import error_dict as base_error_dict
@@ -130,6 +131,8 @@ class SnapshotRunner:
             return _Outcome("budget", countdown=min(exc.retry_after or 1.0, self.policy.retry_after_max_s))
         except ListingLost:
             return _Outcome("lost")
+        except TrialInProgressError as exc:  # another caller's trial decides the circuit within its lease: wait
+            return _Outcome("retry", countdown=self.policy.delay_for(exc, 0), error=error_dict(exc, index, tried))
         except CircuitOpenError as exc:
             return _Outcome("fatal", error=error_dict(exc, index, tried))
         except TransientError as exc:

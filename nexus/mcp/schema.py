@@ -51,7 +51,10 @@ class AuditView(BaseModel):
     report: dict[str, Any] | None = Field(
         None, description="The drift report once status is done (null before). A user report has email, "
                           "systems_checked, systems_available, systems_failed, <system>_found, discrepancy_count, "
-                          "discrepancies[{field, system_a, value_a, system_b, value_b, severity}] and errors.")
+                          "discrepancies[{field, system_a, value_a, system_b, value_b, severity}] and errors; "
+                          "waived[{..., waiver{id, reason, expires_at, created_by}}] and waived_count list the "
+                          "findings an active waiver covers (never counted). A fleet report adds history (new, "
+                          "persisting, resolved, unknown with since).")
     omitted: dict[str, int] = Field(
         default_factory=dict, description="Report lists shortened in this answer: list name -> items left out "
                                           "(see get_audit's max_entries). Empty when the report is complete.")
