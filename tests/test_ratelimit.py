@@ -195,6 +195,11 @@ def test_runtime_clients_get_the_shared_bucket(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setenv("NEXUS_RATE_BUDGETS", "lansweeper=150/60s")
     monkeypatch.setenv("NEXUS_BREAKER_REDIS_URL", "memory://ratelimit-test")
+    for name, value in {"LANSWEEPER_TOKEN": "t", "LANSWEEPER_SITE_ID": "s", "WORKDAY_CLIENT_ID": "i",  # configured:
+                        "WORKDAY_CLIENT_SECRET": "c", "WORKDAY_REFRESH_TOKEN": "r"}.items():  # clients get built
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LANSWEEPER_GRAPHQL_URL", "http://127.0.0.1:9/api/v2/graphql")
+    monkeypatch.setenv("WORKDAY_BASE_URL", "http://127.0.0.1:9/workday")
     get_settings.cache_clear()
     clear_limiters()
     runtime.reset()

@@ -119,8 +119,18 @@ def test_a_plan_the_broker_refuses_for_memory_leaves_no_audit_behind() -> None:
         store.meta(request.audit_id)
 
 
-def test_a_closed_runtime_builds_no_client_of_its_own(rt: runtime.Runtime) -> None:
-    stale = runtime.Runtime(get_settings(), redis_client=fakeredis.FakeRedis())
-    stale.close()
-    assert stale.client(System.WORKDAY) is rt.client(System.WORKDAY)
-    assert stale._clients == {}
+def test_a_closed_runtime_builds_no_client_of_its_own() -> None:
+    from nexus.settings import Settings
+
+    configured = Settings(_env_file=None, HELIX_USERNAME="svc", HELIX_PASSWORD="pw",
+                          HELIX_BASE_URL="http://127.0.0.1:9")
+    live = runtime.Runtime(configured, redis_client=fakeredis.FakeRedis())
+    previous = runtime.install(live)
+    try:
+        stale = runtime.Runtime(configured, redis_client=fakeredis.FakeRedis())
+        stale.close()
+        assert stale.client(System.HELIX) is live.client(System.HELIX)
+        assert stale._clients == {}
+    finally:
+        runtime.install(previous)
+        live.close()
