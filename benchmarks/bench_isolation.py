@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _rig import production_policy_env
 
+from nexus.audits.store import epoch_of
 from nexus.testing.cluster import ROOT, Cluster, WorkerProcess
 from workers.routing import ALL_QUEUES, default_layout
 
@@ -72,7 +73,7 @@ def wave(cluster: Cluster, emails: list[str], timeout_s: float = 120.0) -> list[
             for system in MEASURED:
                 info = systems.get(system) or {}
                 if (audit_id, system) not in latencies and info.get("status") in ("ok", "failed"):
-                    latencies[(audit_id, system)] = float(info["at"]) - started
+                    latencies[(audit_id, system)] = epoch_of(info["at"]) - started
         time.sleep(0.05)
     missing = len(submitted) * len(MEASURED) - len(latencies)
     if missing:

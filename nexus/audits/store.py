@@ -36,6 +36,13 @@ def iso_time(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def epoch_of(value: str | float) -> float:
+    """Epoch seconds of a view's timestamp (an :func:`iso_time` string; a number is taken as is)."""
+    if isinstance(value, int | float):
+        return float(value)
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
 def view_times(meta: dict[str, Any]) -> dict[str, str]:
     """``created_at`` and ``updated_at`` of :meth:`AuditStore.meta` (epoch seconds, for arithmetic) as the views
     show them (CLI ``--json``, MCP): ISO strings under the same names."""
