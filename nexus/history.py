@@ -312,6 +312,16 @@ def read_systems(report: Mapping[str, Any]) -> set[System]:
     """
     unread = {_system_name(str(s)) for key in ("systems_failed", "systems_degraded", "systems_stale")
               for s in report.get(key) or ()}
+    # A bulk report answered from snapshots names them only in its ``degraded`` and ``stale`` sections and in the
+    # per-system ``systems`` frame (nexus.fleet.report.bulk_snapshot_report): those count as not read too.
+    for key in ("degraded", "stale"):
+        section = report.get(key)
+        if isinstance(section, Mapping):
+            unread.update(_system_name(str(s)) for s in section)
+    frame = report.get("systems")
+    if isinstance(frame, Mapping):
+        unread.update(_system_name(str(s)) for s, row in frame.items()
+                      if isinstance(row, Mapping) and row.get("status") not in (None, "ok"))
     return {s for s in System if s.display not in unread}
 
 

@@ -107,6 +107,27 @@ def test_diff_reports_fallback_rule_findings_are_not_resolved_by_a_run_that_did_
     assert [d["field"] for d in diff_reports(a, dict(b, systems_failed=["Workday"]))["resolved"]] == [JOB_TITLE]
 
 
+def test_a_bulk_snapshot_report_with_a_stale_or_degraded_system_resolves_none_of_its_findings() -> None:
+    """A bulk audit answered from snapshots names an unread system only in its ``stale``/``degraded`` sections and
+    its ``systems`` frame (no ``systems_stale`` list): its findings are unknown in a diff, never resolved."""
+    title = {"subject": "bob@corp.example", "field": JOB_TITLE, "system_a": "Workday", "value_a": "Engineer",
+             "system_b": "Entra", "value_b": "Intern", "severity": "medium"}
+    entry = {"email": "bob@corp.example", "discrepancies": [], "discrepancy_count": 0}
+    a = {"kind": "bulk", "systems_failed": [], "entries": [dict(entry, discrepancies=[title], discrepancy_count=1)]}
+    frame = {s.display: {"status": "ok"} for s in System}
+    for section, status in (("stale", {"age_s": 3600, "audit_id": "f0", "taken_at": "2026-12-01T06:00:00Z"}),
+                            ("degraded", {"records": 10, "last_good": 300, "reason": "shrunk"})):
+        b = {"kind": "bulk", "path": "snapshot", "systems_failed": [], "entries": [entry],
+             "systems": {**frame, "Entra": {"status": section}}, section: {"Entra": status}}
+        changes = diff_reports(a, b)
+        assert changes["resolved"] == [], section
+        assert [d["field"] for d in changes["unknown"]] == [JOB_TITLE], section
+        assert "Entra" in changes["unknown"][0]["reason"]
+    # the same report with Entra read: the finding is gone, and it is resolved
+    b_ok = {"kind": "bulk", "path": "snapshot", "systems_failed": [], "entries": [entry], "systems": frame}
+    assert [d["field"] for d in diff_reports(a, b_ok)["resolved"]] == [JOB_TITLE]
+
+
 def test_device_owner_needs_the_people_systems_that_resolve_owners() -> None:
     owner = {"subject": "SER-9", "field": DEVICE_OWNER, "system_a": "Helix", "value_a": "ann@corp.example",
              "system_b": "Lansweeper", "value_b": "CORP\\bob", "severity": "high"}
