@@ -20,7 +20,7 @@ from nexus.testing.clock import FakeClock
 from nexus.testing.cluster import Cluster
 from nexus.testing.redis_server import redis_server
 from nexus.testing.waiting import wait_until
-from workers.redis_refusal import BACKOFF_START_S, _Held, refusal_reason
+from workers.redis_refusal import BACKOFF_START_S, EPISODE, _Held, install, refusal_reason
 
 OOM_ARGS = ("--maxmemory", "2mb", "--maxmemory-policy", "noeviction")
 WAIT = 30.0
@@ -152,3 +152,55 @@ def test_held_messages_go_back_to_the_front_of_their_queue_once_redis_accepts_wr
     assert channel.pushed == [({"body": "a"}, "", "entra", True), ({"body": "b"}, "", "entra", True)]
     assert channel.removed == [("unacked_index", "tag-a"), ("unacked", "tag-a")]  # no second copy after the timeout
     assert held.backoff_s == BACKOFF_START_S
+
+
+class _WrongTypeChannel(_RefusingChannel):
+    """A push that fails for another reason than a refusal: the queue's key holds a string."""
+
+    def execute(self) -> None:
+        raise redis.exceptions.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+
+
+def test_a_push_back_that_fails_for_another_reason_is_raised_not_called_a_refusal(
+        caplog: pytest.LogCaptureFixture) -> None:
+    EPISODE.refusing = False
+    clock = FakeClock()
+    held = _Held(clock=clock.monotonic)
+    held.hold({"body": "a"}, "", "entra", "tag-a")
+    clock.advance(BACKOFF_START_S)
+    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+        held.push_back(_WrongTypeChannel(), ("unacked_index", "unacked"))
+    assert len(held.messages) == 1 and not held.due()  # still held, retried after a backoff
+    assert not EPISODE.refusing
+    assert not [r for r in caplog.records if "refused" in r.getMessage()]
+
+
+@pytest.mark.integration
+def test_held_messages_survive_a_consumer_restart() -> None:
+    """A requeue Redis refused is held by the worker process, not by the consumer's channel: a consumer restart (a
+    connection error, a channel error) opens a new connection, whose first ``BRPOP`` pushes the message back."""
+    import kombu
+
+    install()
+    queue = "nexus-held-restart"
+    with redis_server(extra_args=("--maxmemory-policy", "noeviction")) as url:
+        r = redis.Redis.from_url(url)
+        try:
+            with kombu.Connection(url) as first:
+                simple = first.SimpleQueue(queue)
+                simple.put({"n": 1})
+                message = simple.get(timeout=5)
+                r.config_set("maxmemory", "1")  # full: every write refused
+                message.requeue()  # refused: held
+                assert r.llen(queue) == 0
+                simple.close()
+            r.config_set("maxmemory", "0")  # memory is back; the consumer restarted with a new connection
+            with kombu.Connection(url) as second:
+                simple = second.SimpleQueue(queue)
+                again = simple.get(timeout=5)
+                assert again.payload == {"n": 1}
+                again.ack()
+                simple.close()
+            assert r.zcard("unacked_index") == 0 and r.hlen("unacked") == 0
+        finally:
+            r.close()

@@ -23,7 +23,11 @@ What happens instead (:func:`install`, called by ``workers.app``):
 - **A requeue that Redis refuses** keeps the message in this worker's memory (:class:`_Held`; it also stays in
   Redis's unacked index, for the case this worker dies) and pushes it back to the front of its queue as soon as
   Redis accepts it, tried before each ``BRPOP`` with a backoff from :data:`BACKOFF_START_S` doubling to
-  :data:`BACKOFF_MAX_S`. The worker keeps consuming meanwhile.
+  :data:`BACKOFF_MAX_S`. The worker keeps consuming meanwhile. What is held belongs to the worker process, one list
+  per broker (:func:`_held_for`), not to the consumer's channel: a consumer restart (a lost connection, a channel
+  error) opens a new connection and channel, and their first ``BRPOP`` pushes the held messages back. A push back
+  that fails for another reason than a refusal (``WRONGTYPE``, a lost connection) is raised, so the consumer treats
+  it like any other channel or connection error; the messages stay held.
 - A refusal anywhere else in the consumer restarts the consumer (``broker_channel_error_retry`` in
   :mod:`workers.config`) instead of stopping the worker.
 
@@ -128,20 +132,33 @@ class _Held:
                         client.hdel(unacked[1], tag)
                     self.messages.pop(0)
                     done += 1
-        except redis.exceptions.ResponseError as exc:
+        except redis.exceptions.RedisError as exc:
             self.backoff_s = min(self.backoff_s * 2, BACKOFF_MAX_S)
             self.next_try = self.clock() + self.backoff_s
-            EPISODE.refused(refusal_reason(exc) or "Redis refused the write", f"{len(self.messages)} message(s) held")
+            reason = refusal_reason(exc)
+            if reason is None:
+                log.error("pushing %d held message(s) back to their queue failed (%s: %s); they stay held and are "
+                          "tried again in %.1f s", len(self.messages), type(exc).__name__, exc, self.backoff_s)
+                raise
+            EPISODE.refused(reason, f"{len(self.messages)} message(s) held")
             return done
         self.backoff_s = BACKOFF_START_S
         return done
 
 
-def _held(qos: Any) -> _Held:
-    held = getattr(qos, "_nexus_held", None)
+_HELD: dict[str, _Held] = {}  # per broker (its URL, password masked), for the life of this process
+
+
+def _broker_key(channel: Any) -> str:
+    return str(channel.connection.client.as_uri())
+
+
+def _held_for(channel: Any) -> _Held:
+    """This process's held messages for ``channel``'s broker: they outlive the channel, its QoS and its connection."""
+    key = _broker_key(channel)
+    held = _HELD.get(key)
     if held is None:
-        held = _Held()
-        qos._nexus_held = held
+        held = _HELD[key] = _Held()
     return held
 
 
@@ -182,7 +199,7 @@ def _patch_qos(qos_cls: Any) -> None:
                 raise
             if requeue and message is not None:
                 delivery = message.delivery_info
-                _held(self).hold(message._raw, delivery["exchange"], delivery["routing_key"], delivery_tag)
+                _held_for(self.channel).hold(message._raw, delivery["exchange"], delivery["routing_key"], delivery_tag)
                 EPISODE.refused(reason, "a requeued message is held by this worker until Redis accepts it")
             else:
                 with self.channel.conn_or_acquire() as client:
@@ -197,10 +214,9 @@ def _patch_channel(channel_cls: Any) -> None:
     original_start = channel_cls._brpop_start
 
     def _brpop_start(self: Any, timeout: Any = None) -> Any:
-        qos = self.__dict__.get("_qos")
-        held = getattr(qos, "_nexus_held", None) if qos is not None else None
+        held = _HELD.get(_broker_key(self))
         if held is not None and held.due():
-            count = held.push_back(self, (qos.unacked_index_key, qos.unacked_key))
+            count = held.push_back(self, (self.unacked_index_key, self.unacked_key))
             if count and not held.messages:
                 EPISODE.accepted(f": {count} held message(s) back in their queues")
         return original_start(self, timeout)

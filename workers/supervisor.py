@@ -11,7 +11,14 @@ its own pool), restarts a child that exits while the group runs (after 1 s, doub
 dying within a minute of its start), and stops the group on SIGTERM/SIGINT by sending each child SIGTERM (Celery's
 warm shutdown: running tasks finish; a child that already had a terminal's Ctrl-C is only asked twice for the same
 warm shutdown) and waiting for them; a second signal sends SIGQUIT (Celery's cold shutdown). A child that exits 2
-(bad usage: every child would) stops the group with exit code 2.
+(bad usage: every child would) stops the group with exit code 2; a child that dies within a minute of its start
+:data:`CRASH_LOOP_LIMIT` times in a row (a crash loop, e.g. on a configuration error) stops it with exit code 1, so
+``Restart=on-failure`` or Kubernetes sees the failure instead of a group restarting one child forever.
+
+A stop signal can land at any point of :meth:`Supervisor.start`, including inside ``Popen`` before the new child is
+known: :meth:`Supervisor.start` does not spawn once the group is stopping, and signals the child it just spawned if the
+stop came while it was spawning (the handler runs in this same thread, between bytecodes, so checking after the child
+is recorded closes the window; blocking the signals around ``Popen`` would not do: the child inherits the mask).
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ log = logging.getLogger("nexus.workers")
 RESTART_START_S = 1.0
 RESTART_MAX_S = 30.0
 STABLE_AFTER_S = 60.0
+CRASH_LOOP_LIMIT = 5
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
@@ -43,6 +52,8 @@ class Child:
     started_at: float = 0.0
     restart_delay_s: float = RESTART_START_S
     restart_at: float | None = None
+    fast_exits: int = 0  # exits in a row within STABLE_AFTER_S of the start
+    signalled: int | None = None  # the last stop signal sent to the current process
 
 
 @dataclass
@@ -57,20 +68,34 @@ class Supervisor:
     stopping: int | None = None  # the signal that stops the group, once received
     exit_code: int = 0
 
-    def start(self, child: Child) -> None:
-        child.proc = (self.spawn or _popen)(child.argv, self.env)
-        child.started_at = self.clock()
+    def start(self, child: Child) -> bool:
+        """Spawn ``child``'s process, unless the group is stopping (False)."""
         child.restart_at = None
-        log.info("worker %s started (pid %d): %s", child.name, child.proc.pid, " ".join(child.argv[-6:]))
+        if self.stopping is not None:
+            return False
+        proc = (self.spawn or _popen)(child.argv, self.env)
+        child.signalled = None
+        child.proc = proc
+        child.started_at = self.clock()
+        log.info("worker %s started (pid %d): %s", child.name, proc.pid, " ".join(child.argv[-6:]))
+        if self.stopping is not None and child.signalled is None:
+            # The stop signal came while it was being spawned, before stop() could see it.
+            self._forward(child, signal.SIGTERM)
+        return True
 
     def stop(self, signum: int, _frame: FrameType | None = None) -> None:
         """Signal handler: a warm shutdown of every child (SIGTERM), a cold one (SIGQUIT) on a second signal."""
         forward = signal.SIGQUIT if self.stopping is not None else signal.SIGTERM
         self.stopping = signum
         for child in self.children:
-            if child.proc is not None and child.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    child.proc.send_signal(forward)
+            self._forward(child, forward)
+
+    @staticmethod
+    def _forward(child: Child, signum: int) -> None:
+        if child.proc is not None and child.proc.poll() is None:
+            child.signalled = signum
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.send_signal(signum)
 
     def step(self) -> bool:
         """One round: reap and restart children. False once the group has stopped."""
@@ -92,13 +117,23 @@ class Supervisor:
                     continue
                 if now - child.started_at >= STABLE_AFTER_S:
                     child.restart_delay_s = RESTART_START_S
+                    child.fast_exits = 0
+                else:
+                    child.fast_exits += 1
+                if child.fast_exits >= CRASH_LOOP_LIMIT:
+                    log.error("worker %s is in a crash loop: it exited %d times in a row within %.0f s of its start "
+                              "(last exit code %s; see its log above): stopping the group", child.name,
+                              child.fast_exits, STABLE_AFTER_S, code)
+                    self.exit_code = EXIT_FAILURE
+                    self.stop(signal.SIGTERM)
+                    continue
                 child.restart_at = now + child.restart_delay_s
                 log.warning("worker %s (pid %d) exited %s; restarting it in %.0f s", child.name, proc.pid, code,
                             child.restart_delay_s)
                 child.restart_delay_s = min(child.restart_delay_s * 2, RESTART_MAX_S)
             if child.restart_at is not None and now >= child.restart_at:
-                self.start(child)
-                running += 1
+                if self.start(child):
+                    running += 1
             elif child.restart_at is not None:
                 running += 1  # waiting to restart: the group still runs
         return running > 0 or self.stopping is None
@@ -139,4 +174,4 @@ def child_env() -> dict[str, str]:
     return dict(os.environ)
 
 
-__all__ = ["Child", "Supervisor", "child_env", "child_hostname", "worker_command"]
+__all__ = ["CRASH_LOOP_LIMIT", "EXIT_FAILURE", "Child", "Supervisor", "child_env", "child_hostname", "worker_command"]

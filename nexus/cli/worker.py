@@ -10,7 +10,7 @@ index) and the node name ``<group>@%h`` (``<name>-<group>@<host>`` from ``--host
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -68,7 +68,24 @@ def worker(
         argv.append(f"--hostname={hostname}")
     if metrics_port is not None:
         argv.append(f"--metrics-port={metrics_port}")
-    celery_app.worker_main(argv)
+    raise typer.Exit(run_celery(celery_app, argv))
+
+
+def run_celery(celery_app: Any, argv: list[str]) -> int:
+    """Celery's ``app.start(argv)``, keeping the exit code: Celery 5.7's ``start``/``worker_main`` drop what its click
+    command returns, so a worker that stopped on "Unrecoverable error" (1) would exit 0 and ``Restart=on-failure``
+    (systemd, Kubernetes, the group's supervisor) would take it for a clean stop."""
+    import click
+    from celery.bin.celery import celery as celery_command
+
+    celery_command.params[0].default = celery_app
+    try:
+        code = celery_command.main(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:  # not caught by click itself outside ``invoke``
+        code = exc.exit_code
+    finally:
+        celery_command.params[0].default = None
+    return code if isinstance(code, int) else 0
 
 
 def _run_group(ctx: typer.Context, options: list[str], hostname: str, metrics_port: int | None) -> int:
