@@ -105,6 +105,17 @@ class TrialInProgressError(BreakerOpenError):
     it as a failed attempt; the others fail fast as for OPEN."""
 
 
+#: A caller waiting for another caller's half-open trial gives up after this many trial leases in all: a trial
+#: renews its lease while it runs, so one that never ends must not hold its waiters forever.
+TRIAL_WAIT_LEASES = 3
+
+
+def trial_wait_s(exc: TrialInProgressError, lease_s: float) -> float:
+    """How long to wait before asking again after ``exc``: what is left of the other trial's lease (by then it has
+    decided the circuit, renewed its lease, or died and freed the slot), at least a second, at most one lease."""
+    return float(min(max(exc.retry_in_s, 1.0), max(lease_s, 1.0)))
+
+
 def _block() -> None:
     """Stands for the ``with breaker.calling():`` block in ``listener.before_call``."""
 
@@ -385,4 +396,4 @@ class NexusBreaker(pybreaker.CircuitBreaker):
         return wrapper
 
 
-__all__ = ["BreakerSnapshot", "Clock", "NexusBreaker", "TrialInProgressError"]
+__all__ = ["TRIAL_WAIT_LEASES", "BreakerSnapshot", "Clock", "NexusBreaker", "TrialInProgressError", "trial_wait_s"]
