@@ -33,8 +33,9 @@ and only consecutive failed REQUESTS open the circuit. Our own request budget as
 (:class:`~nexus.errors.BudgetExceededError`) is not retried here: nothing was sent, and the task waits for it with
 a countdown instead of holding a worker slot; nor is a wait longer than ``RetryPolicy.inline_wait_max_s``
 (``NEXUS_RETRY_INLINE_MAX_S``, 10 s: a 429 asking for a minute): the guard raises :class:`RetryLater` with the
-wait, and the task saves what it read and comes back after that countdown. Without a guard installed (the fleet snapshots, which retry pages by
-countdown; health pings, which bypass the breakers) a client sends each request once.
+wait, and the task saves what it read and comes back after that countdown. Without a guard installed (the fleet
+snapshots, which retry pages by countdown; health pings, which bypass the breakers) a client sends each request
+once.
 
 Single attempts behind the breaker use :func:`call_with_breaker` / :func:`acall_with_breaker`, i.e.
 ``get_breaker(system).call(fn)``; ``with get_breaker(system).calling(count_failure=is_last_run): ...`` is for a

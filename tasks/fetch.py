@@ -128,7 +128,7 @@ def run_fetch(task: Task, system: System, audit_id: str, op: str, subjects: list
         rt.hooks.fetch_attempt(system.value, "retry")
         rt.hooks.fetch_retry(system.value, exc.kind, countdown)
         # The bounds are ours (attempts, total trial wait): Celery's own max_retries must not end it first.
-        return task.retry(countdown=countdown, exc=exc, max_retries=runs)  # type: ignore[no-any-return]
+        return task.retry(countdown=countdown, exc=exc, max_retries=runs)
 
     breaker = rt.breaker(system)
     guard = RequestGuard(system.value, breaker, policy, sleep=sleep, on_retry=request_retry)

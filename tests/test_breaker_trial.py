@@ -365,9 +365,13 @@ def test_trial_in_progress_says_how_long_the_trial_may_still_hold_the_slot(
     from clients.breaker import TrialInProgressError
 
     trip_and_wait(breaker, clock)
-    with breaker_mod.unit_of_work("part-1"), breaker.calling():
-        with breaker_mod.unit_of_work("part-2"), pytest.raises(TrialInProgressError) as info:
-            breaker.call(_ok)
+    with (
+        breaker_mod.unit_of_work("part-1"),
+        breaker.calling(),
+        breaker_mod.unit_of_work("part-2"),
+        pytest.raises(TrialInProgressError) as info,
+    ):
+        breaker.call(_ok)
     lease = breaker.policy.trial_ttl_s
     assert lease - 5 < info.value.retry_in_s <= lease
     assert info.value.to_dict()["retry_in_s"] == pytest.approx(info.value.retry_in_s, abs=0.01)
