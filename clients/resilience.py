@@ -31,8 +31,11 @@ on 4xx, and one breaker failure per request that failed all its attempts. A part
 system that fails one request in two still answers all of them (each failed attempt is followed by a good one),
 and only consecutive failed REQUESTS open the circuit. Our own request budget asking for a long wait
 (:class:`~nexus.errors.BudgetExceededError`) is not retried here: nothing was sent, and the task waits for it with
-a countdown instead of holding a worker slot. Without a guard installed (the fleet snapshots, which retry pages by
-countdown; health pings, which bypass the breakers) a client sends each request once.
+a countdown instead of holding a worker slot; nor is a wait longer than ``RetryPolicy.inline_wait_max_s``
+(``NEXUS_RETRY_INLINE_MAX_S``, 10 s: a 429 asking for a minute): the guard raises :class:`RetryLater` with the
+wait, and the task saves what it read and comes back after that countdown. Without a guard installed (the fleet
+snapshots, which retry pages by countdown; health pings, which bypass the breakers) a client sends each request
+once.
 
 Single attempts behind the breaker use :func:`call_with_breaker` / :func:`acall_with_breaker`, i.e.
 ``get_breaker(system).call(fn)``; ``with get_breaker(system).calling(count_failure=is_last_run): ...`` is for a
@@ -58,7 +61,14 @@ from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
 from clients._http_errors import translate_httpx_error
 from clients._log import log, system_id
 from clients.breaker import NexusBreaker, get_breaker
-from nexus.errors import BudgetExceededError, NotFoundError, counts_against_breaker, is_retryable
+from nexus.errors import (
+    BudgetExceededError,
+    CircuitOpenError,
+    NotFoundError,
+    TransientError,
+    counts_against_breaker,
+    is_retryable,
+)
 from nexus.policy import RetryPolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -97,8 +107,10 @@ def _translating(func: Callable[..., Any], system: str) -> Callable[..., Any]:
 
 def _retry_options(service_name: str, policy: RetryPolicy, breaker: NexusBreaker | None,
                    retryable: Callable[[BaseException], bool] = is_retryable,
-                   on_retry: Callable[[BaseException, float], None] | None = None) -> dict[str, Any]:
-    """tenacity arguments implementing ``policy`` for one call (``on_retry(error, wait_s)`` before each wait)."""
+                   on_retry: Callable[[BaseException, float], None] | None = None,
+                   retry: Callable[[RetryCallState], bool] | None = None) -> dict[str, Any]:
+    """tenacity arguments implementing ``policy`` for one call (``on_retry(error, wait_s)`` before each wait;
+    ``retry`` replaces the ``retryable`` predicate when the decision needs the attempt number)."""
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -144,7 +156,7 @@ def _retry_options(service_name: str, policy: RetryPolicy, breaker: NexusBreaker
     return {
         "stop": stop,
         "wait": wait,
-        "retry": retry_if_exception(retryable),
+        "retry": retry if retry is not None else retry_if_exception(retryable),
         "before_sleep": before_sleep,
         "reraise": True,
     }
@@ -275,6 +287,20 @@ def _retry_per_request(exc: BaseException) -> bool:
     return is_retryable(exc) and not isinstance(exc, BudgetExceededError)
 
 
+class RetryLater(TransientError):
+    """A request's next attempt must wait longer than a fetch task sleeps in-process (``RetryPolicy.
+    inline_wait_max_s``): typically a 429 whose Retry-After is a minute. Raised by :meth:`RequestGuard.run` after
+    the breaker recorded the request's real outcome (``__cause__``); the task saves the answers it has and comes
+    back in ``retry_after`` seconds (a countdown), so a few throttled people cannot run a part past its time limit
+    while a worker slot sleeps."""
+
+    def __init__(self, cause: TransientError, wait_s: float) -> None:
+        super().__init__(cause.message, system=cause.system, status=cause.status)
+        self.kind = cause.kind
+        self.retry_after = wait_s
+        self.cause = cause
+
+
 @dataclass(slots=True)
 class RequestGuard:
     """The seed's contract for each request to ``system``: retries with backoff, then one breaker outcome.
@@ -300,7 +326,21 @@ class RequestGuard:
     def run(self, request: Callable[[], T]) -> T:
         """Send one request (``request()`` is one attempt) under the policy and the breaker."""
         self.attempts = 0  # refused by the breaker: nothing was sent
-        options = _retry_options(self.system, self.policy, self.breaker, _retry_per_request, self.on_retry)
+        later: list[float] = []  # the wait that was too long to sleep here, if any
+
+        def retry(state: RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome else None
+            if exc is None or not _retry_per_request(exc):
+                return False
+            if state.attempt_number >= self.policy.max_attempts:
+                return True  # out of attempts: ``stop`` ends it with this error
+            wait_s = self.policy.delay_for(exc, state.attempt_number - 1)
+            if wait_s > self.policy.inline_wait_max_s:
+                later.append(wait_s)
+                return False
+            return True
+
+        options = _retry_options(self.system, self.policy, self.breaker, on_retry=self.on_retry, retry=retry)
         retrying = Retrying(sleep=self.sleep, **options)
 
         def attempts() -> T:
@@ -316,16 +356,31 @@ class RequestGuard:
             return self.breaker.call(attempts)
         except BaseException as exc:
             self._last_error = exc
+            if later and isinstance(exc, TransientError):  # the breaker saw the real outcome (a 429: alive)
+                deferred = RetryLater(exc, later[0])
+                self._last_error = deferred
+                raise deferred from exc
             raise
 
     def settle(self, exc: BaseException) -> None:
         """Count ``exc`` against the breaker if no request did: an answer found malformed only after its request
         returned (the body is parsed outside :meth:`run`) is a failed request all the same, as the seed's decorator
-        around ``get()`` (which parses) counted it."""
+        around ``get()`` (which parses) counted it.
+
+        Call it INSIDE the unit of work the requests ran in: while the circuit is HALF_OPEN, the failure is then
+        the unit's trial outcome (it re-opens), not a fresh trial of its own nor refused as "another trial". Only a
+        refusal by the breaker (:class:`~nexus.errors.CircuitOpenError`) is swallowed, and ``exc`` itself (the
+        caller reports it)."""
         if self.breaker is None or exc is self._last_error or not counts_against_breaker(exc):
             return
-        with contextlib.suppress(BaseException), self.breaker.calling():  # the caller reports the error itself
-            raise exc
+        try:
+            with self.breaker.calling():
+                raise exc
+        except CircuitOpenError:
+            return  # refused (another unit's trial decides, or the circuit is open): nothing to count
+        except BaseException as raised:
+            if raised is not exc:
+                raise
 
 
 _GUARD: ContextVar[RequestGuard | None] = ContextVar("nexus_request_guard", default=None)
@@ -352,6 +407,7 @@ def per_request(system: str, request: Callable[[], T]) -> T:
 
 __all__ = [
     "RequestGuard",
+    "RetryLater",
     "Sleeper",
     "acall_with_breaker",
     "call_with_breaker",

@@ -27,7 +27,8 @@ class RetryPolicy:
 
     ``max_attempts`` counts every attempt, the first included (3 means one try and two retries).
     ``retry_after_max_s`` caps a system's Retry-After so a hostile or buggy header cannot park a worker for hours
-    (and keeps Celery countdowns below the broker's visibility timeout).
+    (and keeps Celery countdowns below the broker's visibility timeout). ``inline_wait_max_s`` is the longest wait
+    a fetch task sleeps between a request's attempts; a longer one is handed to the task's countdown.
     """
 
     max_attempts: int = 3
@@ -35,11 +36,12 @@ class RetryPolicy:
     backoff_max_s: float = 60.0
     jitter: bool = False
     retry_after_max_s: float = 120.0
+    inline_wait_max_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
-        if self.backoff_base_s < 0 or self.backoff_max_s < 0 or self.retry_after_max_s < 0:
+        if min(self.backoff_base_s, self.backoff_max_s, self.retry_after_max_s, self.inline_wait_max_s) < 0:
             raise ValueError("backoff and retry-after bounds must be >= 0")
 
     @classmethod
@@ -52,6 +54,7 @@ class RetryPolicy:
             backoff_max_s=s.retry_backoff_max_s,
             jitter=s.retry_jitter,
             retry_after_max_s=s.retry_after_max_s,
+            inline_wait_max_s=s.retry_inline_max_s,
         )
 
     def countdown(self, retries: int, rng: random.Random | None = None) -> float:
@@ -81,6 +84,7 @@ class RetryPolicy:
             backoff_max_s=self.backoff_max_s,
             jitter=self.jitter,
             retry_after_max_s=self.retry_after_max_s,
+            inline_wait_max_s=self.inline_wait_max_s,
         )
 
 

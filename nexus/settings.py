@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     retry_backoff_max_s: float = Field(60.0, ge=0, alias="NEXUS_RETRY_BACKOFF_MAX_S")
     retry_jitter: bool = Field(False, alias="NEXUS_RETRY_JITTER")
     retry_after_max_s: float = Field(120.0, ge=0, alias="NEXUS_RETRY_AFTER_MAX_S")
+    # A fetch task waits at most this long in-process between a request's attempts; a longer wait (a 429's
+    # Retry-After) becomes the task's countdown, so a worker slot never sleeps out a throttle.
+    retry_inline_max_s: float = Field(10.0, ge=0, alias="NEXUS_RETRY_INLINE_MAX_S")
     breaker_fail_max: int = Field(5, ge=1, alias="NEXUS_BREAKER_FAIL_MAX")
     breaker_reset_timeout_s: float = Field(60.0, gt=0, alias="NEXUS_BREAKER_RESET_TIMEOUT_S")
     breaker_enabled: bool = Field(True, alias="NEXUS_BREAKER_ENABLED")

@@ -321,3 +321,57 @@ def test_the_lease_keeper_renews_only_trials_in_flight_and_then_stops() -> None:
     renewed.clear()
     time.sleep(0.05)
     assert renewed == []  # nothing held: nothing renewed
+
+
+# -- a unit's slot is the unit's: one call's neutral outcome does not free it for everyone -------------------------
+@pytest.mark.parametrize("neutral", ["budget", "nested_open", "cancelled"])
+def test_a_neutral_outcome_of_one_unit_call_keeps_the_units_trial(
+    breaker: NexusBreaker, clock: FakeClock, neutral: str
+) -> None:
+    from clients.breaker import TrialInProgressError
+    from nexus.errors import BudgetExceededError
+
+    errors: dict[str, BaseException] = {
+        "budget": BudgetExceededError("budget used up", system="workday", status=None, retry_after=30.0),
+        "nested_open": BreakerOpenError("AD circuit breaker is OPEN", system="ad"),
+        "cancelled": KeyboardInterrupt(),
+    }
+    trip_and_wait(breaker, clock)
+    with breaker_mod.unit_of_work("part-1"):
+        with pytest.raises(type(errors[neutral])), breaker.calling():  # the unit's trial: nothing decided
+            raise errors[neutral]
+        assert breaker.snapshot().state == "half_open"
+    with breaker_mod.unit_of_work("part-2"), pytest.raises(TrialInProgressError):
+        breaker.call(_ok)  # another unit does not win a second trial
+    with breaker_mod.unit_of_work("part-1"):
+        assert breaker.call(_ok) == "ok"  # the unit's next request is still its trial, and it closes
+    assert breaker.snapshot().state == "closed"
+
+
+def test_a_neutral_outcome_of_a_lone_trial_gives_its_slot_back(breaker: NexusBreaker, clock: FakeClock) -> None:
+    from nexus.errors import BudgetExceededError
+
+    trip_and_wait(breaker, clock)
+    with pytest.raises(BudgetExceededError), breaker.calling():  # a trial of its own (no unit)
+        raise BudgetExceededError("budget used up", system="workday", status=None, retry_after=30.0)
+    with breaker_mod.unit_of_work("part-2"):
+        assert breaker.call(_ok) == "ok"  # the slot was given back: the next caller is the trial
+    assert breaker.snapshot().state == "closed"
+
+
+def test_trial_in_progress_says_how_long_the_trial_may_still_hold_the_slot(
+    breaker: NexusBreaker, clock: FakeClock
+) -> None:
+    from clients.breaker import TrialInProgressError
+
+    trip_and_wait(breaker, clock)
+    with (
+        breaker_mod.unit_of_work("part-1"),
+        breaker.calling(),
+        breaker_mod.unit_of_work("part-2"),
+        pytest.raises(TrialInProgressError) as info,
+    ):
+        breaker.call(_ok)
+    lease = breaker.policy.trial_ttl_s
+    assert lease - 5 < info.value.retry_in_s <= lease
+    assert info.value.to_dict()["retry_in_s"] == pytest.approx(info.value.retry_in_s, abs=0.01)

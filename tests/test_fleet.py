@@ -156,15 +156,38 @@ def test_another_callers_half_open_trial_makes_the_stream_wait_not_fail(store: S
 
     class Trial:
         def calling(self, *, count_failure: bool = True) -> Any:
-            raise TrialInProgressError("Intune circuit breaker is HALF_OPEN (trial in progress)")
+            raise TrialInProgressError("Intune circuit breaker is HALF_OPEN (trial in progress)", retry_in_s=45.0)
 
     system = FakeSystem(12, 5)
     result = runner(store, system.chain(), gate=Trial()).run()
-    assert result.status == "retry" and result.countdown > 0
+    assert result.status == "retry" and result.countdown == 45.0  # what is left of the trial's lease
     assert result.error is not None and "trial in progress" in result.error["message"]
     assert system.calls == []
     assert runner(store, system.chain()).run().status == "ok"  # the trial closed the circuit: the stream resumes
     assert loaded(store) == system.records
+
+
+def test_a_trial_that_never_ends_fails_the_stream_after_a_few_leases_without_using_page_attempts(
+    store: SnapshotStore,
+) -> None:
+    from clients.breaker import TrialInProgressError
+
+    class Trial:
+        def calling(self, *, count_failure: bool = True) -> Any:
+            raise TrialInProgressError("Intune circuit breaker is HALF_OPEN (trial in progress)", retry_in_s=60.0)
+
+    system = FakeSystem(12, 5)
+    waited = 0.0
+    for _ in range(10):
+        result = runner(store, system.chain(), gate=Trial(), trial_lease_s=60.0).run()
+        if result.status != "retry":
+            break
+        waited += result.countdown
+    assert result.status == "failed", result
+    assert result.error is not None and "gave up waiting" in result.error["message"]
+    assert result.error["kind"] == "breaker_open"
+    assert 120.0 <= waited <= 180.0
+    assert store.state("a1", "intune").attempts == {}  # waiting is not a failed attempt of any page
 
 
 def test_only_the_last_attempt_of_a_page_counts_against_the_breaker(store: SnapshotStore) -> None:

@@ -164,8 +164,9 @@ def test_another_audits_trial_sends_the_part_back_with_a_countdown(
     def other_audits_trial() -> None:
         with breaker_mod.unit_of_work("another-audit:workday"), breaker.calling():
             with pytest.raises(Retry) as info:
-                _fetch(emails, slept)  # runs in its own unit ("bulk-1:workday")
-            assert info.value.countdown == 2.0
+                _fetch(emails, slept)  # runs in its own unit
+            lease = breaker.policy.trial_ttl_s
+            assert lease - 5 < info.value.countdown <= lease  # what is left of the trial's lease, not 2 s
             assert sim.requests()["total"] == 0
 
     contextvars.Context().run(other_audits_trial)
@@ -215,5 +216,158 @@ def test_a_half_open_trial_is_one_request_not_retried(sim: SimHarness, org: Org,
     marker = _fetch([org.workday[0].email], slept)
     assert marker["error"]["type"] == "TransientError" and marker["error"]["attempts"] == 1
     assert slept == [] and sim.requests()["total"] == 1  # one test request; its failure re-opens at once
+    assert breaker.snapshot().state == "open"
+    assert transitions.events[-1] == "half-open->open"
+
+
+def _hold_trial(breaker: Any, unit: str) -> None:
+    """Another caller's unit wins the half-open trial and is still running it (its slot is held)."""
+    breaker.open()
+    breaker.half_open()
+    admission = breaker.storage.admit(breaker._now_ms(), int(breaker.reset_timeout * 1000), unit)
+    assert admission is not None and admission.verdict == "trial"
+
+
+def test_waiting_for_another_callers_trial_uses_no_attempts_and_is_bounded(
+    sim: SimHarness, org: Org, rt: runtime.Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nexus.errors import BudgetExceededError
+
+    breaker = rt.breaker(System.WORKDAY)
+    _hold_trial(breaker, "another-audit:workday:part-0")
+    slept: list[float] = []
+    emails = [org.workday[0].email]
+    for retries in (0, 1):  # two runs wait for the other trial
+        with pytest.raises(Retry):
+            _fetch(emails, slept, retries=retries)
+    breaker.close()  # the other trial decided
+    client = rt.client(System.WORKDAY)
+
+    class Spent:
+        def acquire(self) -> float:
+            raise BudgetExceededError("budget used up", system="workday", status=None, retry_after=5.0)
+
+    monkeypatch.setattr(client, "rate_limiter", Spent())
+    with pytest.raises(Retry):  # run 3 is failure attempt 1 of 3, not the last attempt
+        _fetch(emails, slept, retries=2)
+    monkeypatch.undo()
+    part = _fetch(emails, slept, retries=3)
+    assert part["ok"] is True and all(part["data"].values())
+    assert sim.requests()["total"] >= 1 and slept == []
+
+
+def test_a_trial_that_never_ends_gives_up_after_a_few_leases_with_a_clear_marker(
+    sim: SimHarness, org: Org, rt: runtime.Runtime
+) -> None:
+    breaker = rt.breaker(System.WORKDAY)
+    _hold_trial(breaker, "another-audit:workday:part-0")
+    slept: list[float] = []
+    emails = [org.workday[0].email]
+    waited = 0.0
+    retries = 0
+    marker: dict[str, Any] | None = None
+    while marker is None and retries < 20:
+        try:
+            marker = _fetch(emails, slept, retries=retries)
+        except Retry as again:
+            waited += again.countdown
+            retries += 1
+    assert marker is not None and marker["ok"] is False
+    assert marker["error"]["type"] == "TrialInProgressError"
+    assert "gave up waiting" in marker["error"]["message"]
+    assert 2 * breaker.policy.trial_ttl_s <= waited <= 3 * breaker.policy.trial_ttl_s
+    assert sim.requests()["total"] == 0
+
+
+def test_a_long_retry_after_is_a_countdown_and_the_answers_read_so_far_are_kept(
+    sim: SimHarness, org: Org, rt: runtime.Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.fetch as fetch_mod
+    from nexus.audits.memo import PartialAnswers
+
+    real = fetch_mod.run_lookup
+
+    def lookup(system: System, client: Any, op: str, subjects: list[str], memo: dict[str, Any]) -> Any:
+        class Tap(dict[str, Any]):
+            def __setitem__(self, key: str, value: Any) -> None:
+                memo[key] = value
+                super().__setitem__(key, value)
+                if len(memo) == 1:  # the first person is read: Workday starts throttling, for a minute
+                    sim.fault("throttle", retry_after=60)
+
+        return real(system, client, op, subjects, Tap(memo))
+
+    monkeypatch.setattr(fetch_mod, "run_lookup", lookup)
+    emails = [w.email for w in org.workday[:3]]
+    slept: list[float] = []
+    with pytest.raises(Retry) as info:
+        _fetch(emails, slept)
+    assert info.value.countdown == 60.0 and slept == []  # no worker slot sleeps a minute
+    kept = PartialAnswers(rt.redis).load(f"bulk-1-{emails[0]}")
+    assert list(kept) == [f"people:{emails[0]}"]
+    sim.clear_faults()
+    monkeypatch.setattr(fetch_mod, "run_lookup", real)
+    part = _fetch(emails, slept, retries=1)
+    assert part["ok"] is True and sorted(part["data"]) == sorted(emails) and all(part["data"].values())
+
+
+def test_a_short_retry_after_is_still_waited_in_process(sim: SimHarness, org: Org, rt: runtime.Runtime) -> None:
+    sim.fault("throttle", retry_after=3)
+    slept: list[float] = []
+    marker = _fetch([org.workday[0].email], slept)
+    assert slept == [3.0, 3.0] and marker["error"]["type"] == "ThrottledError"
+
+
+def test_each_part_of_an_audit_is_its_own_unit(
+    sim: SimHarness, org: Org, rt: runtime.Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Part 1 of a bulk audit holds the half-open trial; part 2 of the same audit is not admitted to it."""
+    import tasks.fetch as fetch_mod
+
+    breaker = rt.breaker(System.WORKDAY)
+    breaker.open()
+    breaker.half_open()
+    real = fetch_mod.run_lookup
+    second: list[Any] = []
+
+    def part_one(system: System, client: Any, op: str, subjects: list[str], memo: dict[str, Any]) -> Any:
+        with breaker.calling():  # part 1's first request: the trial, still in flight
+            def part_two() -> None:
+                try:
+                    second.append(_fetch([org.workday[5].email], [], audit="bulk-1"))
+                except Retry as again:
+                    second.append(again)
+
+            monkeypatch.setattr(fetch_mod, "run_lookup", real)
+            contextvars.Context().run(part_two)  # another worker's part of the same audit
+        return real(system, client, op, subjects, memo)
+
+    monkeypatch.setattr(fetch_mod, "run_lookup", part_one)
+    part = _fetch([org.workday[0].email], [], audit="bulk-1")
+    assert part["ok"] is True
+    assert len(second) == 1 and isinstance(second[0], Retry), second  # refused: another unit's trial
+
+
+def test_a_malformed_answer_is_settled_inside_its_unit(
+    sim: SimHarness, org: Org, rt: runtime.Runtime, monkeypatch: pytest.MonkeyPatch, transitions: Transitions
+) -> None:
+    """The part holds the half-open trial; its answer found malformed after the request is the trial's failure:
+    the circuit re-opens (it is neither refused as "another trial" nor left half-open)."""
+    import tasks.fetch as fetch_mod
+    from clients.breaker import current_unit
+    from nexus.errors import MalformedResponseError
+
+    breaker = rt.breaker(System.WORKDAY)
+    breaker.open()
+    breaker.half_open()
+
+    def lookup(system: System, client: Any, op: str, subjects: list[str], memo: dict[str, Any]) -> Any:
+        admission = breaker.storage.admit(breaker._now_ms(), int(breaker.reset_timeout * 1000), current_unit())
+        assert admission is not None and admission.verdict == "trial"  # a request of this part is the trial
+        raise MalformedResponseError("Workday answered without 'data'", system="workday")
+
+    monkeypatch.setattr(fetch_mod, "run_lookup", lookup)
+    marker = _fetch([org.workday[0].email], [])
+    assert marker["error"]["type"] == "MalformedResponseError"
     assert breaker.snapshot().state == "open"
     assert transitions.events[-1] == "half-open->open"

@@ -23,7 +23,14 @@ fake).
 
 from __future__ import annotations
 
-from clients.breaker.breaker import BreakerSnapshot, Clock, NexusBreaker, TrialInProgressError
+from clients.breaker.breaker import (
+    TRIAL_WAIT_LEASES,
+    BreakerSnapshot,
+    Clock,
+    NexusBreaker,
+    TrialInProgressError,
+    trial_wait_s,
+)
 from clients.breaker.lease import LeaseKeeper
 from clients.breaker.registry import (
     breaker_state,
@@ -41,6 +48,7 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "HALF_OPEN",
     "OPEN",
+    "TRIAL_WAIT_LEASES",
     "Admission",
     "BreakerSnapshot",
     "Clock",
@@ -56,6 +64,7 @@ __all__ = [
     "get_breaker",
     "install_listener",
     "reset_breaker",
+    "trial_wait_s",
     "uninstall_listener",
     "unit_of_work",
 ]

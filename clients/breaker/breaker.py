@@ -18,8 +18,9 @@ but runs its state machine in Redis (:mod:`clients.breaker.storage`, one Lua scr
   reset), a failure re-opens it with a new ``opened_at``.
 * The slot is a lease of ``trial_ttl_s`` (``max(reset_timeout, 30 s)``, never shorter than the HTTP timeout: the
   settings refuse it), so a trial whose process died frees it. While a trial runs, its process renews the lease
-  (:mod:`clients.breaker.lease`) and each admitted call of its unit renews it too. A cancelled trial gives the slot
-  back at once.
+  (:mod:`clients.breaker.lease`) and each admitted call of its unit renews it too. A trial call of its own whose
+  outcome is neutral (cancelled, refused by our budget) gives the slot back at once; a unit's slot is not given
+  back on one call's neutral outcome (the unit's other calls are still its trial), its lease bounds it.
 
 Where Nexus differs from pybreaker's state machine, on purpose:
 
@@ -99,8 +100,20 @@ class BreakerSnapshot:
 
 class TrialInProgressError(BreakerOpenError):
     """The circuit is HALF_OPEN and another caller's trial (another unit of work) is deciding it: it will be CLOSED
-    or OPEN within the trial's lease. A caller that can come back later (a Celery task) retries after a countdown;
-    the others fail fast as for OPEN."""
+    or OPEN within the trial's lease. ``retry_in_s`` is what is left of that lease (the slot's PTTL; a running trial
+    renews it). A caller that can come back later (a Celery task) retries after about that long, without counting
+    it as a failed attempt; the others fail fast as for OPEN."""
+
+
+#: A caller waiting for another caller's half-open trial gives up after this many trial leases in all: a trial
+#: renews its lease while it runs, so one that never ends must not hold its waiters forever.
+TRIAL_WAIT_LEASES = 3
+
+
+def trial_wait_s(exc: TrialInProgressError, lease_s: float) -> float:
+    """How long to wait before asking again after ``exc``: what is left of the other trial's lease (by then it has
+    decided the circuit, renewed its lease, or died and freed the slot), at least a second, at most one lease."""
+    return float(min(max(exc.retry_in_s, 1.0), max(lease_s, 1.0)))
 
 
 def _block() -> None:
@@ -240,9 +253,12 @@ class NexusBreaker(pybreaker.CircuitBreaker):
                 f"{self.display} circuit breaker is OPEN", system=self.system, retry_in_s=retry_in
             )
         elif admission.verdict == "busy":
-            log(logging.WARNING, self.system, "CircuitBreakerOpenError (fast-fail: trial in progress)", retry_in_s=0.0)
+            lease_left = admission.lease_left_ms / 1000
+            log(logging.WARNING, self.system, "CircuitBreakerOpenError (fast-fail: trial in progress)",
+                retry_in_s=round(lease_left, 3))
             raise TrialInProgressError(
-                f"{self.display} circuit breaker is HALF_OPEN (trial in progress)", system=self.system, retry_in_s=0.0
+                f"{self.display} circuit breaker is HALF_OPEN (trial in progress)", system=self.system,
+                retry_in_s=lease_left,
             )
         elif admission.verdict == "trial":
             ticket = Ticket(gen=admission.gen, token=admission.token)
@@ -380,4 +396,4 @@ class NexusBreaker(pybreaker.CircuitBreaker):
         return wrapper
 
 
-__all__ = ["BreakerSnapshot", "Clock", "NexusBreaker", "TrialInProgressError"]
+__all__ = ["TRIAL_WAIT_LEASES", "BreakerSnapshot", "Clock", "NexusBreaker", "TrialInProgressError", "trial_wait_s"]

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 # KEYS[1] = state hash, KEYS[2] = trial slot. ARGV: now_ms, reset_ms, ttl_ms, trial_ttl_ms, owner, unit.
 # ``owner`` is the slot's value if this call wins it: ``u:<unit>`` for a call inside a unit of work, else a token.
-# Returns {verdict, gen, failures, opened_at, moved, owner}; verdict closed|open|busy|trial, moved=1 for
-# OPEN->HALF_OPEN. A call of the unit that holds the slot is admitted too (moved=0), and renews the lease.
+# Returns {verdict, gen, failures, opened_at, moved, owner, lease_ms}; verdict closed|open|busy|trial, moved=1 for
+# OPEN->HALF_OPEN. A call of the unit that holds the slot is admitted too (moved=0), and renews the lease. For
+# ``busy``, lease_ms is what is left of the running trial's lease (PTTL of the slot): when it will be decided or
+# given up at the latest, unless renewed.
 ADMIT = """
 local h = redis.call('HMGET', KEYS[1], 'state', 'gen', 'failures', 'opened_at')
 local state = h[1] or 'closed'
@@ -22,17 +24,17 @@ local gen = h[2] or '0'
 local failures = h[3] or '0'
 local opened = h[4] or ''
 if state == 'closed' then
-  return {'closed', gen, failures, opened, 0, ''}
+  return {'closed', gen, failures, opened, 0, '', 0}
 end
 if state == 'open' and opened ~= '' and tonumber(ARGV[1]) < tonumber(opened) + tonumber(ARGV[2]) then
-  return {'open', gen, failures, opened, 0, ''}
+  return {'open', gen, failures, opened, 0, '', 0}
 end
 if not redis.call('SET', KEYS[2], ARGV[5], 'NX', 'PX', ARGV[4]) then
   if ARGV[6] ~= '' and state == 'half_open' and redis.call('GET', KEYS[2]) == ARGV[5] then
     redis.call('PEXPIRE', KEYS[2], ARGV[4])
-    return {'trial', gen, failures, opened, 0, ARGV[5]}
+    return {'trial', gen, failures, opened, 0, ARGV[5], 0}
   end
-  return {'busy', gen, failures, opened, 0, ''}
+  return {'busy', gen, failures, opened, 0, '', redis.call('PTTL', KEYS[2])}
 end
 local moved = 0
 if state ~= 'half_open' then
@@ -41,7 +43,7 @@ if state ~= 'half_open' then
   moved = 1
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {'trial', gen, failures, opened, moved, ARGV[5]}
+return {'trial', gen, failures, opened, moved, ARGV[5], 0}
 """
 
 # ARGV: now_ms, fail_max, gen, token, ttl_ms. Returns {verdict, failures}; verdict counted|tripped|reopened|ignored.
@@ -109,7 +111,8 @@ end
 return 0
 """
 
-# KEYS[1] = trial slot. ARGV: token. Gives an unfinished trial's slot back (cancelled call).
+# KEYS[1] = trial slot. ARGV: token. Gives an undecided trial's slot back (a call of its own whose outcome was
+# neutral). Never called with a unit's ``u:`` owner: one call's neutral outcome does not end the unit's trial.
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])

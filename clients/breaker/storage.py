@@ -34,6 +34,7 @@ from clients.breaker.scripts import ADMIT, FAILURE, FORCE, RELEASE, RENEW, SUCCE
 T = TypeVar("T")
 
 DEFAULT_NAMESPACE = "nexus:breaker"
+UNIT_OWNER_PREFIX = "u:"  # the trial slot's owner for a call inside a unit of work (a uuid4 hex never has it)
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 TO_PYBREAKER = {CLOSED: pybreaker.STATE_CLOSED, OPEN: pybreaker.STATE_OPEN, HALF_OPEN: pybreaker.STATE_HALF_OPEN}
@@ -50,6 +51,7 @@ class Admission:
     failures: int
     opened_at_ms: int | None
     moved: bool  # this caller moved the circuit OPEN -> HALF_OPEN
+    lease_left_ms: int = 0  # verdict == "busy": what is left of the running trial's lease (0 if unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,12 +157,12 @@ class RedisBreakerStorage(pybreaker.CircuitBreakerStorage):
 
         ``unit``: the caller's unit of work (:mod:`clients.breaker.unit`). A trial won inside a unit is held in the
         unit's name, and the unit's later calls are admitted as part of it while the circuit is HALF_OPEN."""
-        owner = f"u:{unit}" if unit else uuid.uuid4().hex
+        owner = f"{UNIT_OWNER_PREFIX}{unit}" if unit else uuid.uuid4().hex
         args: list[str | int] = [now_ms, reset_timeout_ms, self.key_ttl_ms, self.trial_ttl_ms, owner, unit or ""]
         raw = self._run(lambda: self._admit(keys=[self.state_key, self.trial_key], args=args))
         if raw is None:
             return None
-        verdict, gen, failures, opened, moved, slot = (_text(v) for v in raw)
+        verdict, gen, failures, opened, moved, slot, lease = (_text(v) for v in raw)
         return Admission(
             verdict=verdict,
             gen=gen,
@@ -168,6 +170,7 @@ class RedisBreakerStorage(pybreaker.CircuitBreakerStorage):
             failures=_int(failures),
             opened_at_ms=_int(opened) if opened else None,
             moved=_int(moved) == 1,
+            lease_left_ms=max(0, _int(lease)),
         )
 
     def renew(self, owner: str) -> bool:
@@ -194,8 +197,13 @@ class RedisBreakerStorage(pybreaker.CircuitBreakerStorage):
         return "ignored" if raw is None else _text(raw)
 
     def release(self, ticket: Ticket) -> None:
-        """Give back an unfinished trial's slot (the call was cancelled), so the next caller may try at once."""
-        if ticket.live and ticket.token:
+        """Give back an undecided trial's slot (its call's outcome was neutral), so the next caller may try at once.
+
+        Only a call's own token is released. A unit's slot (``u:<unit>``) is shared by every call of the unit: one
+        call's neutral outcome (our budget, a nested fast-fail, a cancellation) must not free it for everyone else
+        (another unit would win a second trial, and the unit's next requests would be refused). It ends with the
+        trial's outcome, or with its lease (renewed only while the unit's calls are in flight)."""
+        if ticket.live and ticket.token and not ticket.token.startswith(UNIT_OWNER_PREFIX):
             self._run(lambda: self._release(keys=[self.trial_key], args=[ticket.token]))
 
     def force(self, state: str, now_ms: int) -> str | None:

@@ -33,7 +33,8 @@ def current_unit() -> str | None:
 
 @contextlib.contextmanager
 def unit_of_work(name: str | None = None) -> Iterator[str]:
-    """Run the block as one unit of work (``name``: a stable id such as ``"<audit>:<system>"``; None: a new one).
+    """Run the block as one unit of work (``name``: a stable id such as ``"<audit>:<system>:<task id>"``, one part
+    of an audit; None: a new one).
 
     Units nest by replacement: the innermost name applies. Yields the name.
     """

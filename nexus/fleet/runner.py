@@ -8,7 +8,10 @@ that page's attempt; the retried task resumes from the checkpoint, so the pages 
 again. Page ``n`` failing ``max_attempts`` times, an open breaker, or an error no retry can cure (auth, bad request,
 an answer that cannot be understood) makes the stream ``failed``: INCOMPLETE, and the system counts as failed in
 the report, never as a source of half the people. Our own request budget asking for a long wait is not a failed
-attempt: the run stops with ``retry`` after the budget's wait.
+attempt: the run stops with ``retry`` after the budget's wait. Nor is another caller's half-open trial
+(:class:`clients.breaker.TrialInProgressError`): the run comes back after what is left of that trial's lease, and
+gives the stream up (failed, "gave up waiting ... for another caller's half-open trial") only after
+``TRIAL_WAIT_LEASES`` leases of waiting in all.
 
 Each page goes through the system's shared breaker; only a page's last attempt counts against it (as the per-person
 fetch tasks do), so a flaky system that recovers on retry does not open the circuit for everyone.
@@ -24,7 +27,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from clients.breaker import TrialInProgressError
+from clients.breaker import TRIAL_WAIT_LEASES, TrialInProgressError, trial_wait_s
 from clients.paging import Page
 from nexus.errors import BudgetExceededError, CircuitOpenError, ListingLost, TransientError
 from nexus.errors import error_dict as base_error_dict
@@ -55,7 +58,7 @@ class RunResult:
     state: StreamState
     countdown: float = 0.0
     error: dict[str, Any] | None = None
-    reason: str = ""  # "transient" | "budget" (retry), or the error kind (failed)
+    reason: str = ""  # "transient" | "budget" | "trial" (retry), or the error kind (failed)
 
 
 def error_dict(exc: BaseException, page: int | None = None, attempts: int | None = None) -> dict[str, Any]:
@@ -76,7 +79,7 @@ class _Outcome:
 
     def __init__(self, kind: str, *, page: Page[Any] | None = None, blob: bytes = b"", countdown: float = 0.0,
                  error: dict[str, Any] | None = None) -> None:
-        self.kind = kind  # "page" | "retry" | "budget" | "fatal" | "lost"
+        self.kind = kind  # "page" | "retry" | "budget" | "trial" | "fatal" | "lost"
         self.page = page
         self.blob = blob
         self.countdown = countdown
@@ -95,6 +98,7 @@ class SnapshotRunner:
         concurrency: int = 8,
         expected_records: int | None = None,
         on_page: Callable[[int, int], None] | None = None,
+        trial_lease_s: float = 60.0,
     ) -> None:
         self.store = store
         self.audit_id = audit_id
@@ -104,6 +108,7 @@ class SnapshotRunner:
         self.concurrency = max(1, concurrency)
         self.hint_pages = math.ceil(expected_records / source.page_size) if expected_records else None
         self.on_page = on_page
+        self.trial_lease_s = trial_lease_s  # the breaker's half-open trial lease (BreakerPolicy.trial_ttl_s)
         self.attempts: dict[int, int] = {}
 
     # -- the run ----------------------------------------------------------------------------------------------------
@@ -132,7 +137,8 @@ class SnapshotRunner:
         except ListingLost:
             return _Outcome("lost")
         except TrialInProgressError as exc:  # another caller's trial decides the circuit within its lease: wait
-            return _Outcome("retry", countdown=self.policy.delay_for(exc, 0), error=error_dict(exc, index, tried))
+            return _Outcome("trial", countdown=trial_wait_s(exc, self.trial_lease_s),
+                            error=error_dict(exc, index, tried))
         except CircuitOpenError as exc:
             return _Outcome("fatal", error=error_dict(exc, index, tried))
         except TransientError as exc:
@@ -157,12 +163,19 @@ class SnapshotRunner:
             self.on_page(pages, records)
 
     def _finish_retry(self, outcomes: list[_Outcome]) -> RunResult:
-        state = self.store.state(self.audit_id, self.source.stream)
-        budget = [o for o in outcomes if o.kind == "budget"]
-        reason = "transient" if len(budget) < len(outcomes) else "budget"
+        kinds = {o.kind for o in outcomes}
+        reason = "transient" if len(kinds) > 1 or "retry" in kinds else ("budget" if "budget" in kinds else "trial")
         errors = [o.error for o in outcomes if o.error]
-        return RunResult("retry", state, countdown=max(o.countdown for o in outcomes),
-                         error=errors[0] if errors else None, reason=reason)
+        countdown = max(o.countdown for o in outcomes)
+        if reason == "trial":  # only waiting for another caller's trial: bounded in all, not by page attempts
+            waited = self.store.waited_for_trial(self.audit_id, self.source.stream, countdown)
+            if waited > TRIAL_WAIT_LEASES * self.trial_lease_s:
+                error = dict(errors[0]) if errors else {"type": "TrialInProgressError", "kind": "breaker_open"}
+                error["message"] = (f"snapshot incomplete: gave up waiting {round(waited - countdown, 1):g} s for "
+                                    f"another caller's half-open trial: {error.get('message', '')}")
+                return self._fail(error)
+        state = self.store.state(self.audit_id, self.source.stream)
+        return RunResult("retry", state, countdown=countdown, error=errors[0] if errors else None, reason=reason)
 
     def _fail(self, error: dict[str, Any] | None) -> RunResult:
         state = self.store.state(self.audit_id, self.source.stream)
@@ -188,7 +201,7 @@ class SnapshotRunner:
                                    "message": "snapshot incomplete: the listing's paging state was lost twice"})
             if outcome.kind == "fatal":
                 return self._fail(outcome.error)
-            if outcome.kind in ("retry", "budget"):
+            if outcome.kind in ("retry", "budget", "trial"):
                 return self._finish_retry([outcome])
             assert outcome.page is not None
             nxt = outcome.page.next_cursor
@@ -262,7 +275,7 @@ class SnapshotRunner:
                     if outcome.kind == "fatal":
                         stop.append(outcome)
                         continue
-                    if outcome.kind in ("retry", "budget", "lost"):
+                    if outcome.kind in ("retry", "budget", "trial", "lost"):
                         given_up.add(index)  # not again in this run: the countdown retry comes back for it
                         waits.append(outcome if outcome.kind != "lost" else _Outcome("retry", countdown=0.0))
                         continue

@@ -141,6 +141,10 @@ class SnapshotStore:
     def count_retry(self, audit_id: str, stream: str) -> int:
         return int(self.r.hincrby(self.key(audit_id, stream), "retries", 1))
 
+    def waited_for_trial(self, audit_id: str, stream: str, seconds: float) -> float:
+        """Add ``seconds`` to the stream's wait for other callers' half-open trials; returns the total so far."""
+        return float(self.r.hincrbyfloat(self.key(audit_id, stream), "trial_wait_s", seconds))
+
     def restart(self, audit_id: str, stream: str) -> None:
         """Forget the stored pages and the checkpoint (a chain whose paging state was lost); attempts are kept."""
         key = self.key(audit_id, stream)
