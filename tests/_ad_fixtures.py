@@ -9,6 +9,8 @@ reports (so the client's manager resolution has to wait for them).
 
 from __future__ import annotations
 
+import time
+
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -127,6 +129,19 @@ class AdSim:
     def reset(self) -> None:
         self.faults.clear()
         self.log.reset()
+
+    def settle(self, quiet_s: float = 0.05, limit_s: float = 2.0) -> None:
+        """Wait until the proxy has recorded what clients already sent (it reads an unbind on its own time, after
+        the client closed): no new record for ``quiet_s``. A reset right after a close would otherwise let the late
+        unbind land in the next test's counts."""
+        deadline = time.monotonic() + limit_s
+        last = self.log.snapshot()
+        while time.monotonic() < deadline:
+            time.sleep(quiet_s)
+            now = self.log.snapshot()
+            if now == last:
+                return
+            last = now
 
     def queries(self, path: str = "search") -> list[str]:
         return [r["query"] for r in self.log.recent("ad") if r["path"] == path]

@@ -78,6 +78,7 @@ def _clean(request: pytest.FixtureRequest) -> Iterator[None]:
         sim.reset()
     yield
     for sim in sims:
+        sim.settle()  # connections the test closed are recorded before the reset, not in the next test
         sim.reset()
 
 
