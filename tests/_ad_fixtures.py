@@ -10,7 +10,6 @@ reports (so the client's manager resolution has to wait for them).
 from __future__ import annotations
 
 import time
-
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
