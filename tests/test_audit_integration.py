@@ -168,13 +168,18 @@ def test_shared_breaker_bounds_requests_to_a_dead_system(rig: Cluster) -> None:
     assert "breaker_open" in kinds  # later fetches failed fast
     assert breaker_state("helix")["state"] == "open"
 
-    # After the reset timeout: exactly one trial; it fails (still down), the breaker opens again.
+    # After the reset timeout: one trial per reset period; it fails (still down), the breaker opens again. The
+    # other audits wait for a trial in progress (its lease) instead of failing at once, so the window may span a
+    # second reset period and so a second trial. A trial is one unit of work (one fetch: the asset and its tickets,
+    # 2 requests at most), never two audits at once.
     rig.reset_requests()
     time.sleep(3.2)
+    started = time.monotonic()
     ids = [nx.submit(nx.request_for(serial=s)) for s in serials[:4]]
     for i in ids:
         nx.wait(i, timeout=WAIT)
-    assert rig.requests().get("helix", {}).get("total", 0) == 1
+    periods = 1 + int((time.monotonic() - started) / 3.0)  # NEXUS_BREAKER_RESET_TIMEOUT_S of the rig
+    assert 1 <= rig.requests().get("helix", {}).get("total", 0) <= 2 * periods
     assert breaker_state("helix")["state"] == "open"
 
     # Recovery: one successful trial closes it for every worker.
