@@ -28,7 +28,7 @@ def test_a_user_without_the_packages_gets_the_one_apt_get_line(tmp_path: Path) -
     done = subprocess.run(["/bin/bash", str(SCRIPT)], env=_bare_path(tmp_path, 1000), capture_output=True,
                           text=True, timeout=30, check=False)
     assert done.returncode == 1
-    assert "sudo apt-get install -y redis-server slapd ldap-utils chromium chromium-driver" in done.stderr
+    assert "sudo apt-get install -y redis-server slapd ldap-utils samba chromium chromium-driver" in done.stderr
     assert done.stdout == ""
 
 
