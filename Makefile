@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint typecheck unit drill sim worker beat flower mcp bench clean
+.PHONY: setup prerequisites demo test lint typecheck unit drill sim worker beat flower mcp bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,9 +18,13 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/nexus demo
 
-## The whole test suite (lint, types, tests). CI runs exactly this.
-test: setup lint typecheck
+## The whole test suite (lint, types, tests). CI runs exactly this. Installs the Debian packages its tests need when
+## they are missing and it runs as root (else prints the apt-get line): scripts/test-prerequisites.sh.
+test: setup prerequisites lint typecheck
 	$(BIN)/python -m pytest -q -m "not drill"
+
+prerequisites:
+	scripts/test-prerequisites.sh
 
 ## The fast lane: tests that start no redis-server, slapd, simulator stack or worker process (tests/conftest.py marks
 ## the ones that do `integration`); under a minute.
@@ -37,7 +41,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 ## Long fault drills (CI runs them through .ci/run).
-drill: setup
+drill: setup prerequisites
 	$(BIN)/python -m pytest -q -m drill
 
 ## The services of docker-compose.yml without Docker, one per terminal (Redis at REDIS_URL, default

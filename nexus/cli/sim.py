@@ -26,8 +26,9 @@ def sim(
     truth: Annotated[Path | None, typer.Option(help="Write the planted-drift ground truth (JSON) here.")] = None,
     latency_ms: Annotated[str, typer.Option(help="Added latency: `30` for all or `workday=30,entra=50`.")] = "",
     token_lifetime: Annotated[float, typer.Option(help="Access-token lifetime in seconds.")] = 3599.0,
-    ldap: Annotated[str, typer.Option(help="AD directory: slapd, mock (in-process only: workers cannot reach it) "
-                                      "or auto (slapd when installed).")] = "auto",
+    ldap: Annotated[str, typer.Option(help="AD directory: slapd, mock (in-process only: workers cannot reach it), "
+                                      "auto (slapd when installed) or samba (a real Samba AD DC on 127.0.0.1:636, "
+                                      "LDAPS; apt-get install samba).")] = "auto",
 ) -> None:
     """Serve every simulator, write the env file and the ground truth, run until interrupted.
 
@@ -40,8 +41,8 @@ def sim(
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         fail("simulators only serve loopback addresses (127.0.0.1, localhost, ::1)", EXIT_USAGE)
-    if ldap not in ("slapd", "mock", "auto"):
-        fail("--ldap must be slapd, mock or auto", EXIT_USAGE)
+    if ldap not in ("slapd", "mock", "auto", "samba"):
+        fail("--ldap must be slapd, mock, auto or samba", EXIT_USAGE)
     try:
         latency = parse_latency(latency_ms)
     except ValueError as exc:

@@ -61,13 +61,16 @@ class SimulatorStack:
     ldap_port: int = 0
     latency_ms: dict[str, int] = field(default_factory=dict)
     token_lifetime_s: float = 3599.0
-    ldap_mode: str = "auto"  # "slapd" | "mock" | "auto" (slapd when installed, else the in-process directory)
+    ldap_mode: str = "auto"  # "slapd" | "mock" | "auto" (slapd when installed, else the in-process directory) |
+    # "samba" (a real Samba AD DC: nexus.sim.samba_dc)
     creds: SimCredentials | None = None
     org: Org | None = None
 
     def __post_init__(self) -> None:
         self._http: Any = None
         self._slapd: Any = None
+        self._samba: Any = None  # ldap_mode "samba": the running nexus.sim.samba_dc.SambaDC
+        self._samba_ctx: Any = None
         self._proxy: Any = None
         self.ctx: SimContext | None = None
         self.ldap_url = ""
@@ -109,6 +112,9 @@ class SimulatorStack:
         from nexus.sim import ldap_server
 
         assert self.org is not None and self.creds is not None
+        if self.ldap_mode == "samba":
+            self._start_samba()
+            return
         use_slapd = self.ldap_mode == "slapd" or (self.ldap_mode == "auto" and ldap_server.is_available())
         if not use_slapd:
             from nexus.sim.ldap_mock import mock_directory, mock_url
@@ -129,7 +135,26 @@ class SimulatorStack:
         port = self._proxy.start()
         self.ldap_url = f"ldap://{self.host}:{port}"
 
+    def _start_samba(self) -> None:
+        """A real Samba AD DC with the org loaded (nexus.sim.samba_dc): LDAPS with a CA of its own, no fault
+        injection (the LDAP proxy cannot see inside TLS)."""
+        import contextlib
+
+        from nexus.sim.samba_dc import SambaDC
+
+        assert self.org is not None and self.creds is not None
+        samba_ctx = contextlib.ExitStack()
+        self._samba_ctx = samba_ctx
+        dc = samba_ctx.enter_context(SambaDC.start(self.org, bind_password=self.creds.ad_bind_password))
+        self._samba = dc
+        self.ldap_url = dc.env()["AD_LDAP_URL"]
+
     def stop(self) -> None:
+        samba_ctx = self._samba_ctx
+        if samba_ctx is not None:
+            self._samba_ctx = None
+            self._samba = None
+            samba_ctx.close()
         for part in (self._http, self._proxy, self._slapd):
             if part is not None:
                 try:
@@ -172,6 +197,8 @@ class SimulatorStack:
             "AD_BIND_DN": c.ad_bind_dn,
             "AD_BIND_PASSWORD": c.ad_bind_password,
             "AD_BASE_DN": self.org.base_dn,
+            **({"AD_CA_FILE": self._samba.env()["AD_CA_FILE"], "AD_BIND_DN": self._samba.bind_dn}
+               if self._samba is not None else {}),
             "LANSWEEPER_GRAPHQL_URL": f"{base}/lansweeper/api/v2/graphql",
             "LANSWEEPER_TOKEN": c.lansweeper_token,
             "LANSWEEPER_SITE_ID": c.lansweeper_site_id,
