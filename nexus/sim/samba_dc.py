@@ -274,9 +274,10 @@ class SambaDC:
             for parent in parents:
                 _ensure_ou(conn, parent)
             for user in users:
-                attrs: dict[str, Any] = {"sAMAccountName": user.sam, "userPrincipalName": user.upn, "displayName": user.display_name,
-                         "givenName": user.given_name, "sn": user.sn, "mail": user.mail, "title": user.title,
-                         "department": user.department, "employeeID": user.employee_id}
+                attrs: dict[str, Any] = {
+                    "sAMAccountName": user.sam, "userPrincipalName": user.upn, "displayName": user.display_name,
+                    "givenName": user.given_name, "sn": user.sn, "mail": user.mail, "title": user.title,
+                    "department": user.department, "employeeID": user.employee_id}
                 if user.proxy_addresses:
                     attrs["proxyAddresses"] = list(user.proxy_addresses)
                 for name in ("accountExpires",):
