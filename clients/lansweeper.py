@@ -1,15 +1,27 @@
 """Lansweeper assets through the Data API (GraphQL at ``LANSWEEPER_GRAPHQL_URL``).
 
+The documents follow Lansweeper's published contract (the vendor-named schema in
+``nexus/sim/lansweeper_schema.graphql`` cites its sources: Lansweeper's generated GraphQL types and its own MCP
+server's queries; tests/test_lansweeper_schema.py validates every document sent here against it):
+``$filters: AssetsFilterGroupedInput``, ``$pagination: AssetsPaginationInputValidated`` (cursor type ``ID``, page
+``AssetsPage``), ``assetResources(assetPagination, fields, filters)`` answering an ``ItemsResponse``. Lansweeper's
+documented restrictions are kept: ``total`` is requested only on the FIRST page (it is refused with NEXT), at most 30
+field paths, and filters only on documented paths. ``assetBasicInfo.userDomain`` is not one, so a ``DOMAIN\\sam``
+lookup filters on ``assetBasicInfo.userName`` and checks the domain here.
+
 The queries are CONSTANT strings: the site id, page size, cursor and every filter value travel only in
 ``variables``, so no value can change the query's shape. Authentication is the personal access token in
 ``Authorization: Token <LANSWEEPER_TOKEN>``; it does not expire, so the one re-authentication on 401 only re-reads
 it (a revoked token therefore fails as AuthError).
 
-Answers: HTTP statuses are mapped by the base client. A 200 with ``errors`` is classified by ``extensions.code``:
-``UNAUTHENTICATED``/``FORBIDDEN`` -> AuthError, ``INTERNAL_SERVER_ERROR`` (also what an unusable cursor gives, the
-simulator's ``truncated`` fault) -> TransientError, ``RATE_LIMITED`` -> ThrottledError, anything else ->
-BadRequestError. A 200 with neither ``errors`` nor ``data`` is MalformedResponseError.
-Lansweeper allows 150 requests a minute; nothing here waits: a 429 is ThrottledError with its Retry-After.
+Answers. Lansweeper does not publish which HTTP status carries which GraphQL error, nor its ``extensions.code``
+values, so the client is tolerant: an ``errors`` array is classified by its ``extensions.code`` whatever the status
+(200, or a 4xx other than 401/429): ``UNAUTHENTICATED``/``FORBIDDEN`` -> AuthError, ``INTERNAL_SERVER_ERROR`` (also
+what an unusable cursor gives, the simulator's ``truncated`` fault) -> TransientError, ``RATE_LIMITED`` ->
+ThrottledError, anything else -> BadRequestError. Other statuses are mapped by the base client. A 200 with neither
+``errors`` nor ``data`` is MalformedResponseError. Whether EQUAL compares case-insensitively is not published
+either: the domain check here ignores case. Lansweeper allows 150 requests a minute; nothing here waits: a 429 is
+ThrottledError with its Retry-After.
 """
 
 from __future__ import annotations
@@ -28,22 +40,27 @@ from nexus.settings import Settings
 
 MAX_PAGE_SIZE = 500
 
-ASSETS_QUERY = """\
-query NexusAssets(
+_ASSETS_QUERY = """\
+query NexusAssets{suffix}(
   $siteId: ID!
   $pagination: AssetsPaginationInputValidated!
   $fields: [String!]!
-  $filters: AssetsFilterGroupInput
-) {
-  site(id: $siteId) {
-    assetResources(assetPagination: $pagination, fields: $fields, filters: $filters) {
-      total
-      pagination { limit current next page }
+  $filters: AssetsFilterGroupedInput
+) {{
+  site(id: $siteId) {{
+    assetResources(assetPagination: $pagination, fields: $fields, filters: $filters) {{
+      {total}pagination {{ limit current next page }}
       items
-    }
-  }
-}
+    }}
+  }}
+}}
 """
+#: The first page (``page: FIRST``): the only one that may ask for ``total``.
+ASSETS_FIRST_QUERY = _ASSETS_QUERY.format(suffix="First", total="total\n      ")
+#: Every following page (``page: NEXT`` with the previous page's ``pagination.next``): no ``total``.
+ASSETS_NEXT_QUERY = _ASSETS_QUERY.format(suffix="Next", total="")
+#: What a lookup (a filtered query, almost always one page) sends: the first page's document.
+ASSETS_QUERY = ASSETS_FIRST_QUERY
 
 HEALTH_QUERY = """\
 query NexusHealth($siteId: ID!) {
@@ -112,23 +129,39 @@ class LansweeperClient(HttpSystemClient):
             raise MalformedResponseError("the GraphQL answer has neither 'data' nor 'errors'", system=self.system)
         return data
 
-    def _raise_for(self, errors: Any) -> None:
+    def check(self, response: httpx.Response, *, not_found_ok: bool = False) -> httpx.Response:
+        """Also a 4xx (other than 401 and 429, which the base client handles) with a GraphQL ``errors`` body is
+        classified by its ``extensions.code``: the vendor does not publish which status carries which error."""
+        status = response.status_code
+        if 400 <= status < 500 and status not in (401, 429):
+            try:
+                body = response.json()
+            except (ValueError, UnicodeDecodeError):
+                body = None
+            errors = body.get("errors") if isinstance(body, dict) else None
+            if isinstance(errors, list) and errors:
+                self._raise_for(errors, status=status)
+        return super().check(response, not_found_ok=not_found_ok)
+
+    def _raise_for(self, errors: Any, *, status: int | None = None) -> None:
         first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
         extensions = _obj(first.get("extensions"))
         code = str(extensions.get("code", ""))
-        message = f"GraphQL error {code or '(no code)'}: {str(first.get('message', ''))[:300]}"
+        where = f"HTTP {status}: " if status else ""
+        message = f"{where}GraphQL error {code or '(no code)'}: {str(first.get('message', ''))[:300]}"
         if code in ("UNAUTHENTICATED", "FORBIDDEN"):
-            raise AuthError(message, system=self.system)
+            raise AuthError(message, system=self.system, status=status)
         if code == "RATE_LIMITED":
-            raise ThrottledError(message, system=self.system, status=None)
+            raise ThrottledError(message, system=self.system, status=status)
         if code == "INTERNAL_SERVER_ERROR":
-            raise TransientError(message, system=self.system)
-        raise BadRequestError(message, system=self.system)
+            raise TransientError(message, system=self.system, status=status)
+        raise BadRequestError(message, system=self.system, status=status)
 
     def _assets(self, pagination: Mapping[str, Any], filters: Mapping[str, Any] | None) -> Page[DeviceRecord]:
         variables = {"siteId": self.settings.lansweeper_site_id, "pagination": dict(pagination),
                      "fields": list(ASSET_FIELDS), "filters": dict(filters) if filters else None}
-        data = self.gql(ASSETS_QUERY, variables)
+        query = ASSETS_FIRST_QUERY if pagination.get("page") == "FIRST" else ASSETS_NEXT_QUERY
+        data = self.gql(query, variables)
         site = data.get("site")
         resources = site.get("assetResources") if isinstance(site, dict) else None
         if not isinstance(resources, dict):
@@ -171,14 +204,18 @@ class LansweeperClient(HttpSystemClient):
         return max(found, key=lambda d: d.last_seen or "")
 
     def assets_for_user(self, username: str) -> list[DeviceRecord]:
-        """Assets whose user is ``username``: ``DOMAIN\\sam`` matches domain and name, a bare ``sam`` any domain."""
+        """Assets whose user is ``username``: ``DOMAIN\\sam`` matches domain and name, a bare ``sam`` any domain.
+
+        Only the name is a filter (``assetBasicInfo.userDomain`` is not a filterable path); the domain is compared
+        here, ignoring case (Windows domain names are case-insensitive)."""
         domain, sep, name = username.partition("\\")
         if not sep:
             domain, name = "", username
-        conditions = [{"operator": "EQUAL", "path": "assetBasicInfo.userName", "value": name}]
-        if domain:
-            conditions.append({"operator": "EQUAL", "path": "assetBasicInfo.userDomain", "value": domain})
-        return self._filtered(conditions)
+        found = self._filtered([{"operator": "EQUAL", "path": "assetBasicInfo.userName", "value": name}])
+        if not domain:
+            return found
+        prefix = f"{domain}\\".casefold()
+        return [device for device in found if (device.owner or "").casefold().startswith(prefix)]
 
     def health(self) -> float:
         """One cheap authenticated query (the site's id and name); elapsed milliseconds."""

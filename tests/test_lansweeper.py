@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from clients.lansweeper import ASSETS_QUERY, LansweeperClient
+from clients.lansweeper import ASSETS_FIRST_QUERY, ASSETS_NEXT_QUERY, LansweeperClient
 from nexus.errors import AuthError, BadRequestError, MalformedResponseError, ThrottledError, TransientError
 from nexus.models import DeviceRecord
 from nexus.sim.faults import Fault
@@ -88,9 +88,10 @@ def test_assets_are_listed_over_several_pages_and_equal_the_org(sim: Sim, client
     assert _all(client, 2) == [expected(a) for a in sim.ctx.org.lansweeper]
     assert sim.count() == 1 + 4
     assert list(client.list_all()) == [expected(a) for a in sim.ctx.org.lansweeper]
-    sent = sim.bodies()[-1]
-    assert sent["query"] == ASSETS_QUERY  # constant; everything else is a variable
-    assert sent["variables"]["pagination"] == {"limit": 500, "page": "FIRST", "cursor": None}
+    sent = sim.bodies()
+    assert [b["query"] for b in sent[:5]] == [ASSETS_FIRST_QUERY] * 2 + [ASSETS_NEXT_QUERY] * 3  # constants
+    assert sent[-1]["query"] == ASSETS_FIRST_QUERY
+    assert sent[-1]["variables"]["pagination"] == {"limit": 500, "page": "FIRST", "cursor": None}
 
 
 def test_every_generated_asset_is_listed() -> None:
@@ -110,7 +111,7 @@ def test_every_generated_asset_is_listed() -> None:
 def test_prev_last_and_items_shaped_by_fields(sim: Sim) -> None:
     query = """query($site: ID!, $p: AssetsPaginationInputValidated) {
       site(id: $site) { assetResources(assetPagination: $p, fields: ["assetBasicInfo.userName", "assetCustom.model"])
-        { total pagination { limit current next page } items } } }"""
+        { pagination { limit current next page } items } } }"""
     site = sim.ctx.creds.lansweeper_site_id
 
     def run(pagination: dict[str, Any]) -> dict[str, Any]:
@@ -145,7 +146,7 @@ def test_values_reach_lansweeper_only_as_variables(sim: Sim, client: LansweeperC
     assert client.find_device(hostile) is None
     assert client.assets_for_user(hostile) == []
     sent = sim.bodies()
-    assert [b["query"] for b in sent] == [ASSETS_QUERY, ASSETS_QUERY]
+    assert [b["query"] for b in sent] == [ASSETS_FIRST_QUERY, ASSETS_FIRST_QUERY]
     assert sent[0]["variables"]["filters"] == {"conjunction": "AND", "conditions": [
         {"operator": "EQUAL", "path": "assetCustom.serialNumber", "value": hostile}]}
     assert sent[1]["variables"]["filters"]["conditions"][0]["value"] == hostile
@@ -184,13 +185,13 @@ def test_graphql_errors_are_bad_requests_with_http_200(sim: Sim, client: Lanswee
     with pytest.raises(BadRequestError):
         client.gql("query { site(id: ", {})
     with pytest.raises(BadRequestError):
-        client.gql(ASSETS_QUERY, {"siteId": sim.ctx.creds.lansweeper_site_id, "fields": ["key"],
+        client.gql(ASSETS_FIRST_QUERY, {"siteId": sim.ctx.creds.lansweeper_site_id, "fields": ["key"],
                                   "pagination": {"limit": 501, "page": "FIRST"}})
     with pytest.raises(BadRequestError, match="Invalid cursor"):
         client.fetch_page("bm90LWEtY3Vyc29y")
     raw = sim.post({"query": "{ site(id: \"x\") { nope } }"})
     assert raw.status_code == 200 and raw.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
-    bad_field = sim.post({"query": ASSETS_QUERY, "variables": {
+    bad_field = sim.post({"query": ASSETS_FIRST_QUERY, "variables": {
         "siteId": sim.ctx.creds.lansweeper_site_id, "fields": ["assetBasicInfo.password"],
         "pagination": {"limit": 5, "page": "FIRST"}}})
     assert bad_field.status_code == 200 and "Invalid field path" in bad_field.json()["errors"][0]["message"]

@@ -1,26 +1,39 @@
-"""Lansweeper's Data API: ``POST /api/v2/graphql`` served by a real GraphQL engine (graphql-core) over a small SDL.
+"""Lansweeper's Data API: ``POST /api/v2/graphql`` served by a real GraphQL engine (graphql-core) over the
+vendor-named schema subset in :file:`lansweeper_schema.graphql`.
 
-``LANSWEEPER_GRAPHQL_URL=http://host:port/lansweeper/api/v2/graphql``. Authentication is a personal access token:
-``Authorization: Token <token>`` (it does not expire). A missing or wrong token, or the ``expired_token`` fault
-(what a revoked token gets), answers HTTP 401 with a GraphQL-style body. Query errors (syntax, validation, bad
-variables, an unknown site, field path or cursor) come back as HTTP 200 with an ``errors`` array, as GraphQL
-servers do.
+The contract, and where it comes from (facts only; the schema file's header has the commits):
+
+- Type and field names, arguments and nullability: Lansweeper's generated GraphQL types (an introspection of
+  ``https://api.lansweeper.com/api/v2/graphql``, github.com/DeskproApps/lansweeper ``src/services/lansweeper/
+  schema.ts``) and the queries of Lansweeper's own MCP server (github.com/Lansweeper-public/MCP-server-lansweeper,
+  ``src/tools/assetsResources/handler.ts``). Every incoming document is parsed and validated against that schema,
+  so a variable typed ``AssetsFilterGroupInput`` (no such type: the vendor's is ``AssetsFilterGroupedInput``) is
+  refused like any other unknown type, before anything runs.
+- Restrictions (developer.lansweeper.com/docs/platform-api/guides/restrictions): at most 30 field paths; filters only
+  on the documented paths (:data:`nexus.sim.lansweeper_assets.FILTERABLE`; ``assetBasicInfo.userDomain`` is not one),
+  at most 100 conditions; ``total`` may be selected only with ``page: FIRST`` (not with PREV, NEXT or LAST); 150
+  requests a minute (enforced only when built with ``rate_limit_per_min``: then 429 with ``Retry-After``).
+- Not published, so this simulator's choice (the client is tolerant of the alternatives): the HTTP status of a
+  GraphQL error and the ``extensions.code`` values. Query errors (syntax, validation: ``GRAPHQL_VALIDATION_FAILED``;
+  bad arguments, an unusable cursor: ``BAD_USER_INPUT``; an unknown site: ``FORBIDDEN``) come back as HTTP 200 with
+  an ``errors`` array, Apollo style; a document that fails validation has no ``data``. A missing or wrong token, or
+  the ``expired_token`` fault (a revoked token), answers HTTP 401 with a GraphQL-style ``UNAUTHENTICATED`` body
+  (Lansweeper's partner integrations treat 401/403 as an authentication failure). The vendor's MCP server posts to
+  ``/api/integrations/graphql``, the older integrations to ``/api/v2/graphql``: the URL is configuration.
 
 Assets are served by ``site(id) { assetResources(assetPagination, fields, filters) { total pagination { limit
-current next page } items } }``: ``items`` is a JSON scalar whose objects are shaped by the requested ``fields``
-paths (``assetBasicInfo.userName`` -> ``{"assetBasicInfo": {"userName": ...}}``), plus ``_id`` and ``key``.
-Pagination: ``limit`` 1..500; ``page: FIRST`` (no cursor), ``NEXT`` with ``pagination.next``, ``PREV`` with
-``pagination.current`` (the page before it), ``LAST``. Cursors are opaque and bound to the site and the filters.
-Filters: ``{conjunction: AND|OR, conditions: [{operator, path, value}], groups: [...]}``; operators EQUAL,
-NOT_EQUAL, LIKE (contains), NOT_LIKE, EXISTS, NOT_EXISTS, GREATER_THAN, LESS_THAN. The simulator compares text
-ignoring case. EQUAL on ``assetCustom.serialNumber``, ``assetBasicInfo.userName`` and ``key`` is a dictionary look-up
-(indexes built once per org), so a page costs O(page size) even with 150k assets. Field paths, indexes and filters:
+current next page } items } }`` (the vendor's other pagination argument, ``pagination: AssetsPaginationInput``, is
+accepted too): ``items`` is a list of JSON objects shaped by the requested ``fields`` paths
+(``assetBasicInfo.userName`` -> ``{"assetBasicInfo": {"userName": ...}}``), plus ``_id`` and ``key``. Pagination:
+``limit`` 1..500; ``page: FIRST`` (no cursor), ``NEXT`` with ``pagination.next``, ``PREV`` with ``pagination.current``
+(the page before it), ``LAST``. Cursors (type ``ID``) are opaque and bound to the site and the filters. EQUAL on
+``assetCustom.serialNumber``, ``assetBasicInfo.userName`` and ``key`` is a dictionary look-up (indexes built once per
+org), so a page costs O(page size) even with 150k assets. Field paths, indexes, operators and filters:
 :mod:`nexus.sim.lansweeper_assets`.
 
 Faults: the generic ones come from the framework. ``truncated``: a request that carries a cursor (``NEXT``/``PREV``)
 fails with a GraphQL error whose ``extensions.code`` is ``INTERNAL_SERVER_ERROR`` (the client maps that code to
-TransientError: the listing is incomplete). Lansweeper allows 150 requests a minute; the simulator does not
-enforce it unless built with ``rate_limit_per_min``, then it answers 429 with ``Retry-After``.
+TransientError: the listing is incomplete).
 """
 
 from __future__ import annotations
@@ -34,10 +47,12 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from graphql import (
     DocumentNode,
+    FieldNode,
     GraphQLError,
     GraphQLObjectType,
     GraphQLResolveInfo,
@@ -59,73 +74,16 @@ from nexus.sim.org_model import LansweeperAsset, Org
 GRAPHQL_PATH = "/api/v2/graphql"
 MAX_LIMIT = 500
 
-SDL = """
-scalar JSON
+SCHEMA_FILE = "lansweeper_schema.graphql"
+MAX_FIELDS = 30  # "A maximum of 30 element paths can be requested at the same time."
 
-enum AssetsPaginationPage { FIRST NEXT PREV LAST }
-enum FilterConjunction { AND OR }
-enum FilterOperator { EQUAL NOT_EQUAL LIKE NOT_LIKE EXISTS NOT_EXISTS GREATER_THAN LESS_THAN }
 
-input AssetsPaginationInputValidated {
-  limit: Int = 100
-  page: AssetsPaginationPage = FIRST
-  cursor: String
-}
+def vendor_sdl() -> str:
+    """The vendor-named schema subset (:file:`lansweeper_schema.graphql`, with its sources in its header)."""
+    return (Path(__file__).with_name(SCHEMA_FILE)).read_text(encoding="utf-8")
 
-input AssetsFilterConditionInput {
-  operator: FilterOperator!
-  path: String!
-  value: String
-}
 
-input AssetsFilterGroupInput {
-  conjunction: FilterConjunction = AND
-  conditions: [AssetsFilterConditionInput!]
-  groups: [AssetsFilterGroupInput!]
-}
-
-type AssetsPagination {
-  limit: Int!
-  current: String
-  next: String
-  page: AssetsPaginationPage
-}
-
-type AssetResources {
-  total: Int!
-  pagination: AssetsPagination!
-  items: JSON!
-}
-
-type Site {
-  id: ID!
-  name: String!
-  assetResources(
-    assetPagination: AssetsPaginationInputValidated
-    fields: [String!]!
-    filters: AssetsFilterGroupInput
-  ): AssetResources
-}
-
-type AuthorizedSite {
-  id: ID!
-  name: String!
-}
-
-type AuthorizedSites {
-  sites: [AuthorizedSite!]!
-}
-
-type Me {
-  username: String!
-}
-
-type Query {
-  site(id: ID!): Site
-  authorizedSites: AuthorizedSites!
-  me: Me!
-}
-"""
+SDL = vendor_sdl()
 
 
 class RateLimiter:
@@ -231,7 +189,7 @@ class LansweeperSim(SystemSim):
         assert query is not None and isinstance(site_type, GraphQLObjectType)
         query.fields["site"].resolve = self._resolve_site
         query.fields["authorizedSites"].resolve = lambda _root, _info: {"sites": [self._site()]}
-        query.fields["me"].resolve = lambda _root, _info: {"username": "nexus-api"}
+        query.fields["me"].resolve = lambda _root, _info: {"id": "nexus-api", "username": "nexus-api"}
         site_type.fields["assetResources"].resolve = self._resolve_assets
 
     def _site(self) -> dict[str, Any]:
@@ -245,15 +203,20 @@ class LansweeperSim(SystemSim):
 
     def _resolve_assets(self, site: dict[str, Any], info: GraphQLResolveInfo, fields: list[str],
                         assetPagination: dict[str, Any] | None = None,
-                        filters: dict[str, Any] | None = None) -> dict[str, Any]:
+                        filters: dict[str, Any] | None = None,
+                        pagination: dict[str, Any] | None = None) -> dict[str, Any]:
+        if len(fields) > MAX_FIELDS:
+            raise bad_input(f"At most {MAX_FIELDS} field paths can be requested at the same time.")
         unknown = [f for f in fields if f not in FIELDS]
         if unknown:
             raise bad_input(f"Invalid field path '{unknown[0]}'.")
-        paging = assetPagination or {}
+        paging = assetPagination or pagination or {}
         limit = paging.get("limit") or 100
         if not 1 <= limit <= MAX_LIMIT:
             raise bad_input(f"limit must be between 1 and {MAX_LIMIT}.")
         page = paging.get("page") or "FIRST"
+        if page != "FIRST" and _selects(info, "total"):
+            raise bad_input("The total field requires page FIRST: it cannot be used with PREV, NEXT or LAST.")
         group = parse_group(filters) if filters else None
         binding = json.dumps([site["id"], filters], sort_keys=True)
         positions = self._positions(group, binding)
@@ -370,6 +333,15 @@ class LansweeperSim(SystemSim):
         return out
 
 
+def _selects(info: GraphQLResolveInfo, name: str) -> bool:
+    """Does the query select ``name`` on this field (directly; Nexus and the vendor's examples use no fragments)?"""
+    for node in info.field_nodes:
+        selections = node.selection_set.selections if node.selection_set else ()
+        if any(isinstance(s, FieldNode) and s.name.value == name for s in selections):
+            return True
+    return False
+
+
 def _formatted(error: GraphQLError, default_code: str) -> dict[str, Any]:
     """GraphQL's error shape with an ``extensions.code`` (Apollo style); never a Python traceback."""
     formatted: dict[str, Any] = dict(error.formatted)
@@ -384,4 +356,4 @@ def _formatted(error: GraphQLError, default_code: str) -> dict[str, Any]:
     return formatted
 
 
-__all__ = ["GRAPHQL_PATH", "MAX_LIMIT", "SDL", "LansweeperSim", "RateLimiter"]
+__all__ = ["GRAPHQL_PATH", "MAX_FIELDS", "MAX_LIMIT", "SDL", "LansweeperSim", "RateLimiter", "vendor_sdl"]

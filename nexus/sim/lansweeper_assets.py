@@ -1,14 +1,23 @@
 """What the Lansweeper simulator serves: the assets' field paths, their EQUAL indexes, and asset filters.
 
 Field paths (``assetBasicInfo.userName`` ...) are how a query names what to render and what to filter on. Filters
-are ``{conjunction: AND|OR, conditions: [{operator, path, value}], groups: [...]}`` with the operators EQUAL,
-NOT_EQUAL, LIKE (contains), NOT_LIKE, EXISTS, NOT_EXISTS, GREATER_THAN, LESS_THAN, comparing text ignoring case.
-EQUAL on ``assetCustom.serialNumber``, ``assetBasicInfo.userName`` and ``key`` is answered from indexes built once
-per org (:func:`candidates`), so a page costs O(page size) even with 150k assets.
+are the vendor's ``AssetsFilterGroupedInput``: ``{conjunction: AND|OR, conditions: [{operator, path, value}],
+groups: [{conjunction, conditions}]}`` (groups nest one level), with the operators of ``AssetsFilterType`` (see
+``lansweeper_schema.graphql``): EQUAL, NOT_EQUAL, LIKE (contains), EXISTS (``value`` "false" means absent, anything
+else present), GREATER_THAN, GREATER_THAN_OR_EQUAL, SMALLER_THAN, SMALLER_THAN_OR_EQUAL (text order) and REGEXP
+(a search). Text compares ignoring case. The vendor documents neither EXISTS's value nor case sensitivity: those
+two are this simulator's choice, and Nexus sends only EQUAL.
+
+Only the paths Lansweeper documents as filterable can be filtered on (:data:`FILTERABLE`, from
+developer.lansweeper.com/docs/platform-api/guides/restrictions: ``assetBasicInfo.userDomain`` is not one), at most
+:data:`MAX_CONDITIONS` conditions in all. EQUAL on ``assetCustom.serialNumber``, ``assetBasicInfo.userName`` and
+``key`` is answered from indexes built once per org (:func:`candidates`), so a page costs O(page size) even with
+150k assets.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,6 +61,18 @@ FIELDS: dict[str, Getter] = {
 }
 _INDEXED = ("key", "assetCustom.serialNumber", "assetBasicInfo.userName")
 
+#: The paths Lansweeper documents as filterable ("The only available path values for filters are ...").
+DOCUMENTED_FILTERABLE = frozenset({
+    "key", "installKey", "assetBasicInfo.description", "assetBasicInfo.domain", "assetBasicInfo.firstSeen",
+    "assetBasicInfo.ipAddress", "assetBasicInfo.lastSeen", "assetBasicInfo.mac", "assetBasicInfo.type",
+    "assetBasicInfo.userName", "assetCustom.dnsName", "assetCustom.manufacturer", "assetCustom.model",
+    "assetCustom.purchaseDate", "assetCustom.serialNumber", "assetCustom.stateName", "assetCustom.warrantyDate",
+})
+#: Of those, the ones this simulator has data for.
+FILTERABLE = frozenset(DOCUMENTED_FILTERABLE & FIELDS.keys())
+#: "There is a limit of 100 filters (conditions) that can be applied at the same time."
+MAX_CONDITIONS = 100
+
 
 def _fold(value: Any) -> str | None:
     return None if value is None else str(value).casefold()
@@ -90,19 +111,30 @@ def bad_input(message: str) -> GraphQLError:
 
 
 def parse_group(raw: dict[str, Any], depth: int = 0) -> Group:
-    """The ``filters`` variable as a :class:`Group` (unknown paths, missing values, deep nesting: bad input)."""
+    """The ``filters`` variable as a :class:`Group` (a path that is not filterable, an unusable REGEXP, too many
+    conditions or deep nesting: bad input). The schema has already checked the shape and that values are given."""
     if depth > _MAX_FILTER_DEPTH:
         raise bad_input("Filter groups are nested too deeply.")
     conditions = []
     for cond in raw.get("conditions") or ():
         path = cond["path"]
-        if path not in FIELDS:
-            raise bad_input(f"Invalid filter path '{path}'.")
-        if cond["operator"] not in ("EXISTS", "NOT_EXISTS") and cond.get("value") is None:
-            raise bad_input(f"Filter condition on '{path}' needs a value.")
+        if path not in FILTERABLE:
+            raise bad_input(f"Invalid filter path '{path}': it is not a filterable path.")
+        if cond["operator"] == "REGEXP":
+            try:
+                re.compile(cond["value"])
+            except re.error as exc:
+                raise bad_input(f"Invalid regular expression for '{path}': {exc}.") from None
         conditions.append(Condition(cond["operator"], path, cond.get("value")))
     groups = tuple(parse_group(g, depth + 1) for g in raw.get("groups") or ())
-    return Group(raw.get("conjunction") or "AND", tuple(conditions), groups)
+    group = Group(raw.get("conjunction") or "AND", tuple(conditions), groups)
+    if depth == 0 and _count(group) > MAX_CONDITIONS:
+        raise bad_input(f"Too many filter conditions: at most {MAX_CONDITIONS} can be applied at the same time.")
+    return group
+
+
+def _count(group: Group) -> int:
+    return len(group.conditions) + sum(_count(g) for g in group.groups)
 
 
 def _test(cond: Condition, asset: LansweeperAsset) -> bool:
@@ -110,9 +142,7 @@ def _test(cond: Condition, asset: LansweeperAsset) -> bool:
     want = _fold(cond.value)
     op = cond.operator
     if op == "EXISTS":
-        return bool(have)
-    if op == "NOT_EXISTS":
-        return not have
+        return bool(have) != (want == "false")
     if op == "EQUAL":
         return have == want
     if op == "NOT_EQUAL":
@@ -121,11 +151,15 @@ def _test(cond: Condition, asset: LansweeperAsset) -> bool:
         return False
     if op == "LIKE":
         return want in have
-    if op == "NOT_LIKE":
-        return want not in have
+    if op == "REGEXP":
+        return re.search(cond.value or "", have, re.IGNORECASE) is not None
     if op == "GREATER_THAN":
         return have > want
-    return have < want  # LESS_THAN
+    if op == "GREATER_THAN_OR_EQUAL":
+        return have >= want
+    if op == "SMALLER_THAN":
+        return have < want
+    return have <= want  # SMALLER_THAN_OR_EQUAL
 
 
 def matches(group: Group, asset: LansweeperAsset) -> bool:
@@ -155,4 +189,5 @@ def candidates(group: Group, assets: Assets) -> set[int] | None:
     return set().union(*(s for s in sets if s is not None))
 
 
-__all__ = ["FIELDS", "Assets", "Condition", "Getter", "Group", "bad_input", "candidates", "matches", "parse_group"]
+__all__ = ["DOCUMENTED_FILTERABLE", "FIELDS", "FILTERABLE", "MAX_CONDITIONS", "Assets", "Condition", "Getter", "Group",
+           "bad_input", "candidates", "matches", "parse_group"]
