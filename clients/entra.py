@@ -2,7 +2,10 @@
 
 Every property the audit compares is named in ``$select``: Graph leaves ``department``, ``employeeId``,
 ``accountEnabled`` and ``otherMails`` out of its default answer. The manager comes with the user through
-``$expand=manager($select=id,employeeId,userPrincipalName,mail)``, so no extra request per person is needed.
+``$expand=manager($select=id,employeeId,userPrincipalName,mail)``, so no extra request per person is needed; the
+price is Graph's page cap for ``$expand`` (:data:`~clients._graph.EXPAND_PAGE_SIZE`, 100 users a page whatever
+``$top`` says), so the listing asks for and is planned with :data:`PAGE_SIZE` = 100 (a 100k-user tenant is 1,000
+pages, not 101).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from clients._graph import MAX_PAGE_SIZE, GraphClient, as_str, odata_quote, require_str
+from clients._graph import EXPAND_PAGE_SIZE, GraphClient, as_str, odata_quote, require_str
 from clients.paging import Page, iter_all
 from clients.roles import EMAIL, EMPLOYEE_ID, ref_kind
 from nexus.errors import MalformedResponseError
@@ -21,13 +24,15 @@ USERS_PATH = "/v1.0/users"
 USER_SELECT = ("id", "displayName", "givenName", "surname", "mail", "userPrincipalName", "jobTitle", "department",
                "employeeId", "accountEnabled", "otherMails")
 MANAGER_EXPAND = "manager($select=id,employeeId,userPrincipalName,mail)"
+#: Users a listing page holds: the ``$expand`` cap (asking for more gets no more).
+PAGE_SIZE = EXPAND_PAGE_SIZE
 
 
 class EntraClient(GraphClient):
     system = "entra"
 
     def _params(self, page_size: int | None = None) -> dict[str, str]:
-        top = min(max(page_size or MAX_PAGE_SIZE, 1), MAX_PAGE_SIZE)
+        top = min(max(page_size or PAGE_SIZE, 1), PAGE_SIZE)
         return {"$select": ",".join(USER_SELECT), "$expand": MANAGER_EXPAND, "$top": str(top)}
 
     def fetch_page(self, cursor: str | None = None, page_size: int | None = None) -> Page[PersonRecord]:

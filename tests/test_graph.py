@@ -420,3 +420,44 @@ def test_pages_and_lookups_cost_the_page_not_the_collection() -> None:
             assert org.entra.reads == 2 + 19 * 2 * 2  # two users match (one for n=0: user0 has id 100000)
     finally:
         running.stop()
+
+
+# -- the $expand page cap (Graph's documented limitation; see nexus.sim.graph) --------------------------------------
+def test_expand_caps_a_user_page_at_100_whatever_top_asks_and_pages_on() -> None:
+    org = make_bulk_org(users=250, devices=0)
+    running = start_sim(org)
+    try:
+        first = running.get("/v1.0/users", {"$top": "999", "$select": "id", "$expand": "manager($select=id)"})
+        body = first.json()
+        assert first.status_code == 200 and len(body["value"]) == 100
+        link = dict(parse_qsl(urlsplit(body["@odata.nextLink"]).query))
+        assert link["$top"] == "999" and "$skiptoken" in link  # the request's options, as Graph carries them
+        second = running.http.get(body["@odata.nextLink"], headers={"Authorization": f"Bearer {running.token()}"})
+        third = running.http.get(second.json()["@odata.nextLink"],
+                                 headers={"Authorization": f"Bearer {running.token()}"}).json()
+        assert len(second.json()["value"]) == 100 and len(third["value"]) == 50 and "@odata.nextLink" not in third
+        assert [u["id"] for u in body["value"] + second.json()["value"] + third["value"]] == [u.id for u in org.entra]
+        plain = running.get("/v1.0/users", {"$top": "999", "$select": "id"}).json()
+        assert len(plain["value"]) == 250 and "@odata.nextLink" not in plain  # no $expand: no cap
+        too_big = running.get("/v1.0/users", {"$top": "1000", "$expand": "manager"})
+        assert too_big.status_code == 400  # $top is still validated first
+    finally:
+        running.stop()
+
+
+def test_the_entra_client_plans_pages_of_the_expand_cap() -> None:
+    from clients.entra import PAGE_SIZE
+    from nexus.fleet.cost import PEOPLE_PAGE_SIZES
+    from nexus.registry import STREAM_SPECS
+
+    assert PAGE_SIZE == 100
+    assert PEOPLE_PAGE_SIZES["entra"] == PAGE_SIZE and STREAM_SPECS["entra"].page_size == PAGE_SIZE
+    org = make_bulk_org(users=250, devices=0)
+    running = start_sim(org)
+    try:
+        with EntraClient(running.settings()) as entra:
+            assert len(list(entra.list_all())) == 250
+            assert running.count("entra", "/v1.0/users") == 3
+            assert {p["$top"][0] for p in running.recent_params("/v1.0/users", "entra")} == {"100"}
+    finally:
+        running.stop()
