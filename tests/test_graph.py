@@ -26,7 +26,7 @@ from nexus.sim import odata
 from nexus.sim.faults import Fault
 from nexus.sim.graph import graph_sims
 from nexus.sim.graph_data import DEFAULT_USER_SELECT, iso
-from nexus.sim.org_model import Org
+from nexus.sim.org_model import EntraUser, Org
 from nexus.testing.clock import FakeClock
 from nexus.testing.sims import SimHarness
 from tests._org_factory_graph import CountingList, make_bulk_org, make_org
@@ -459,5 +459,61 @@ def test_the_entra_client_plans_pages_of_the_expand_cap() -> None:
             assert len(list(entra.list_all())) == 250
             assert running.count("entra", "/v1.0/users") == 3
             assert {p["$top"][0] for p in running.recent_params("/v1.0/users", "entra")} == {"100"}
+    finally:
+        running.stop()
+
+
+# -- the synthetic tenant's rough edges: empty pages with a nextLink, guests, users without mail or employeeId ------
+def test_an_empty_page_with_a_next_link_is_served_and_walked_past() -> None:
+    org = make_org()
+    org.graph_empty_pages = {"users": [0, 3], "deviceManagement/managedDevices": [2]}
+    running = start_sim(org)
+    try:
+        sizes, cursor = [], None
+        with EntraClient(running.settings()) as entra, IntuneClient(running.settings()) as intune:
+            while True:
+                page = entra.fetch_page(cursor, page_size=2)
+                sizes.append(len(page.items))
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+            assert sizes == [0, 2, 1, 0, 2, 2]  # empty first page; a page stops short of the next empty one
+            assert [p.key for p in entra.list_all()] == [u.id for u in org.entra]
+            assert [d.key for d in intune.list_all()] == [d.id for d in org.intune]
+            assert entra.find_user(email="ada.lovelace@corp.example") is not None  # filtered queries: no gaps
+        first = running.get("/v1.0/users", {"$top": "2"}).json()
+        assert first["value"] == [] and "@odata.nextLink" in first
+    finally:
+        running.stop()
+
+
+def _guest(n: int, mail: str) -> EntraUser:
+    local, _, domain = mail.partition("@")
+    return EntraUser(id=f"00000000-0000-4000-9000-{n:012d}", upn=f"{local}_{domain}#EXT#@corpexample.onmicrosoft.com",
+                     mail=mail, display_name=f"{local} (Guest)", given_name=local, surname="", job_title=None,
+                     department=None, employee_id=None, account_enabled=True, manager_id=None, user_type="Guest")
+
+
+def test_guests_are_not_people_of_the_organisation() -> None:
+    from nexus.drift.engine import audit_people
+
+    org = make_org()
+    ada = org.entra[0]
+    # a B2B guest that carries a worker's address (invited before the member account existed, say)
+    org.entra += [_guest(1, "partner.pat@fabrikam.example"), _guest(2, ada.mail or "")]
+    running = start_sim(org)
+    try:
+        with EntraClient(running.settings()) as entra:
+            listed = list(entra.list_all())
+            assert [p.key for p in listed] == [u.id for u in org.entra if u.user_type == "Member"]
+            assert entra.find_user(email="partner.pat@fabrikam.example") is None
+            assert entra.find_user(email=ada.mail).key == ada.id  # type: ignore[union-attr]
+            assert entra.get_user(org.entra[-1].upn) is None
+        worker = PersonRecord(system="workday", key="100000", employee_id="100000", email=ada.mail,
+                              display_name=ada.display_name, first_name=ada.given_name, last_name=ada.surname,
+                              title=ada.job_title, department=ada.department, enabled=True, status="Active")
+        result = audit_people([worker], None, listed, {"workday", "entra"})
+        assert result.discrepancies == []
+        assert [r.key for r in result.matches[0].entra] == [ada.id]
     finally:
         running.stop()

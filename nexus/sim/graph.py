@@ -54,6 +54,7 @@ O(page size).
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import hmac
 import threading
@@ -303,24 +304,39 @@ class GraphSim(SystemSim):
         if manager_select is not None:
             top = min(top, EXPAND_PAGE_CAP)
         flt, text = self._filter(coll, options)
-        offset = 0
+        cursor = 0  # 2 * offset, + 1 once the empty page at that offset was served
         token = options.get("$skiptoken")
         if token is not None:
             if self.truncated(system):
                 raise GraphError(400, "Directory_ExpiredPageToken", "The specified page token value has expired "
                                                                     "and can no longer be included in your request.")
-            offset = self._offset(coll, text, token)
+            cursor = self._offset(coll, text, token)
+        offset, gap_served = divmod(cursor, 2)
         positions = self._positions(coll, flt, text)
-        page = positions[offset:offset + top]
-        value = [self._render(coll, coll.items[pos], select, manager_select) for pos in page]
+        gaps = self._gaps(coll, len(positions)) if flt is None else []
         body: dict[str, Any] = {"@odata.context": self._context(request, coll, select, options)}
         if not users or (options.get("$count", "").lower() == "true"
                          and request.headers.get("consistencylevel", "").lower() == "eventual"):
             body["@odata.count"] = len(positions)
-        body["value"] = value
-        if offset + top < len(positions):
-            body["@odata.nextLink"] = self._next_link(request, self._skiptoken(coll, text, offset + top))
+        at = bisect.bisect_left(gaps, offset)
+        if at < len(gaps) and gaps[at] == offset and not gap_served:
+            body["value"] = []  # Graph's "zero or more results": an empty page that still pages on
+            body["@odata.nextLink"] = self._next_link(request, self._skiptoken(coll, text, 2 * offset + 1))
+            return body
+        end = offset + top
+        later = bisect.bisect_right(gaps, offset)
+        if later < len(gaps):
+            end = min(end, gaps[later])  # the page stops short of the next empty one
+        page = positions[offset:end]
+        body["value"] = [self._render(coll, coll.items[pos], select, manager_select) for pos in page]
+        if end < len(positions):
+            body["@odata.nextLink"] = self._next_link(request, self._skiptoken(coll, text, 2 * end))
         return body
+
+    def _gaps(self, coll: Collection, size: int) -> list[int]:
+        """The offsets of ``coll``'s unfiltered listing where the org puts an empty page (ascending)."""
+        wanted = self.ctx.org.graph_empty_pages.get(coll.name, ())
+        return sorted({g for g in wanted if 0 <= g < size})
 
     def _render(self, coll: Collection, item: Any, select: Sequence[str],
                 manager_select: Sequence[str] | None) -> dict[str, Any]:
