@@ -154,7 +154,7 @@ def test_every_generated_record_is_listed_through_the_clients() -> None:
     try:
         with EntraClient(running.settings()) as entra, IntuneClient(running.settings()) as intune:
             people = _all(entra, 40)
-            assert people == [expected_person(org, u.id) for u in org.entra]
+            assert people == [expected_person(org, u.id) for u in org.entra if u.user_type == "Member"]
             devices = _all(intune, 50)
             assert devices == [expected_device(org, d.id) for d in org.intune]
             assert intune.fetch_page(page_size=50).total == len(org.intune)
@@ -515,5 +515,30 @@ def test_guests_are_not_people_of_the_organisation() -> None:
         result = audit_people([worker], None, listed, {"workday", "entra"})
         assert result.discrepancies == []
         assert [r.key for r in result.matches[0].entra] == [ada.id]
+    finally:
+        running.stop()
+
+
+def test_the_generated_tenant_has_the_rough_edges_and_the_clients_cope() -> None:
+    from nexus.sim.orggen import generate_org
+
+    org = generate_org(120, seed=13)
+    members = [u for u in org.entra if u.user_type == "Member"]
+    guests = [u for u in org.entra if u.user_type == "Guest"]
+    assert guests and all("#EXT#@" in g.upn and g.employee_id is None and g.mail for g in guests)
+    assert any(u.mail is None and u.employee_id for u in members)
+    assert any(u.employee_id is None and u.mail for u in members)
+    assert any(u.mail is None and u.employee_id is None for u in members)
+    assert org.graph_empty_pages["users"][0] == 0 and org.graph_empty_pages["deviceManagement/managedDevices"]
+    running = start_sim(org)
+    try:
+        with EntraClient(running.settings()) as entra, IntuneClient(running.settings()) as intune:
+            first = entra.fetch_page()
+            assert first.items == [] and first.next_cursor is not None  # the tenant opens with an empty page
+            assert [p.key for p in entra.list_all()] == [u.id for u in members]
+            assert [d.key for d in intune.list_all()] == [d.id for d in org.intune]
+            no_mail = next(u for u in members if u.mail is None)
+            found = entra.find_person(no_mail.upn)
+            assert found is not None and found.key == no_mail.id and found.email is None
     finally:
         running.stop()
