@@ -118,8 +118,13 @@ async def iterate(client: GraphServiceClient, first: Any) -> tuple[list[Any], in
         pages["n"] += page is not None
         return page
 
-    iterator.next = counted  # type: ignore[method-assign]
-    await iterator.iterate(lambda item: items.append(item) or True)
+    iterator.next = counted  # type: ignore[method-assign,unused-ignore]
+
+    def keep(item: Any) -> bool:
+        items.append(item)
+        return True
+
+    await iterator.iterate(keep)
     return items, pages["n"]
 
 
