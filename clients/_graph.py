@@ -10,6 +10,11 @@ Paging: the first page is ``GET /v1.0/<collection>?$select=...&$top=...``; every
 answer's ``@odata.nextLink`` followed WHOLE (Graph's ``$skiptoken`` is opaque and only valid with the options it
 was issued for). The link must point under ``GRAPH_BASE_URL``: the bearer token is never sent elsewhere.
 
+Page sizes: ``$top`` is at most :data:`MAX_PAGE_SIZE` (999) on directory collections, but a listing with ``$expand``
+gets at most :data:`EXPAND_PAGE_SIZE` (100) objects a page whatever ``$top`` asks, so the Entra listing (which
+expands the manager) asks for and is planned with 100. A page may be empty and still carry a nextLink (Graph's
+paging guide: "A page of results may contain zero or more results"): only a missing nextLink ends a listing.
+
 Errors beyond the base mapping: 400 ``Directory_ExpiredPageToken`` (Graph lost the paging state of a listing, which
 is also what the simulator's ``truncated`` fault answers) is a :class:`~nexus.errors.TransientError`: the listing
 is incomplete through no fault of the request.
@@ -31,6 +36,10 @@ from nexus.errors import MalformedResponseError, TransientError
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 #: Graph's limit for ``$top`` on directory collections (users); the clients ask for full pages.
 MAX_PAGE_SIZE = 999
+#: Graph's page cap for directory listings with ``$expand``: at most 100 objects a page, whatever ``$top`` says
+#: (Graph's known issues, "Some limitations apply to query parameters": "$expand: For directory objects, returns a
+#: maximum of 100 objects"; microsoftgraph/microsoft-graph-docs#21506). Clients that expand plan with this size.
+EXPAND_PAGE_SIZE = 100
 
 
 def odata_quote(value: str) -> str:

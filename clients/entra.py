@@ -2,7 +2,20 @@
 
 Every property the audit compares is named in ``$select``: Graph leaves ``department``, ``employeeId``,
 ``accountEnabled`` and ``otherMails`` out of its default answer. The manager comes with the user through
-``$expand=manager($select=id,employeeId,userPrincipalName,mail)``, so no extra request per person is needed.
+``$expand=manager($select=id,employeeId,userPrincipalName,mail)``, so no extra request per person is needed; the
+price is Graph's page cap for ``$expand`` (:data:`~clients._graph.EXPAND_PAGE_SIZE`, 100 users a page whatever
+``$top`` says), so the listing asks for and is planned with :data:`PAGE_SIZE` = 100 (a 100k-user tenant is 1,000
+pages, not 101).
+
+What a tenant really holds, and what the client makes of it:
+
+* B2B guests (``userType`` ``Guest``, UPN ``<address with _ for @>#EXT#@<tenant>.onmicrosoft.com``, the invited
+  address as ``mail``, usually no ``employeeId``) are other organisations' people: the listing, the lookups and
+  ``get_user`` leave them out, so a guest that carries a worker's address never joins that worker in the audit.
+  A user without ``userType`` (older accounts may lack it) counts as a member.
+* Members without ``mail`` or without ``employeeId``: kept, with the missing value None; the engine then correlates
+  them by whatever they still have (employee id, UPN, aliases), and a manager without mail is named by UPN.
+* An empty page that still has a nextLink: an empty :class:`~clients.paging.Page` whose cursor goes on.
 """
 
 from __future__ import annotations
@@ -11,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from clients._graph import MAX_PAGE_SIZE, GraphClient, as_str, odata_quote, require_str
+from clients._graph import EXPAND_PAGE_SIZE, GraphClient, as_str, odata_quote, require_str
 from clients.paging import Page, iter_all
 from clients.roles import EMAIL, EMPLOYEE_ID, ref_kind
 from nexus.errors import MalformedResponseError
@@ -19,21 +32,25 @@ from nexus.models import PersonRecord
 
 USERS_PATH = "/v1.0/users"
 USER_SELECT = ("id", "displayName", "givenName", "surname", "mail", "userPrincipalName", "jobTitle", "department",
-               "employeeId", "accountEnabled", "otherMails")
+               "employeeId", "accountEnabled", "otherMails", "userType")
+#: Graph's ``userType`` of B2B guests: accounts of other organisations' people, never this organisation's people.
+GUEST = "Guest"
 MANAGER_EXPAND = "manager($select=id,employeeId,userPrincipalName,mail)"
+#: Users a listing page holds: the ``$expand`` cap (asking for more gets no more).
+PAGE_SIZE = EXPAND_PAGE_SIZE
 
 
 class EntraClient(GraphClient):
     system = "entra"
 
     def _params(self, page_size: int | None = None) -> dict[str, str]:
-        top = min(max(page_size or MAX_PAGE_SIZE, 1), MAX_PAGE_SIZE)
+        top = min(max(page_size or PAGE_SIZE, 1), PAGE_SIZE)
         return {"$select": ",".join(USER_SELECT), "$expand": MANAGER_EXPAND, "$top": str(top)}
 
     def fetch_page(self, cursor: str | None = None, page_size: int | None = None) -> Page[PersonRecord]:
         """One page of users; ``cursor`` is the previous page's ``@odata.nextLink`` (its page size is kept)."""
         page = self.get_collection(USERS_PATH, self._params(page_size), cursor)
-        return Page([self.to_person(item) for item in page.items], page.next_link, page.count)
+        return Page([self.to_person(item) for item in page.items if not is_guest(item)], page.next_link, page.count)
 
     def list_all(self) -> Iterator[PersonRecord]:
         return iter_all(self.fetch_page)
@@ -55,7 +72,8 @@ class EntraClient(GraphClient):
         if not clauses:
             raise ValueError("find_user needs email, upn or employee_id")
         params = self._params() | {"$filter": " or ".join(clauses)}
-        people = [self.to_person(item) for item in self.get_collection(USERS_PATH, params).items]
+        people = [self.to_person(item) for item in self.get_collection(USERS_PATH, params).items
+                  if not is_guest(item)]
         if not people:
             return None
 
@@ -84,7 +102,7 @@ class EntraClient(GraphClient):
         """The user with this object id or userPrincipalName, or None (Graph's 404)."""
         params = {"$select": ",".join(USER_SELECT), "$expand": MANAGER_EXPAND}
         body = self.get_json(f"{USERS_PATH}/{quote(key, safe='@')}", params, not_found_ok=True)
-        return None if body is None else self.to_person(body)
+        return None if body is None or is_guest(body) else self.to_person(body)
 
     def health(self) -> float:
         return self.timed_probe(USERS_PATH)
@@ -115,3 +133,9 @@ class EntraClient(GraphClient):
             enabled=enabled if isinstance(enabled, bool) else None,
             aliases=tuple(a for a in aliases if isinstance(a, str)),
         )
+
+
+def is_guest(user: Mapping[str, Any]) -> bool:
+    """A B2B guest (``userType`` Guest, any case); a user without ``userType`` is a member."""
+    value = user.get("userType")
+    return isinstance(value, str) and value.casefold() == GUEST.casefold()

@@ -16,13 +16,15 @@ from nexus.models import DeviceRecord
 DEVICES_PATH = "/v1.0/deviceManagement/managedDevices"
 DEVICE_SELECT = ("id", "deviceName", "serialNumber", "userPrincipalName", "complianceState", "lastSyncDateTime",
                  "managementState", "model", "manufacturer", "operatingSystem", "osVersion")
+#: Devices a listing page asks for (no ``$expand``, so no 100 cap; Graph's directory maximum).
+PAGE_SIZE = MAX_PAGE_SIZE
 
 
 class IntuneClient(GraphClient):
     system = "intune"
 
     def _params(self, page_size: int | None = None) -> dict[str, str]:
-        top = min(max(page_size or MAX_PAGE_SIZE, 1), MAX_PAGE_SIZE)
+        top = min(max(page_size or PAGE_SIZE, 1), PAGE_SIZE)
         return {"$select": ",".join(DEVICE_SELECT), "$top": str(top)}
 
     def fetch_page(self, cursor: str | None = None, page_size: int | None = None) -> Page[DeviceRecord]:

@@ -18,12 +18,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from clients._graph import MAX_PAGE_SIZE as GRAPH_PAGE_SIZE
 from clients.ad import ADClient
+from clients.entra import PAGE_SIZE as ENTRA_PAGE_SIZE
 from clients.entra import EntraClient
 from clients.fedex import MAX_PER_REQUEST, FedexClient
 from clients.helix import PAGE_SIZE as HELIX_PAGE_SIZE
 from clients.helix import HelixClient
+from clients.intune import PAGE_SIZE as INTUNE_PAGE_SIZE
 from clients.intune import IntuneClient
 from clients.lansweeper import MAX_PAGE_SIZE as LANSWEEPER_PAGE_SIZE
 from clients.lansweeper import LansweeperClient
@@ -96,8 +97,8 @@ def _entry(system: System, build: Callable[[Settings], Any], *streams: StreamSpe
 SPECS: dict[System, SystemSpec] = {spec.system: spec for spec in (
     _entry(System.WORKDAY, WorkdayClient, StreamSpec("workday", KIND_PERSON, OFFSET, WORKDAY_PAGE_SIZE)),
     _entry(System.AD, ADClient, StreamSpec("ad", KIND_PERSON, CURSOR, None, listing="listing")),
-    _entry(System.ENTRA, EntraClient, StreamSpec("entra", KIND_PERSON, CURSOR, GRAPH_PAGE_SIZE)),
-    _entry(System.INTUNE, IntuneClient, StreamSpec("intune", KIND_DEVICE, CURSOR, GRAPH_PAGE_SIZE)),
+    _entry(System.ENTRA, EntraClient, StreamSpec("entra", KIND_PERSON, CURSOR, ENTRA_PAGE_SIZE)),
+    _entry(System.INTUNE, IntuneClient, StreamSpec("intune", KIND_DEVICE, CURSOR, INTUNE_PAGE_SIZE)),
     _entry(System.LANSWEEPER, LansweeperClient, StreamSpec("lansweeper", KIND_DEVICE, CURSOR, LANSWEEPER_PAGE_SIZE)),
     _entry(System.HELIX, HelixClient,
            StreamSpec("helix", KIND_DEVICE, OFFSET, HELIX_PAGE_SIZE),

@@ -26,7 +26,7 @@ from nexus.sim import odata
 from nexus.sim.faults import Fault
 from nexus.sim.graph import graph_sims
 from nexus.sim.graph_data import DEFAULT_USER_SELECT, iso
-from nexus.sim.org_model import Org
+from nexus.sim.org_model import EntraUser, Org
 from nexus.testing.clock import FakeClock
 from nexus.testing.sims import SimHarness
 from tests._org_factory_graph import CountingList, make_bulk_org, make_org
@@ -154,7 +154,7 @@ def test_every_generated_record_is_listed_through_the_clients() -> None:
     try:
         with EntraClient(running.settings()) as entra, IntuneClient(running.settings()) as intune:
             people = _all(entra, 40)
-            assert people == [expected_person(org, u.id) for u in org.entra]
+            assert people == [expected_person(org, u.id) for u in org.entra if u.user_type == "Member"]
             devices = _all(intune, 50)
             assert devices == [expected_device(org, d.id) for d in org.intune]
             assert intune.fetch_page(page_size=50).total == len(org.intune)
@@ -418,5 +418,127 @@ def test_pages_and_lookups_cost_the_page_not_the_collection() -> None:
             # each lookup reads its matches (twice: filter, render), never the other records
             assert org.intune.reads == 20 * 2
             assert org.entra.reads == 2 + 19 * 2 * 2  # two users match (one for n=0: user0 has id 100000)
+    finally:
+        running.stop()
+
+
+# -- the $expand page cap (Graph's documented limitation; see nexus.sim.graph) --------------------------------------
+def test_expand_caps_a_user_page_at_100_whatever_top_asks_and_pages_on() -> None:
+    org = make_bulk_org(users=250, devices=0)
+    running = start_sim(org)
+    try:
+        first = running.get("/v1.0/users", {"$top": "999", "$select": "id", "$expand": "manager($select=id)"})
+        body = first.json()
+        assert first.status_code == 200 and len(body["value"]) == 100
+        link = dict(parse_qsl(urlsplit(body["@odata.nextLink"]).query))
+        assert link["$top"] == "999" and "$skiptoken" in link  # the request's options, as Graph carries them
+        second = running.http.get(body["@odata.nextLink"], headers={"Authorization": f"Bearer {running.token()}"})
+        third = running.http.get(second.json()["@odata.nextLink"],
+                                 headers={"Authorization": f"Bearer {running.token()}"}).json()
+        assert len(second.json()["value"]) == 100 and len(third["value"]) == 50 and "@odata.nextLink" not in third
+        assert [u["id"] for u in body["value"] + second.json()["value"] + third["value"]] == [u.id for u in org.entra]
+        plain = running.get("/v1.0/users", {"$top": "999", "$select": "id"}).json()
+        assert len(plain["value"]) == 250 and "@odata.nextLink" not in plain  # no $expand: no cap
+        too_big = running.get("/v1.0/users", {"$top": "1000", "$expand": "manager"})
+        assert too_big.status_code == 400  # $top is still validated first
+    finally:
+        running.stop()
+
+
+def test_the_entra_client_plans_pages_of_the_expand_cap() -> None:
+    from clients.entra import PAGE_SIZE
+    from nexus.fleet.cost import PEOPLE_PAGE_SIZES
+    from nexus.registry import STREAM_SPECS
+
+    assert PAGE_SIZE == 100
+    assert PEOPLE_PAGE_SIZES["entra"] == PAGE_SIZE and STREAM_SPECS["entra"].page_size == PAGE_SIZE
+    org = make_bulk_org(users=250, devices=0)
+    running = start_sim(org)
+    try:
+        with EntraClient(running.settings()) as entra:
+            assert len(list(entra.list_all())) == 250
+            assert running.count("entra", "/v1.0/users") == 3
+            assert {p["$top"][0] for p in running.recent_params("/v1.0/users", "entra")} == {"100"}
+    finally:
+        running.stop()
+
+
+# -- the synthetic tenant's rough edges: empty pages with a nextLink, guests, users without mail or employeeId ------
+def test_an_empty_page_with_a_next_link_is_served_and_walked_past() -> None:
+    org = make_org()
+    org.graph_empty_pages = {"users": [0, 3], "deviceManagement/managedDevices": [2]}
+    running = start_sim(org)
+    try:
+        sizes, cursor = [], None
+        with EntraClient(running.settings()) as entra, IntuneClient(running.settings()) as intune:
+            while True:
+                page = entra.fetch_page(cursor, page_size=2)
+                sizes.append(len(page.items))
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+            assert sizes == [0, 2, 1, 0, 2, 2]  # empty first page; a page stops short of the next empty one
+            assert [p.key for p in entra.list_all()] == [u.id for u in org.entra]
+            assert [d.key for d in intune.list_all()] == [d.id for d in org.intune]
+            assert entra.find_user(email="ada.lovelace@corp.example") is not None  # filtered queries: no gaps
+        first = running.get("/v1.0/users", {"$top": "2"}).json()
+        assert first["value"] == [] and "@odata.nextLink" in first
+    finally:
+        running.stop()
+
+
+def _guest(n: int, mail: str) -> EntraUser:
+    local, _, domain = mail.partition("@")
+    return EntraUser(id=f"00000000-0000-4000-9000-{n:012d}", upn=f"{local}_{domain}#EXT#@corpexample.onmicrosoft.com",
+                     mail=mail, display_name=f"{local} (Guest)", given_name=local, surname="", job_title=None,
+                     department=None, employee_id=None, account_enabled=True, manager_id=None, user_type="Guest")
+
+
+def test_guests_are_not_people_of_the_organisation() -> None:
+    from nexus.drift.engine import audit_people
+
+    org = make_org()
+    ada = org.entra[0]
+    # a B2B guest that carries a worker's address (invited before the member account existed, say)
+    org.entra += [_guest(1, "partner.pat@fabrikam.example"), _guest(2, ada.mail or "")]
+    running = start_sim(org)
+    try:
+        with EntraClient(running.settings()) as entra:
+            listed = list(entra.list_all())
+            assert [p.key for p in listed] == [u.id for u in org.entra if u.user_type == "Member"]
+            assert entra.find_user(email="partner.pat@fabrikam.example") is None
+            assert entra.find_user(email=ada.mail).key == ada.id  # type: ignore[union-attr]
+            assert entra.get_user(org.entra[-1].upn) is None
+        worker = PersonRecord(system="workday", key="100000", employee_id="100000", email=ada.mail,
+                              display_name=ada.display_name, first_name=ada.given_name, last_name=ada.surname,
+                              title=ada.job_title, department=ada.department, enabled=True, status="Active")
+        result = audit_people([worker], None, listed, {"workday", "entra"})
+        assert result.discrepancies == []
+        assert [r.key for r in result.matches[0].entra] == [ada.id]
+    finally:
+        running.stop()
+
+
+def test_the_generated_tenant_has_the_rough_edges_and_the_clients_cope() -> None:
+    from nexus.sim.orggen import generate_org
+
+    org = generate_org(120, seed=13)
+    members = [u for u in org.entra if u.user_type == "Member"]
+    guests = [u for u in org.entra if u.user_type == "Guest"]
+    assert guests and all("#EXT#@" in g.upn and g.employee_id is None and g.mail for g in guests)
+    assert any(u.mail is None and u.employee_id for u in members)
+    assert any(u.employee_id is None and u.mail for u in members)
+    assert any(u.mail is None and u.employee_id is None for u in members)
+    assert org.graph_empty_pages["users"][0] == 0 and org.graph_empty_pages["deviceManagement/managedDevices"]
+    running = start_sim(org)
+    try:
+        with EntraClient(running.settings()) as entra, IntuneClient(running.settings()) as intune:
+            first = entra.fetch_page()
+            assert first.items == [] and first.next_cursor is not None  # the tenant opens with an empty page
+            assert [p.key for p in entra.list_all()] == [u.id for u in members]
+            assert [d.key for d in intune.list_all()] == [d.id for d in org.intune]
+            no_mail = next(u for u in members if u.mail is None)
+            found = entra.find_person(no_mail.upn)
+            assert found is not None and found.key == no_mail.id and found.email is None
     finally:
         running.stop()

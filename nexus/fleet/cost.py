@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import math
 
+from clients.entra import PAGE_SIZE as ENTRA_PAGE_SIZE
+from clients.workday import PAGE_MAX as WORKDAY_PAGE_SIZE
 from nexus.fleet.store import SnapshotStore
 
 #: Requests per email on the per-person path (Workday 1, AD about 2 with the manager read, Entra 1), rounded down.
 PER_PERSON_REQUESTS = 3
-#: Page sizes of the people listings (clients' maxima).
-PEOPLE_PAGE_SIZES = {"workday": 100, "ad": 1000, "entra": 999}
+#: Page sizes of the people listings, as the clients page them. Entra's is Graph's ``$expand`` cap (100 users a page,
+#: whatever ``$top`` asks: the listing expands the manager), not the 999 of ``$top``; see clients/_graph.py.
+PEOPLE_PAGE_SIZES = {"workday": WORKDAY_PAGE_SIZE, "ad": 1000, "entra": ENTRA_PAGE_SIZE}
 
 
 def snapshot_requests(store: SnapshotStore) -> int | None:

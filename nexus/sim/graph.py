@@ -15,9 +15,30 @@ Two simulators, both rendering :class:`~nexus.sim.org_model.Org` without alterin
 Real behaviours reproduced: the default ``$select`` of users (``department``, ``employeeId``, ``accountEnabled``,
 ``otherMails`` come back only when selected); ``$filter`` parsed by :mod:`nexus.sim.odata` (never evaluated as code;
 string equality ignores case like the directory does); ``$top`` 1..999 (Intune 1..1000); ``$expand=manager`` with a
-nested ``$select``; an absolute ``@odata.nextLink`` carrying the request's options plus an opaque ``$skiptoken``;
+nested ``$select``, and the page cap that comes with it (below); an absolute ``@odata.nextLink`` carrying the
+request's options plus an opaque ``$skiptoken``;
 Graph's error body with ``innerError``; 401 ``InvalidAuthenticationToken``. Intune listings carry ``@odata.count``
 (the size of the filtered collection); users carry it only for ``$count=true`` with ``ConsistencyLevel: eventual``.
+
+The ``$expand`` page cap: a directory listing with ``$expand`` returns at most :data:`EXPAND_PAGE_CAP` (100)
+objects per page, whatever ``$top`` asks (a ``$top`` above 100 is not an error; a ``$top`` above 999 still is), and
+pages on with a nextLink that carries the request's own ``$top``. Sources: Graph's known issues, "Some limitations
+apply to query parameters" (https://developer.microsoft.com/en-us/graph/known-issues/?search=13635): "``$expand``:
+For directory objects, returns a maximum of 100 objects", the wording of microsoftgraph/microsoft-graph-docs pull
+requests #21506 ("Max page size with $expand is 100. Confirmed with Dev from code.") and #21516 (the same in
+concepts/query-parameters.md); observed as ``/v1.0/users?$select=...&$expand=manager&$top=999`` answering exactly
+100 users per page (Microsoft Tech Community, "The top parameter does not work together with the expand
+parameter", 2023, and "Graph API with expand only bringing max 100 rows even though top=999", 2024). Not to be
+confused with the other documented limit, the 20 items of an expanded collection-valued relationship (irrelevant
+for the single-valued ``manager``).
+
+Pages may be empty: "A page of results may contain zero or more results" (concepts/paging.md of
+microsoftgraph/microsoft-graph-docs-contrib). The org names the offsets of the unfiltered listings where the
+directory answers an empty page that still has a nextLink (``Org.graph_empty_pages``); a page that would span such
+an offset stops short of it, the next request gets the empty page, and the one after goes on from the offset.
+
+Properties (names and types) are those of Graph v1.0's ``microsoft.graph.user`` and ``microsoft.graph.managedDevice``
+entity types; tests/test_graph_sdk.py checks every one against Microsoft's generated SDK models (``msgraph-sdk``).
 
 The ``truncated`` fault: a request that carries a ``$skiptoken`` answers 400 ``Directory_ExpiredPageToken`` (what
 Graph says when it lost a listing's paging state), so page one succeeds and the nextLink of page one fails. The
@@ -33,6 +54,7 @@ O(page size).
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import hmac
 import threading
@@ -72,6 +94,8 @@ _STATUS_CODES = {400: "BadRequest", 401: "InvalidAuthenticationToken", 403: "Aut
                  404: "Request_ResourceNotFound", 429: "TooManyRequests", 503: "serviceNotAvailable"}
 _GENERIC_CODES = {"ServiceUnavailable": "serviceNotAvailable"}  # the framework's fault codes, as Graph spells them
 _SKIPTOKEN_MAGIC = b"DSpt\x01"  # real Graph user skiptokens start with base64("DSpt")
+#: Graph's page cap for directory listings that use ``$expand`` (see the module docstring for the sources).
+EXPAND_PAGE_CAP = 100
 _USER_OPTIONS = {"$select", "$filter", "$top", "$expand", "$skiptoken", "$count"}
 _DEVICE_OPTIONS = {"$select", "$filter", "$top", "$skiptoken", "$count"}
 
@@ -277,25 +301,42 @@ class GraphSim(SystemSim):
         top = self._top(coll, options)
         select = self._select(coll, options)
         manager_select = self._manager_select(options) if users else None
+        if manager_select is not None:
+            top = min(top, EXPAND_PAGE_CAP)
         flt, text = self._filter(coll, options)
-        offset = 0
+        cursor = 0  # 2 * offset, + 1 once the empty page at that offset was served
         token = options.get("$skiptoken")
         if token is not None:
             if self.truncated(system):
                 raise GraphError(400, "Directory_ExpiredPageToken", "The specified page token value has expired "
                                                                     "and can no longer be included in your request.")
-            offset = self._offset(coll, text, token)
+            cursor = self._offset(coll, text, token)
+        offset, gap_served = divmod(cursor, 2)
         positions = self._positions(coll, flt, text)
-        page = positions[offset:offset + top]
-        value = [self._render(coll, coll.items[pos], select, manager_select) for pos in page]
+        gaps = self._gaps(coll, len(positions)) if flt is None else []
         body: dict[str, Any] = {"@odata.context": self._context(request, coll, select, options)}
         if not users or (options.get("$count", "").lower() == "true"
                          and request.headers.get("consistencylevel", "").lower() == "eventual"):
             body["@odata.count"] = len(positions)
-        body["value"] = value
-        if offset + top < len(positions):
-            body["@odata.nextLink"] = self._next_link(request, self._skiptoken(coll, text, offset + top))
+        at = bisect.bisect_left(gaps, offset)
+        if at < len(gaps) and gaps[at] == offset and not gap_served:
+            body["value"] = []  # Graph's "zero or more results": an empty page that still pages on
+            body["@odata.nextLink"] = self._next_link(request, self._skiptoken(coll, text, 2 * offset + 1))
+            return body
+        end = offset + top
+        later = bisect.bisect_right(gaps, offset)
+        if later < len(gaps):
+            end = min(end, gaps[later])  # the page stops short of the next empty one
+        page = positions[offset:end]
+        body["value"] = [self._render(coll, coll.items[pos], select, manager_select) for pos in page]
+        if end < len(positions):
+            body["@odata.nextLink"] = self._next_link(request, self._skiptoken(coll, text, 2 * end))
         return body
+
+    def _gaps(self, coll: Collection, size: int) -> list[int]:
+        """The offsets of ``coll``'s unfiltered listing where the org puts an empty page (ascending)."""
+        wanted = self.ctx.org.graph_empty_pages.get(coll.name, ())
+        return sorted({g for g in wanted if 0 <= g < size})
 
     def _render(self, coll: Collection, item: Any, select: Sequence[str],
                 manager_select: Sequence[str] | None) -> dict[str, Any]:
@@ -364,4 +405,4 @@ def graph_sims(ctx: SimContext) -> list[SystemSim]:
     return [AzureTokenSim(ctx), GraphSim(ctx)]
 
 
-__all__ = ["GraphError", "GraphSim", "graph_sims"]
+__all__ = ["EXPAND_PAGE_CAP", "GraphError", "GraphSim", "graph_sims"]

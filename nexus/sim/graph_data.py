@@ -45,6 +45,7 @@ USER_PROPS: dict[str, tuple[str, Getter]] = {
     "accountEnabled": (odata.BOOL, lambda u: u.account_enabled),
     "otherMails": (odata.STRINGS, lambda u: list(u.other_mails)),
     "createdDateTime": (odata.DATETIME, lambda u: iso(u.created)),
+    "userType": (odata.STRING, lambda u: u.user_type),
 }
 #: What Graph returns for a user when no $select is given (its real default set, in its order).
 DEFAULT_USER_SELECT = ("businessPhones", "displayName", "givenName", "jobTitle", "mail", "mobilePhone",

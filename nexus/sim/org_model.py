@@ -75,6 +75,7 @@ class EntraUser:
     manager_id: str | None  # the manager's Entra object id
     other_mails: list[str] = field(default_factory=list)
     created: datetime | None = None
+    user_type: str = "Member"  # Graph's userType: "Member" | "Guest" (B2B guests: UPN "x_domain#EXT#@tenant")
 
 
 @dataclass(slots=True)
@@ -154,3 +155,6 @@ class Org:
     helix_tickets: list[HelixReturnTicket]
     fedex: list[FedexShipment]
     truth: dict[str, Any]  # {"seed", "people", "devices", "drift": [...], "noise": [...]}
+    #: Graph collection ("users" | "deviceManagement/managedDevices") -> offsets of its unfiltered listing where
+    #: Graph answers an empty page that still has a nextLink (see nexus.sim.graph)
+    graph_empty_pages: dict[str, list[int]] = field(default_factory=dict)

@@ -12,7 +12,9 @@ Pipeline (each step in its own module):
    leavers whose account stays enabled), then identities (mail, UPN, sAMAccountName, DN) and clean records;
 3. :func:`~nexus.sim.orggen_plant.plant_people`: people noise, then people drift, edited into the records;
 4. :mod:`~nexus.sim.orggen_devices` then :mod:`~nexus.sim.orggen_plant_devices`: laptops, return tickets and
-   shipments, then device noise and drift.
+   shipments, then device noise and drift;
+5. :mod:`~nexus.sim.orggen_graph`: the Graph tenant's rough edges (members without mail or employeeId, B2B guests,
+   empty pages that still have a nextLink), drawn from a generator of their own so steps 1-4 are unchanged.
 
 The ground truth (``Org.truth``) lists exactly what a correct engine reports (``drift``) and the differences it
 must ignore (``noise``), per docs/drift-rules.md. Every kind is planted at every size, 10 people included:
@@ -37,6 +39,7 @@ from typing import Any
 
 from nexus.sim.org_model import AdUser, EntraUser, Org
 from nexus.sim.orggen_devices import build_devices, device_counts
+from nexus.sim.orggen_graph import roughen_graph
 from nexus.sim.orggen_ids import IdSource
 from nexus.sim.orggen_people import (
     BASE_DN,
@@ -93,6 +96,8 @@ def _generate(people: int, seed: int, now: datetime) -> Org:
 
     ad_users: list[AdUser] = [u for u in ad if u is not None]
     entra_users: list[EntraUser] = [u for u in entra if u is not None]
+    subjects = [e["subject"] for e in (*truth.drift, *truth.noise)]
+    empty_pages = roughen_graph(seed, entra_users, dev.intune, subjects)
     return Org(
         seed=seed,
         people=people,
@@ -108,6 +113,7 @@ def _generate(people: int, seed: int, now: datetime) -> Org:
         helix_tickets=[t for t in dev.ticket if t is not None],
         fedex=[s for s in dev.shipment if s is not None],
         truth={"seed": seed, "people": people, "devices": len(dev.intune), "drift": truth.drift, "noise": truth.noise},
+        graph_empty_pages=empty_pages,
     )
 
 

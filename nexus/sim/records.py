@@ -203,7 +203,7 @@ def org_records(org: Org, *, resolve_managers: bool = True) -> OrgRecords:
     return OrgRecords(
         workday=[workday_record(w) for w in org.workday],
         ad=[ad_record(u, by_dn) for u in org.ad],
-        entra=[entra_record(u, by_id) for u in org.entra],
+        entra=[entra_record(u, by_id) for u in org.entra if u.user_type != "Guest"],  # the client skips guests
         intune=[intune_record(d) for d in org.intune],
         lansweeper=[lansweeper_record(a) for a in org.lansweeper],
         helix=[helix_record(a) for a in org.helix_assets],
