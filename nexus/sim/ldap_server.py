@@ -123,8 +123,16 @@ class SlapdServer:
         port: int = 0,
         debug_level: int = 0,
         ready_timeout_s: float = 15.0,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+        simple_bind_ssf: int = 0,
     ) -> None:
         """``users`` overrides ``org.ad`` (e.g. a generator for benchmarks). ``port=0`` picks a free port.
+
+        ``tls_cert``/``tls_key`` (PEM files): slapd also offers StartTLS on :attr:`url` and listens for ``ldaps://``
+        on :attr:`ldaps_url`. ``simple_bind_ssf``: slapd's ``security simple_bind=<n>``, the security strength a
+        connection needs before a simple bind is accepted (e.g. 128: only over TLS), as a hardened domain
+        controller refuses simple binds on plain LDAP (Samba's default ``ldap server require strong auth``).
 
         ``debug_level`` is slapd's ``-d`` (0 = quiet; 256 = stats, which logs every search filter to
         ``<workdir>/slapd.log``).
@@ -141,6 +149,10 @@ class SlapdServer:
         self.port = port
         self.debug_level = debug_level
         self.ready_timeout_s = ready_timeout_s
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
+        self.simple_bind_ssf = simple_bind_ssf
+        self.ldaps_port = 0
         self.workdir: Path | None = None
         self.load_seconds = 0.0  # LDIF rendering + slapadd (they overlap), for benchmarks
         self.start_seconds = 0.0  # slapd start until the first successful bind
@@ -153,6 +165,12 @@ class SlapdServer:
     @property
     def url(self) -> str:
         return f"ldap://{self.host}:{self.port}"
+
+    @property
+    def ldaps_url(self) -> str:
+        if self.tls_cert is None:
+            raise RuntimeError("slapd was started without a TLS certificate")
+        return f"ldaps://{self.host}:{self.ldaps_port}"
 
     @property
     def pid(self) -> int | None:
@@ -189,10 +207,15 @@ class SlapdServer:
         modules = f"modulepath {module_dir}\nmoduleload back_mdb\n" if module_dir else ""
         includes = "".join(f"include {schema_dir / name}\n" for name in SYSTEM_SCHEMAS)
         conf = self.workdir / "slapd.conf"
+        tls = ""
+        if self.tls_cert is not None:
+            tls = f"TLSCertificateFile {self.tls_cert}\nTLSCertificateKeyFile {self.tls_key or self.tls_cert}\n"
+        if self.simple_bind_ssf:
+            tls += f"security simple_bind={self.simple_bind_ssf}\n"
         conf.write_text(
             f"{includes}include {schema}\n"
             f"pidfile {self.workdir / 'slapd.pid'}\nargsfile {self.workdir / 'slapd.args'}\n"
-            f"{modules}"
+            f"{modules}{tls}"
             # The default (500) also caps paged searches: a full listing must see every entry.
             "sizelimit unlimited\n"
             'access to dn.base="" by * read\n'
@@ -254,10 +277,14 @@ class SlapdServer:
         last_error = ""
         for _ in range(3):  # a free port can be taken between probing and slapd's bind(): try another
             self.port = fixed_port or free_port(self.host)
+            urls = f"ldap://{self.host}:{self.port}/"
+            if self.tls_cert is not None:
+                self.ldaps_port = free_port(self.host)
+                urls += f" ldaps://{self.host}:{self.ldaps_port}/"
             log = (self.workdir / "slapd.log").open("ab")
             started = time.perf_counter()
             self._proc = subprocess.Popen(
-                [slapd, "-f", str(conf), "-h", f"ldap://{self.host}:{self.port}/", "-d", str(self.debug_level)],
+                [slapd, "-f", str(conf), "-h", urls, "-d", str(self.debug_level)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -290,10 +317,11 @@ class SlapdServer:
                     authentication=SIMPLE,
                     receive_timeout=2,
                 )
-                if conn.bind():
-                    conn.unbind()
-                    return True
+                bound = conn.bind()
+                refused_plain = int((conn.result or {}).get("result", -1)) in (8, 13)  # simple_bind_ssf: it answers
                 conn.unbind()
+                if bound or (self.simple_bind_ssf and refused_plain):
+                    return True
             except (LDAPException, OSError, KeyError, ValueError):
                 pass  # not ready yet, or an undecodable answer: try again
             time.sleep(delay)
