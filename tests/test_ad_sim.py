@@ -27,6 +27,7 @@ from nexus.sim.ldap_proxy import (
 )
 from nexus.sim.ldap_server import SlapdError, SlapdServer
 from nexus.sim.org_model import AdUser
+from clients.ad.schema import PERSON_FILTER
 from tests._ad_fixtures import (
     BASE_DN,
     DISABLED,
@@ -38,8 +39,15 @@ from tests._ad_fixtures import (
     user_by_index,
 )
 
-PERSON = "(&(objectCategory=person)(objectClass=user))"
+PERSON = f"(&{PERSON_FILTER})"
 PAGED = "1.2.840.113556.1.4.319"
+#: User accounts in every simulated directory that are not people (a DC has them too).
+NOT_PEOPLE = {"Administrator", "Guest", "krbtgt", "svc-nexus"}
+
+
+def found(conn: Connection) -> list[dict[str, Any]]:
+    """The entries of the last search (continuation references left out)."""
+    return [e for e in conn.response if e["type"] == "searchResEntry"]
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +105,10 @@ def test_slapd_is_installed() -> None:
 
 def test_pages_every_entry_over_more_than_three_pages(ad: AdSim) -> None:
     entries, pages = paged(via_proxy(ad), PERSON, size=7)
-    assert len(entries) == PEOPLE
-    assert pages == 4
-    assert {e["raw_attributes"]["sAMAccountName"][0].decode() for e in entries} == {u.sam for u in ad.org.ad}
+    assert len(entries) == PEOPLE + len(NOT_PEOPLE)
+    assert pages == 5
+    sams = {e["raw_attributes"]["sAMAccountName"][0].decode() for e in entries}
+    assert sams == {u.sam for u in ad.org.ad} | NOT_PEOPLE
 
 
 def test_sizelimit_is_unlimited(ad: AdSim) -> None:
@@ -107,17 +116,19 @@ def test_sizelimit_is_unlimited(ad: AdSim) -> None:
     conn.search(BASE_DN, "(objectClass=*)", SUBTREE, attributes=["cn"])
     assert conn.result["result"] == 0
     # users + base + service account + OUs (one per department, one Users OU each, Service Accounts)
-    assert len(conn.response) == PEOPLE + 2 + 4 * 2 + 1
+    # + CN=Users with the 3 built-in accounts + CN=Computers with one computer
+    assert len(found(conn)) == PEOPLE + 2 + 4 * 2 + 1 + 4 + 2
+    assert [e["type"] for e in conn.response].count("searchResRef") == 1  # DC=DomainDnsZones
 
 
 def test_bitwise_rule_selects_disabled_accounts_natively(ad: AdSim) -> None:
     conn = via_proxy(ad)
     conn.search(BASE_DN, "(userAccountControl:1.2.840.113556.1.4.803:=2)", attributes=["sAMAccountName"])
     assert conn.result["result"] == 0
-    disabled = {e["raw_attributes"]["sAMAccountName"][0].decode() for e in conn.response}
-    assert disabled == {f"u{i:04d}" for i in DISABLED}
+    disabled = {e["raw_attributes"]["sAMAccountName"][0].decode() for e in found(conn)}
+    assert disabled == {f"u{i:04d}" for i in DISABLED} | {"Guest", "krbtgt"}
     conn.search(BASE_DN, f"(&{PERSON}(!(userAccountControl:1.2.840.113556.1.4.803:=2)))", attributes=["cn"])
-    assert len(conn.response) == PEOPLE - len(DISABLED)
+    assert len(found(conn)) == PEOPLE - len(DISABLED) + 2  # + Administrator, svc-nexus
 
 
 def test_entries_round_trip_with_escaped_and_non_ascii_dns(ad: AdSim) -> None:
@@ -150,15 +161,15 @@ def test_lookups_are_case_insensitive_and_indexed_attributes_match(ad: AdSim) ->
         f"(employeeID={user.employee_id})",
     ):
         conn.search(BASE_DN, flt, attributes=["cn"])
-        assert [e["dn"].lower() for e in conn.response] == [user.dn.lower()], flt
+        assert [e["dn"].lower() for e in found(conn)] == [user.dn.lower()], flt
 
 
-def test_the_service_account_is_not_a_person(ad: AdSim) -> None:
+def test_the_service_account_is_a_user_as_on_a_domain_controller(ad: AdSim) -> None:
     conn = direct(ad)
-    conn.search(BASE_DN, "(cn=svc-nexus)", attributes=["objectClass", "userPassword"])
-    assert len(conn.response) == 1
-    assert "user" not in conn.response[0]["raw_attributes"]["objectClass"]
-    assert not conn.response[0]["raw_attributes"].get("userPassword")  # auth-only attribute
+    conn.search(BASE_DN, f"(&{PERSON}(cn=svc-nexus))", attributes=["objectClass", "userPassword"])
+    assert len(found(conn)) == 1  # the person filter finds it: the client must skip it (clients.ad.exclusions)
+    assert b"user" in found(conn)[0]["raw_attributes"]["objectClass"]
+    assert not found(conn)[0]["raw_attributes"].get("userPassword")  # auth-only attribute
 
 
 def test_anonymous_reads_nothing(ad: AdSim) -> None:
@@ -308,7 +319,7 @@ def test_truncated_breaks_paging_after_the_first_page(ad: AdSim) -> None:
     ad.fault("truncated")
     conn = via_proxy(ad)
     assert conn.search(BASE_DN, PERSON, attributes=["cn"], paged_size=7)
-    assert len(conn.response) == 7
+    assert len(found(conn)) == 7
     cookie = conn.result["controls"][PAGED]["value"]["cookie"]
     assert not conn.search(BASE_DN, PERSON, attributes=["cn"], paged_size=7, paged_cookie=cookie)
     assert conn.result["result"] == UNAVAILABLE
@@ -319,7 +330,7 @@ def test_clearing_faults_restores_service(ad: AdSim) -> None:
     ad.faults.clear()
     conn = via_proxy(ad)
     assert conn.search(BASE_DN, "(sAMAccountName=u0001)", attributes=["cn"])
-    assert len(conn.response) == 1
+    assert len(found(conn)) == 1
 
 
 # --- the proxy: request log --------------------------------------------------------------------------------------

@@ -51,7 +51,10 @@ class LdapListing:
     """Every person under ``base_dn``, ``page_size`` entries per request (see the module docstring).
 
     ``open_connection`` returns a new bound connection (errors already mapped); ``pace`` is called before each
-    request (the client's rate limiter). Not thread-safe: one listing per chain being followed.
+    request (the client's rate limiter); ``keep`` drops accounts that are not people
+    (:class:`~clients.ad.exclusions.Exclusions`). Continuation references (``searchResRef``: AD returns them for the
+    DNS and configuration partitions under a domain root) are not entries and are skipped
+    (:func:`clients.ad.connection.search`), on every page. Not thread-safe: one listing per chain being followed.
     """
 
     def __init__(
@@ -61,8 +64,10 @@ class LdapListing:
         base_dn: str,
         page_size: int,
         pace: Callable[[], None] = lambda: None,
+        keep: Callable[[PersonRecord], bool] = lambda _record: True,
     ) -> None:
         self._open = open_connection
+        self._keep = keep
         self._pace = pace
         self.base_dn = base_dn
         self.page_size = page_size
@@ -88,7 +93,7 @@ class LdapListing:
             try:
                 entries, result = search(conn, _ACTION, self.base_dn, f"(&{PERSON_FILTER})", attributes=ATTRIBUTES,
                                          paged_size=self.page_size, paged_cookie=cookie)
-                records = [_person(e) for e in entries]
+                records = [r for r in map(_person, entries) if self._keep(r)]
             except Exception as exc:  # ldap3's errors and an entry that does not decode: one typed client error
                 raise map_exception(exc, _ACTION) from exc
         except BaseException:

@@ -49,6 +49,7 @@ from nexus.sim.ldap_entries import (
     DEFAULT_BIND_DN,
     USER_ATTRIBUTES,
     DirectoryError,
+    naming_context,
     render_ldif,
     user_attributes,
 )
@@ -103,6 +104,19 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def root_dse_ldif(base_dn: str) -> str:
+    """The naming contexts AD's root DSE advertises (https://learn.microsoft.com/en-us/windows/win32/adschema/rootdse),
+    for slapd's ``rootDSE`` directive (it adds them to the root DSE it builds)."""
+    forest = naming_context(base_dn) or base_dn
+    return (
+        "dn:\n"
+        f"defaultNamingContext: {base_dn}\n"
+        f"rootDomainNamingContext: {forest}\n"
+        f"configurationNamingContext: CN=Configuration,{forest}\n"
+        f"schemaNamingContext: CN=Schema,CN=Configuration,{forest}\n"
+    )
 
 
 # --- slapd -----------------------------------------------------------------------------------------------------
@@ -212,6 +226,9 @@ class SlapdServer:
             tls = f"TLSCertificateFile {self.tls_cert}\nTLSCertificateKeyFile {self.tls_key or self.tls_cert}\n"
         if self.simple_bind_ssf:
             tls += f"security simple_bind={self.simple_bind_ssf}\n"
+        root_dse = self.workdir / "rootdse.ldif"
+        root_dse.write_text(root_dse_ldif(self.base_dn))
+        tls += f"rootDSE {root_dse}\n"
         conf.write_text(
             f"{includes}include {schema}\n"
             f"pidfile {self.workdir / 'slapd.pid'}\nargsfile {self.workdir / 'slapd.args'}\n"

@@ -54,6 +54,8 @@ class AdUser:
     enabled: bool  # userAccountControl 512 (enabled) / 514 (disabled)
     proxy_addresses: list[str] = field(default_factory=list)  # "SMTP:primary", "smtp:alias"
     object_guid: str = ""
+    account_expires: datetime | None = None  # accountExpires (None: never); past it the account cannot sign in
+    last_logon: datetime | None = None  # lastLogonTimestamp (None: never logged on)
 
     @property
     def user_account_control(self) -> int:
