@@ -12,6 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ldap3 import BASE, SUBTREE, Connection
@@ -58,12 +59,15 @@ class ADClient:
         *,
         connection_factory: ConnectionFactory | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         if not 1 <= page_size <= 1000:  # AD's MaxPageSize is 1000
             raise ValueError("page_size must be 1..1000")
         self.settings = settings or get_settings()
         self._factory = connection_factory or default_connection
         self.exclusions = Exclusions.from_settings(self.settings)
+        #: What "now" is for accountExpires (an expired account is not enabled); the tests inject a fixed clock.
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.page_size = page_size
         self._conn: Connection | None = None
         self._listing: LdapListing | None = None
@@ -134,13 +138,14 @@ class ADClient:
     def listing(self) -> LdapListing:
         """A new paged person listing on a connection of its own (close it when done)."""
         return LdapListing(self._open, base_dn=self.base_dn, page_size=self.page_size, pace=self._pace,
-                           keep=self._is_person)
+                           keep=self._is_person, clock=self.clock)
 
     def _is_person(self, record: PersonRecord) -> bool:
         return not self.exclusions.excludes(record)
 
     def _people(self, entries: Iterable[dict[str, Any]]) -> list[PersonRecord]:
-        return [r for r in map(entry_to_person, entries) if self._is_person(r)]
+        now = self.clock()
+        return [r for r in (entry_to_person(e, now) for e in entries) if self._is_person(r)]
 
     def fetch_page(self, cursor: str | None = None) -> Page[PersonRecord]:
         """One page of the person listing this client follows (:meth:`LdapListing.fetch_page`): managers are

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from ldap3 import Connection
@@ -40,9 +41,9 @@ def next_cookie(result: dict[str, Any]) -> bytes | None:
     return bytes(cookie) if cookie else None
 
 
-def _person(entry: dict[str, Any]) -> PersonRecord:
+def _person(entry: dict[str, Any], now: datetime | None = None) -> PersonRecord:
     try:
-        return entry_to_person(entry)
+        return entry_to_person(entry, now)
     except (KeyError, TypeError) as exc:
         raise MalformedResponseError(f"AD {_ACTION}: unexpected entry ({exc})", system=SYSTEM) from exc
 
@@ -65,9 +66,11 @@ class LdapListing:
         page_size: int,
         pace: Callable[[], None] = lambda: None,
         keep: Callable[[PersonRecord], bool] = lambda _record: True,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._open = open_connection
         self._keep = keep
+        self._clock = clock
         self._pace = pace
         self.base_dn = base_dn
         self.page_size = page_size
@@ -93,7 +96,8 @@ class LdapListing:
             try:
                 entries, result = search(conn, _ACTION, self.base_dn, f"(&{PERSON_FILTER})", attributes=ATTRIBUTES,
                                          paged_size=self.page_size, paged_cookie=cookie)
-                records = [r for r in map(_person, entries) if self._keep(r)]
+                now = self._clock()
+                records = [r for r in (_person(e, now) for e in entries) if self._keep(r)]
             except Exception as exc:  # ldap3's errors and an entry that does not decode: one typed client error
                 raise map_exception(exc, _ACTION) from exc
         except BaseException:

@@ -61,6 +61,10 @@ class AdUser:
     def user_account_control(self) -> int:
         return 512 if self.enabled else 514
 
+    def can_sign_in(self, now: datetime) -> bool:
+        """Not disabled and not expired: what "enabled" means to the AD client (a DC refuses an expired account)."""
+        return self.enabled and (self.account_expires is None or self.account_expires > now)
+
 
 @dataclass(slots=True)
 class EntraUser:
