@@ -138,7 +138,7 @@ class ADClient:
     def listing(self) -> LdapListing:
         """A new paged person listing on a connection of its own (close it when done)."""
         return LdapListing(self._open, base_dn=self.base_dn, page_size=self.page_size, pace=self._pace,
-                           keep=self._is_person, clock=self.clock)
+                           keep=self._is_person, clock=self.clock, extra_filter=self.exclusions.ldap_clauses())
 
     def _is_person(self, record: PersonRecord) -> bool:
         return not self.exclusions.excludes(record)

@@ -18,6 +18,7 @@ import fnmatch
 from dataclasses import dataclass
 
 from clients.ad.dn import dn_key
+from clients.ad.matching import escape
 from nexus.models import PersonRecord
 from nexus.settings import Settings
 
@@ -33,6 +34,23 @@ class Exclusions:
         patterns = tuple(p.strip().casefold() for p in settings.ad_exclude_accounts.split(",") if p.strip())
         ous = tuple(dn_key(o.strip()) for o in settings.ad_exclude_ous.split(";") if o.strip())
         return cls(patterns, ous, settings.ad_bind_dn.strip())
+
+    def ldap_clauses(self) -> str:
+        """The name patterns as filter clauses for the listing, so pages are not thinned by accounts the client
+        would drop: ``(!(sAMAccountName=krbtgt))`` ... (a pattern with ``?`` or ``[`` has no LDAP form and is
+        checked by :meth:`excludes` only; ``*`` is LDAP's substring wildcard, everything else is escaped)."""
+        out = []
+        for pattern in self.patterns:
+            if "?" in pattern or "[" in pattern or not pattern.strip("*"):
+                continue
+            value = "*".join(escape(part) for part in pattern.split("*"))
+            out.append(f"(!(sAMAccountName={value}))")
+        bind = self.bind
+        if "=" not in bind and "\\" in bind:
+            out.append(f"(!(sAMAccountName={escape(bind.split(chr(92), 1)[1])}))")
+        elif "=" not in bind and "@" in bind:
+            out.append(f"(!(userPrincipalName={escape(bind)}))")
+        return "".join(out)
 
     def is_bind_account(self, record: PersonRecord) -> bool:
         bind = self.bind

@@ -53,7 +53,8 @@ class LdapListing:
 
     ``open_connection`` returns a new bound connection (errors already mapped); ``pace`` is called before each
     request (the client's rate limiter); ``keep`` drops accounts that are not people
-    (:class:`~clients.ad.exclusions.Exclusions`). Continuation references (``searchResRef``: AD returns them for the
+    (:class:`~clients.ad.exclusions.Exclusions`, whose name patterns also go into the filter as ``extra_filter``, so a
+    page is short only by the bind account or an excluded OU's entries). Continuation references (``searchResRef``: AD returns them for the
     DNS and configuration partitions under a domain root) are not entries and are skipped
     (:func:`clients.ad.connection.search`), on every page. Not thread-safe: one listing per chain being followed.
     """
@@ -67,7 +68,9 @@ class LdapListing:
         pace: Callable[[], None] = lambda: None,
         keep: Callable[[PersonRecord], bool] = lambda _record: True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        extra_filter: str = "",
     ) -> None:
+        self._filter = f"(&{PERSON_FILTER}{extra_filter})"
         self._open = open_connection
         self._keep = keep
         self._clock = clock
@@ -94,7 +97,7 @@ class LdapListing:
         self._pace()
         try:
             try:
-                entries, result = search(conn, _ACTION, self.base_dn, f"(&{PERSON_FILTER})", attributes=ATTRIBUTES,
+                entries, result = search(conn, _ACTION, self.base_dn, self._filter, attributes=ATTRIBUTES,
                                          paged_size=self.page_size, paged_cookie=cookie)
                 now = self._clock()
                 records = [r for r in (_person(e, now) for e in entries) if self._keep(r)]

@@ -218,6 +218,7 @@ def directory_entries(
             yield ancestor, container_attributes(ancestor)
 
     yield from ensure(base_dn)
+    host = ".".join(rdn_value(r) for r in split_unescaped(naming_context(base_dn), ","))  # corp.example
     users_container = f"CN=Users,{base_dn}"
     yield from ensure(users_container)
     for sam, uac in BUILTIN_ACCOUNTS:
@@ -228,16 +229,20 @@ def directory_entries(
     workstation = f"CN=WS-0001,{computers}"
     yield workstation, {
         **account_attributes(workstation, "WS-0001$", 4096, kind="Computer", account_type=MACHINE_ACCOUNT),
-        "dNSHostName": [f"ws-0001.{'.'.join(rdn_value(r) for r in split_unescaped(naming_context(base_dn), ','))}"],
+        "dNSHostName": [f"ws-0001.{host}"],
     }
     zones = f"DC=DomainDnsZones,{base_dn}"
     created.add(zones.lower().replace(" ", ""))
-    host = ".".join(rdn_value(r) for r in split_unescaped(naming_context(base_dn), ","))
     yield zones, {
         "objectClass": ["referral", "extensibleObject"],
         "dc": ["DomainDnsZones"],
         "ref": [f"ldap://DomainDnsZones.{host}/{zones}"],
     }
+    for user in users:
+        yield from ensure(split_rdn(user.dn)[1])
+        yield user.dn, user_attributes(user)
+    # The bind account after the people (a listing in entry order meets it last: a short last page, not a short
+    # first one).
     yield from ensure(split_rdn(bind_dn)[1])
     bind_sam = rdn_value(bind_dn)
     yield (
@@ -249,9 +254,6 @@ def directory_entries(
             "description": ["Nexus read-only bind account"],
         },
     )
-    for user in users:
-        yield from ensure(split_rdn(user.dn)[1])
-        yield user.dn, user_attributes(user)
 
 
 def render_ldif(users: Iterable[AdUser], *, base_dn: str, bind_dn: str, bind_password_hash: str) -> Iterator[str]:
