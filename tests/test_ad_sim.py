@@ -381,3 +381,58 @@ def test_ber_framing_helpers() -> None:
     assert long[1] == 0x82 and frame_length(long) == len(long)
     with pytest.raises(ValueError):
         frame_length(b"\x30\x80")  # indefinite length: never LDAP
+
+
+# --- AD's shape, judged by stock tools -----------------------------------------------------------------------------
+
+
+def test_user_entries_have_ads_object_shape(ad: AdSim) -> None:
+    conn = direct(ad)
+    user = user_by_index(ad.org, 1)
+    conn.search(user.dn, "(objectClass=*)", BASE, attributes=["objectClass", "objectCategory", "sAMAccountType",
+                                                              "accountExpires"])
+    attrs = found(conn)[0]["raw_attributes"]
+    assert [v.decode() for v in attrs["objectClass"]] == ["top", "person", "organizationalPerson", "user"]
+    assert ad_dn(attrs["objectCategory"][0].decode()) == f"CN=Person,CN=Schema,CN=Configuration,{BASE_DN}"
+    assert attrs["sAMAccountType"] == [b"805306368"]
+    assert attrs["accountExpires"] == [b"9223372036854775807"]  # never, as AD writes a new account's
+
+
+def test_root_dse_names_the_default_naming_context(ad: AdSim) -> None:
+    conn = direct(ad)
+    conn.search("", "(objectClass=*)", BASE, attributes=["defaultNamingContext", "schemaNamingContext"])
+    attrs = found(conn)[0]["raw_attributes"]
+    assert ad_dn(attrs["defaultNamingContext"][0].decode()) == BASE_DN
+    assert ad_dn(attrs["schemaNamingContext"][0].decode()) == f"CN=Schema,CN=Configuration,{BASE_DN}"
+
+
+def test_builtin_accounts_a_computer_and_a_continuation_reference_are_there(ad: AdSim) -> None:
+    conn = direct(ad)
+    conn.search(BASE_DN, "(|(sAMAccountName=Administrator)(sAMAccountName=Guest)(sAMAccountName=krbtgt))",
+                attributes=["sAMAccountName"])
+    assert len(found(conn)) == 3
+    assert any(e["type"] == "searchResRef" for e in conn.response)  # DC=DomainDnsZones, as under an AD root
+    conn.search(BASE_DN, "(objectClass=computer)", attributes=["sAMAccountType"])
+    assert [e["raw_attributes"]["sAMAccountType"] for e in found(conn)] == [[b"805306369"]]
+    conn.search(BASE_DN, f"(&{PERSON}(objectClass=computer))", attributes=["cn"])
+    assert found(conn) == []  # the person filter skips computers
+
+
+def test_stock_ldapsearch_pages_every_person(ad: AdSim) -> None:
+    """Debian's ldapsearch (OpenLDAP's client, not ours) pages the simulator through the proxy, 5 a page."""
+    import shutil
+    import subprocess
+
+    ldapsearch = shutil.which("ldapsearch")
+    if ldapsearch is None:
+        pytest.fail("ldapsearch not installed: `apt-get install ldap-utils` (CI: .ci/run)")
+    slapd = ad.sim.slapd
+    out = subprocess.run(
+        [ldapsearch, "-x", "-LLL", "-o", "ldif-wrap=no", "-H", ad.sim.url, "-D", slapd.bind_dn, "-w",
+         slapd.bind_password, "-b", BASE_DN, "-E", "pr=5/noprompt", PERSON, "sAMAccountName"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    sams = [line.split(": ", 1)[1] for line in out.stdout.splitlines() if line.startswith("sAMAccountName: ")]
+    assert set(sams) == {u.sam for u in ad.org.ad} | NOT_PEOPLE and len(sams) == len(set(sams))
+    assert ad.count("search") == -(-(PEOPLE + len(NOT_PEOPLE)) // 5)  # one request per page of 5
