@@ -14,6 +14,7 @@ from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 
 from clients.ad import ad_dn, unescape_dn_value
+from clients.ad.schema import PERSON_FILTER
 from nexus.sim import ldap_server
 from nexus.sim.ldap_entries import DEFAULT_BIND_DN, render_ldif, split_rdn
 from nexus.sim.ldap_proxy import (
@@ -27,7 +28,6 @@ from nexus.sim.ldap_proxy import (
 )
 from nexus.sim.ldap_server import SlapdError, SlapdServer
 from nexus.sim.org_model import AdUser
-from clients.ad.schema import PERSON_FILTER
 from tests._ad_fixtures import (
     BASE_DN,
     DISABLED,

@@ -15,16 +15,15 @@ import sys
 import unicodedata
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-
-from clients.ad.dn import escape_dn_value
-from nexus.sim.orggen_ad import CONTRACTOR_OU
 from typing import Any
 
 import pytest
 
+from clients.ad.dn import escape_dn_value
 from nexus.drift import fields as F
 from nexus.sim.org_model import Org
 from nexus.sim.orggen import generate_org, truth_json
+from nexus.sim.orggen_ad import CONTRACTOR_OU
 
 NOW = datetime(2026, 3, 2, 9, 30, 0, tzinfo=UTC)
 SIZES = (10, 200, 2000)

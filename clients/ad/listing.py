@@ -54,8 +54,8 @@ class LdapListing:
     ``open_connection`` returns a new bound connection (errors already mapped); ``pace`` is called before each
     request (the client's rate limiter); ``keep`` drops accounts that are not people
     (:class:`~clients.ad.exclusions.Exclusions`, whose name patterns also go into the filter as ``extra_filter``, so a
-    page is short only by the bind account or an excluded OU's entries). Continuation references (``searchResRef``: AD returns them for the
-    DNS and configuration partitions under a domain root) are not entries and are skipped
+    page is short only by the bind account or an excluded OU's entries). Continuation references (``searchResRef``:
+    AD returns them for the DNS and configuration partitions under a domain root) are not entries and are skipped
     (:func:`clients.ad.connection.search`), on every page. Not thread-safe: one listing per chain being followed.
     """
 

@@ -38,8 +38,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nexus.sim.org_model import AdUser, EntraUser, Org
-from nexus.sim.orggen_devices import build_devices, device_counts
 from nexus.sim.orggen_ad import age_accounts, relocate
+from nexus.sim.orggen_devices import build_devices, device_counts
 from nexus.sim.orggen_ids import IdSource
 from nexus.sim.orggen_people import (
     BASE_DN,
