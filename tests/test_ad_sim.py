@@ -436,3 +436,28 @@ def test_stock_ldapsearch_pages_every_person(ad: AdSim) -> None:
     sams = [line.split(": ", 1)[1] for line in out.stdout.splitlines() if line.startswith("sAMAccountName: ")]
     assert set(sams) == {u.sam for u in ad.org.ad} | NOT_PEOPLE and len(sams) == len(set(sams))
     assert ad.count("search") == -(-(PEOPLE + len(NOT_PEOPLE)) // 5)  # one request per page of 5
+
+
+@pytest.mark.parametrize("form", ["dn", "upn", "domain"])
+def test_binds_by_dn_upn_or_domain_user_as_ad_accepts(ad: AdSim, form: str) -> None:
+    slapd = ad.sim.slapd
+    name = {"dn": slapd.bind_dn, "upn": "svc-nexus@corp.example", "domain": "CORP\\svc-nexus"}[form]
+    assert ad.sim.proxy is not None
+    conn = Connection(Server("127.0.0.1", port=ad.sim.proxy.port, get_info=NONE), name, slapd.bind_password)
+    assert conn.bind(), conn.result
+    whoami = str(conn.extend.standard.who_am_i())
+    assert whoami.startswith("dn:") and ad_dn(whoami[3:]).lower() == slapd.bind_dn.lower()  # slapd saw the DN
+    conn.search(BASE_DN, PERSON, attributes=["cn"], paged_size=5)
+    assert found(conn)
+    assert ad.queries("bind") == [name]  # logged as the client sent it
+    wrong = Connection(Server("127.0.0.1", port=ad.sim.proxy.port, get_info=NONE), name, "not-the-password")
+    assert not wrong.bind() and wrong.result["result"] == 49
+
+
+def test_the_client_binds_with_a_upn_and_a_domain_user(ad: AdSim) -> None:
+    from clients.ad import ADClient
+
+    for name in ("svc-nexus@corp.example", "CORP\\svc-nexus"):
+        with ADClient(ad.settings(AD_BIND_DN=name), page_size=7) as client:
+            records = list(client.list_users())
+        assert len(records) == PEOPLE and "svc-nexus" not in {r.username for r in records}

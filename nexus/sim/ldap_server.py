@@ -50,9 +50,12 @@ from nexus.sim.ldap_entries import (
     USER_ATTRIBUTES,
     DirectoryError,
     naming_context,
+    netbios_name,
+    rdn_value,
     render_ldif,
     user_attributes,
 )
+from clients.ad.dn import split_unescaped
 from nexus.sim.ldap_proxy import LdapProxy
 from nexus.sim.ldap_schema import AD_SCHEMA, EQUALITY_INDEXES, SYSTEM_SCHEMAS
 from nexus.sim.org_model import AdUser, Org
@@ -460,6 +463,7 @@ class LdapSimulator:
         bind_password: str | None = None,
     ) -> None:
         self.slapd = SlapdServer(org, bind_password=bind_password)
+        self._org = org
         self._faults = faults
         self._log = log
         self._host = host
@@ -476,13 +480,26 @@ class LdapSimulator:
         self.slapd.start()
         try:
             self.proxy = LdapProxy(
-                self.slapd.host, self.slapd.port, self._faults, self._log, host=self._host, port=self._port
+                self.slapd.host, self.slapd.port, self._faults, self._log, host=self._host, port=self._port,
+                bind_names=self.bind_names(),
             )
             self.proxy.start()
         except BaseException:
             self.slapd.stop()
             raise
         return self
+
+    def bind_names(self) -> dict[str, str]:
+        """``user@realm`` and ``DOMAIN\\user`` of every account with a password (the bind account, the org's
+        users) -> its DN, for the proxy to map binds as AD does."""
+        domain = netbios_name(self.slapd.base_dn)
+        host = ".".join(rdn_value(r) for r in split_unescaped(naming_context(self.slapd.base_dn), ","))
+        bind_sam = rdn_value(self.slapd.bind_dn)
+        names = {f"{bind_sam}@{host}": self.slapd.bind_dn, f"{domain}\\{bind_sam}": self.slapd.bind_dn}
+        for user in self._org.ad:
+            names[user.upn] = user.dn
+            names[f"{domain}\\{user.sam}"] = user.dn
+        return names
 
     def stop(self) -> None:
         if self.proxy is not None:
