@@ -43,6 +43,7 @@ from typing import IO, Any
 from ldap3 import MODIFY_REPLACE, NONE, SIMPLE, SYNC, Connection, Server
 from ldap3.core.exceptions import LDAPException
 
+from clients.ad.dn import split_unescaped
 from nexus.sim.faults import FaultBoard, RequestLog
 from nexus.sim.ldap_entries import (
     DEFAULT_BASE_DN,
@@ -55,7 +56,6 @@ from nexus.sim.ldap_entries import (
     render_ldif,
     user_attributes,
 )
-from clients.ad.dn import split_unescaped
 from nexus.sim.ldap_proxy import LdapProxy
 from nexus.sim.ldap_schema import AD_SCHEMA, EQUALITY_INDEXES, SYSTEM_SCHEMAS
 from nexus.sim.org_model import AdUser, Org
