@@ -461,3 +461,19 @@ def test_the_client_binds_with_a_upn_and_a_domain_user(ad: AdSim) -> None:
         with ADClient(ad.settings(AD_BIND_DN=name), page_size=7) as client:
             records = list(client.list_users())
         assert len(records) == PEOPLE and "svc-nexus" not in {r.username for r in records}
+
+
+def test_a_dc_requiring_signing_refuses_plain_simple_binds_with_stronger_auth_required(ad: AdSim) -> None:
+    from clients.ad import ADClient
+    from nexus.errors import AuthError, is_retryable
+
+    assert ad.sim.proxy is not None
+    ad.sim.proxy.require_tls_binds = True
+    try:
+        with pytest.raises(AuthError) as caught, ADClient(ad.settings()) as client:
+            client.health()
+    finally:
+        ad.sim.proxy.require_tls_binds = False
+    message = str(caught.value)
+    assert "strongerAuthRequired (8)" in message and "ldaps://" in message and "AD_START_TLS=true" in message
+    assert not is_retryable(caught.value)

@@ -55,6 +55,11 @@ _OPS: dict[int, tuple[str, int | None]] = {
     0x77: ("extended", 0x78),
 }
 
+STRONGER_AUTH_REQUIRED = 8
+STRONG_AUTH_TEXT = (
+    "00002028: LdapErr: DSID-0C090259, comment: The server requires binds to turn on integrity checking if SSL\\TLS "
+    "are not already active on the connection, data 0, v4563"
+)
 INVALID_CREDENTIALS = 49
 BUSY = 51
 UNAVAILABLE = 52
@@ -333,12 +338,16 @@ class LdapProxy:
         *,
         system: str = "ad",
         bind_names: dict[str, str] | None = None,
+        require_tls_binds: bool = False,
     ) -> None:
         """``bind_names``: lower-cased ``user@realm`` and ``DOMAIN\\user`` -> DN. Real AD accepts all three as a
         simple bind's name (MS-ADTS 5.1.1.1.1, "Simple Authentication": a DN, a UPN, or ``NetBIOS\\sAMAccountName``);
         slapd takes DNs only, so the proxy rewrites the other two to the DN before slapd sees them (on plain
         connections: after StartTLS the proxy only relays bytes)."""
         self.bind_names = {k.lower(): v for k, v in (bind_names or {}).items()}
+        #: Refuse simple binds on plain connections with strongerAuthRequired (8), in the words of a Windows DC
+        #: that requires LDAP signing (after StartTLS the proxy relays bytes, so TLS binds reach slapd).
+        self.require_tls_binds = require_tls_binds
         self.upstream = (upstream_host, upstream_port)
         self.faults = faults
         self.log = log
@@ -532,6 +541,9 @@ class LdapProxy:
             return True
         elif mode == "truncated" and request.path == "search" and details.paged_cookie:
             writer.write(ldap_result(request.message_id, request.response_tag, UNAVAILABLE, "paging interrupted"))
+            return True
+        if self.require_tls_binds and request.path == "bind":
+            writer.write(ldap_result(request.message_id, request.response_tag, STRONGER_AUTH_REQUIRED, STRONG_AUTH_TEXT))
             return True
         name = bind_name(request)
         if name is not None and (dn := self.bind_names.get(name.lower())) is not None:
