@@ -543,7 +543,8 @@ class LdapProxy:
             writer.write(ldap_result(request.message_id, request.response_tag, UNAVAILABLE, "paging interrupted"))
             return True
         if self.require_tls_binds and request.path == "bind":
-            writer.write(ldap_result(request.message_id, request.response_tag, STRONGER_AUTH_REQUIRED, STRONG_AUTH_TEXT))
+            refusal = ldap_result(request.message_id, request.response_tag, STRONGER_AUTH_REQUIRED, STRONG_AUTH_TEXT)
+            writer.write(refusal)
             return True
         name = bind_name(request)
         if name is not None and (dn := self.bind_names.get(name.lower())) is not None:
