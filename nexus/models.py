@@ -40,6 +40,8 @@ class PersonRecord:
     worker_type: str | None = None  # Workday: "Employee" | "Contractor"
     termination_date: str | None = None  # ISO date (Workday)
     aliases: tuple[str, ...] = ()  # other addresses: proxyAddresses, otherMails
+    account_expires: str | None = None  # ISO 8601 UTC (AD accountExpires; None: never). Past it, enabled is False
+    last_logon: str | None = None  # ISO 8601 UTC (AD lastLogonTimestamp; None: never logged on)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

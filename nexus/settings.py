@@ -53,6 +53,17 @@ class Settings(BaseSettings):
     ad_bind_dn: str = Field("", alias="AD_BIND_DN")
     ad_bind_password: SecretStr = Field(SecretStr(""), alias="AD_BIND_PASSWORD")
     ad_base_dn: str = Field("DC=corp,DC=example", alias="AD_BASE_DN")
+    # TLS (clients.ad.connection): ldaps:// in AD_LDAP_URL, or StartTLS on ldap://; the certificate is verified
+    # against AD_CA_FILE (PEM; empty: the system's CAs) and the host name, unless AD_TLS_VERIFY=false (logged loudly).
+    ad_start_tls: bool = Field(False, alias="AD_START_TLS")
+    ad_ca_file: str = Field("", alias="AD_CA_FILE")
+    ad_tls_verify: bool = Field(True, alias="AD_TLS_VERIFY")
+    # Accounts that are never people (clients.ad.exclusions): sAMAccountName patterns (fnmatch, case-insensitive,
+    # comma separated) and OUs (DNs, semicolon separated) whose entries are skipped; the bind account always is.
+    ad_exclude_accounts: str = Field(
+        "krbtgt,Guest,Administrator,DefaultAccount,WDAGUtilityAccount", alias="NEXUS_AD_EXCLUDE_ACCOUNTS"
+    )
+    ad_exclude_ous: str = Field("", alias="NEXUS_AD_EXCLUDE_OUS")
 
     lansweeper_graphql_url: str = Field("https://api.lansweeper.com/api/v2/graphql", alias="LANSWEEPER_GRAPHQL_URL")
     lansweeper_token: SecretStr = Field(SecretStr(""), alias="LANSWEEPER_TOKEN")

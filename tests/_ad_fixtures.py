@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from ldap3.utils.dn import escape_rdn
@@ -160,3 +161,72 @@ def running_sim(org: Org | None = None) -> Iterator[AdSim]:
         yield AdSim(org=org, sim=sim, faults=faults, log=log)
     finally:
         sim.stop()
+
+
+@dataclass(frozen=True)
+class Pki:
+    """A CA made for one test run, and server certificates it signed (PEM files under ``directory``)."""
+
+    directory: Path
+    ca_file: Path
+    right_cert: Path  # for 127.0.0.1 and localhost
+    wrong_host_cert: Path  # signed by the CA, but for dc.wrong.example only
+    key_file: Path
+    other_ca_file: Path  # a CA that signed nothing slapd serves
+
+
+def make_pki(directory: Path) -> Pki:
+    """Generate a test CA, a server key, and certificates for the right and a wrong host name (cryptography)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder().subject_name(name(cn)).issuer_name(name(cn)).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        return key, cert
+
+    ca_key, ca_cert = ca("Nexus Test CA")
+    _, other_cert = ca("Some Other CA")
+    server_key = ec.generate_private_key(ec.SECP256R1())
+
+    def server(cn: str, names: list[x509.GeneralName]) -> x509.Certificate:
+        return (
+            x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca_cert.subject)
+            .public_key(server_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+
+    def pem(path: Path, cert: x509.Certificate) -> Path:
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return path
+
+    key_file = directory / "server.key"
+    key_file.write_bytes(server_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    right = server("localhost", [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    wrong = server("dc.wrong.example", [x509.DNSName("dc.wrong.example")])
+    return Pki(
+        directory=directory,
+        ca_file=pem(directory / "ca.pem", ca_cert),
+        right_cert=pem(directory / "right.pem", right),
+        wrong_host_cert=pem(directory / "wrong.pem", wrong),
+        key_file=key_file,
+        other_ca_file=pem(directory / "other-ca.pem", other_cert),
+    )

@@ -14,6 +14,7 @@ from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 
 from clients.ad import ad_dn, unescape_dn_value
+from clients.ad.schema import PERSON_FILTER
 from nexus.sim import ldap_server
 from nexus.sim.ldap_entries import DEFAULT_BIND_DN, render_ldif, split_rdn
 from nexus.sim.ldap_proxy import (
@@ -38,8 +39,15 @@ from tests._ad_fixtures import (
     user_by_index,
 )
 
-PERSON = "(&(objectCategory=person)(objectClass=user))"
+PERSON = f"(&{PERSON_FILTER})"
 PAGED = "1.2.840.113556.1.4.319"
+#: User accounts in every simulated directory that are not people (a DC has them too).
+NOT_PEOPLE = {"Administrator", "Guest", "krbtgt", "svc-nexus"}
+
+
+def found(conn: Connection) -> list[dict[str, Any]]:
+    """The entries of the last search (continuation references left out)."""
+    return [e for e in conn.response if e["type"] == "searchResEntry"]
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +105,10 @@ def test_slapd_is_installed() -> None:
 
 def test_pages_every_entry_over_more_than_three_pages(ad: AdSim) -> None:
     entries, pages = paged(via_proxy(ad), PERSON, size=7)
-    assert len(entries) == PEOPLE
-    assert pages == 4
-    assert {e["raw_attributes"]["sAMAccountName"][0].decode() for e in entries} == {u.sam for u in ad.org.ad}
+    assert len(entries) == PEOPLE + len(NOT_PEOPLE)
+    assert pages == 5
+    sams = {e["raw_attributes"]["sAMAccountName"][0].decode() for e in entries}
+    assert sams == {u.sam for u in ad.org.ad} | NOT_PEOPLE
 
 
 def test_sizelimit_is_unlimited(ad: AdSim) -> None:
@@ -107,17 +116,19 @@ def test_sizelimit_is_unlimited(ad: AdSim) -> None:
     conn.search(BASE_DN, "(objectClass=*)", SUBTREE, attributes=["cn"])
     assert conn.result["result"] == 0
     # users + base + service account + OUs (one per department, one Users OU each, Service Accounts)
-    assert len(conn.response) == PEOPLE + 2 + 4 * 2 + 1
+    # + CN=Users with the 3 built-in accounts + CN=Computers with one computer
+    assert len(found(conn)) == PEOPLE + 2 + 4 * 2 + 1 + 4 + 2
+    assert [e["type"] for e in conn.response].count("searchResRef") == 1  # DC=DomainDnsZones
 
 
 def test_bitwise_rule_selects_disabled_accounts_natively(ad: AdSim) -> None:
     conn = via_proxy(ad)
     conn.search(BASE_DN, "(userAccountControl:1.2.840.113556.1.4.803:=2)", attributes=["sAMAccountName"])
     assert conn.result["result"] == 0
-    disabled = {e["raw_attributes"]["sAMAccountName"][0].decode() for e in conn.response}
-    assert disabled == {f"u{i:04d}" for i in DISABLED}
+    disabled = {e["raw_attributes"]["sAMAccountName"][0].decode() for e in found(conn)}
+    assert disabled == {f"u{i:04d}" for i in DISABLED} | {"Guest", "krbtgt"}
     conn.search(BASE_DN, f"(&{PERSON}(!(userAccountControl:1.2.840.113556.1.4.803:=2)))", attributes=["cn"])
-    assert len(conn.response) == PEOPLE - len(DISABLED)
+    assert len(found(conn)) == PEOPLE - len(DISABLED) + 2  # + Administrator, svc-nexus
 
 
 def test_entries_round_trip_with_escaped_and_non_ascii_dns(ad: AdSim) -> None:
@@ -150,15 +161,15 @@ def test_lookups_are_case_insensitive_and_indexed_attributes_match(ad: AdSim) ->
         f"(employeeID={user.employee_id})",
     ):
         conn.search(BASE_DN, flt, attributes=["cn"])
-        assert [e["dn"].lower() for e in conn.response] == [user.dn.lower()], flt
+        assert [e["dn"].lower() for e in found(conn)] == [user.dn.lower()], flt
 
 
-def test_the_service_account_is_not_a_person(ad: AdSim) -> None:
+def test_the_service_account_is_a_user_as_on_a_domain_controller(ad: AdSim) -> None:
     conn = direct(ad)
-    conn.search(BASE_DN, "(cn=svc-nexus)", attributes=["objectClass", "userPassword"])
-    assert len(conn.response) == 1
-    assert "user" not in conn.response[0]["raw_attributes"]["objectClass"]
-    assert not conn.response[0]["raw_attributes"].get("userPassword")  # auth-only attribute
+    conn.search(BASE_DN, f"(&{PERSON}(cn=svc-nexus))", attributes=["objectClass", "userPassword"])
+    assert len(found(conn)) == 1  # the person filter finds it: the client must skip it (clients.ad.exclusions)
+    assert b"user" in found(conn)[0]["raw_attributes"]["objectClass"]
+    assert not found(conn)[0]["raw_attributes"].get("userPassword")  # auth-only attribute
 
 
 def test_anonymous_reads_nothing(ad: AdSim) -> None:
@@ -308,7 +319,7 @@ def test_truncated_breaks_paging_after_the_first_page(ad: AdSim) -> None:
     ad.fault("truncated")
     conn = via_proxy(ad)
     assert conn.search(BASE_DN, PERSON, attributes=["cn"], paged_size=7)
-    assert len(conn.response) == 7
+    assert len(found(conn)) == 7
     cookie = conn.result["controls"][PAGED]["value"]["cookie"]
     assert not conn.search(BASE_DN, PERSON, attributes=["cn"], paged_size=7, paged_cookie=cookie)
     assert conn.result["result"] == UNAVAILABLE
@@ -319,7 +330,7 @@ def test_clearing_faults_restores_service(ad: AdSim) -> None:
     ad.faults.clear()
     conn = via_proxy(ad)
     assert conn.search(BASE_DN, "(sAMAccountName=u0001)", attributes=["cn"])
-    assert len(conn.response) == 1
+    assert len(found(conn)) == 1
 
 
 # --- the proxy: request log --------------------------------------------------------------------------------------
@@ -370,3 +381,99 @@ def test_ber_framing_helpers() -> None:
     assert long[1] == 0x82 and frame_length(long) == len(long)
     with pytest.raises(ValueError):
         frame_length(b"\x30\x80")  # indefinite length: never LDAP
+
+
+# --- AD's shape, judged by stock tools -----------------------------------------------------------------------------
+
+
+def test_user_entries_have_ads_object_shape(ad: AdSim) -> None:
+    conn = direct(ad)
+    user = user_by_index(ad.org, 1)
+    conn.search(user.dn, "(objectClass=*)", BASE, attributes=["objectClass", "objectCategory", "sAMAccountType",
+                                                              "accountExpires"])
+    attrs = found(conn)[0]["raw_attributes"]
+    assert [v.decode() for v in attrs["objectClass"]] == ["top", "person", "organizationalPerson", "user"]
+    assert ad_dn(attrs["objectCategory"][0].decode()) == f"CN=Person,CN=Schema,CN=Configuration,{BASE_DN}"
+    assert attrs["sAMAccountType"] == [b"805306368"]
+    assert attrs["accountExpires"] == [b"9223372036854775807"]  # never, as AD writes a new account's
+
+
+def test_root_dse_names_the_default_naming_context(ad: AdSim) -> None:
+    conn = direct(ad)
+    conn.search("", "(objectClass=*)", BASE, attributes=["defaultNamingContext", "schemaNamingContext"])
+    attrs = found(conn)[0]["raw_attributes"]
+    assert ad_dn(attrs["defaultNamingContext"][0].decode()) == BASE_DN
+    assert ad_dn(attrs["schemaNamingContext"][0].decode()) == f"CN=Schema,CN=Configuration,{BASE_DN}"
+
+
+def test_builtin_accounts_a_computer_and_a_continuation_reference_are_there(ad: AdSim) -> None:
+    conn = direct(ad)
+    conn.search(BASE_DN, "(|(sAMAccountName=Administrator)(sAMAccountName=Guest)(sAMAccountName=krbtgt))",
+                attributes=["sAMAccountName"])
+    assert len(found(conn)) == 3
+    assert any(e["type"] == "searchResRef" for e in conn.response)  # DC=DomainDnsZones, as under an AD root
+    conn.search(BASE_DN, "(objectClass=computer)", attributes=["sAMAccountType"])
+    assert [e["raw_attributes"]["sAMAccountType"] for e in found(conn)] == [[b"805306369"]]
+    conn.search(BASE_DN, f"(&{PERSON}(objectClass=computer))", attributes=["cn"])
+    assert found(conn) == []  # the person filter skips computers
+
+
+def test_stock_ldapsearch_pages_every_person(ad: AdSim) -> None:
+    """Debian's ldapsearch (OpenLDAP's client, not ours) pages the simulator through the proxy, 5 a page."""
+    import shutil
+    import subprocess
+
+    ldapsearch = shutil.which("ldapsearch")
+    if ldapsearch is None:
+        pytest.fail("ldapsearch not installed: `apt-get install ldap-utils` (CI: .ci/run)")
+    slapd = ad.sim.slapd
+    out = subprocess.run(
+        [ldapsearch, "-x", "-LLL", "-o", "ldif-wrap=no", "-H", ad.sim.url, "-D", slapd.bind_dn, "-w",
+         slapd.bind_password, "-b", BASE_DN, "-E", "pr=5/noprompt", PERSON, "sAMAccountName"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    sams = [line.split(": ", 1)[1] for line in out.stdout.splitlines() if line.startswith("sAMAccountName: ")]
+    assert set(sams) == {u.sam for u in ad.org.ad} | NOT_PEOPLE and len(sams) == len(set(sams))
+    assert ad.count("search") == -(-(PEOPLE + len(NOT_PEOPLE)) // 5)  # one request per page of 5
+
+
+@pytest.mark.parametrize("form", ["dn", "upn", "domain"])
+def test_binds_by_dn_upn_or_domain_user_as_ad_accepts(ad: AdSim, form: str) -> None:
+    slapd = ad.sim.slapd
+    name = {"dn": slapd.bind_dn, "upn": "svc-nexus@corp.example", "domain": "CORP\\svc-nexus"}[form]
+    assert ad.sim.proxy is not None
+    conn = Connection(Server("127.0.0.1", port=ad.sim.proxy.port, get_info=NONE), name, slapd.bind_password)
+    assert conn.bind(), conn.result
+    whoami = str(conn.extend.standard.who_am_i())
+    assert whoami.startswith("dn:") and ad_dn(whoami[3:]).lower() == slapd.bind_dn.lower()  # slapd saw the DN
+    conn.search(BASE_DN, PERSON, attributes=["cn"], paged_size=5)
+    assert found(conn)
+    assert ad.queries("bind") == [name]  # logged as the client sent it
+    wrong = Connection(Server("127.0.0.1", port=ad.sim.proxy.port, get_info=NONE), name, "not-the-password")
+    assert not wrong.bind() and wrong.result["result"] == 49
+
+
+def test_the_client_binds_with_a_upn_and_a_domain_user(ad: AdSim) -> None:
+    from clients.ad import ADClient
+
+    for name in ("svc-nexus@corp.example", "CORP\\svc-nexus"):
+        with ADClient(ad.settings(AD_BIND_DN=name), page_size=7) as client:
+            records = list(client.list_users())
+        assert len(records) == PEOPLE and "svc-nexus" not in {r.username for r in records}
+
+
+def test_a_dc_requiring_signing_refuses_plain_simple_binds_with_stronger_auth_required(ad: AdSim) -> None:
+    from clients.ad import ADClient
+    from nexus.errors import AuthError, is_retryable
+
+    assert ad.sim.proxy is not None
+    ad.sim.proxy.require_tls_binds = True
+    try:
+        with pytest.raises(AuthError) as caught, ADClient(ad.settings()) as client:
+            client.health()
+    finally:
+        ad.sim.proxy.require_tls_binds = False
+    message = str(caught.value)
+    assert "strongerAuthRequired (8)" in message and "ldaps://" in message and "AD_START_TLS=true" in message
+    assert not is_retryable(caught.value)

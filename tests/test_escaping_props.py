@@ -86,8 +86,9 @@ def test_ldap_batch_filter_has_exactly_the_expected_equalities(values: list[str]
     clauses = [c for v in values for c in matching.clauses(email=v)]
     root = _ldap_parse(f"(&{PERSON_FILTER}(|{''.join(clauses)}))")
     (conj,) = root.elements
-    category, klass, disj = conj.elements
-    assert [_wire_value(category), _wire_value(klass)] == [("objectCategory", b"person"), ("objectClass", b"user")]
+    klass, account_type, _not_computer, disj = conj.elements
+    assert [_wire_value(klass), _wire_value(account_type)] == [("objectClass", b"user"),
+                                                               ("sAMAccountType", b"805306368")]
     assert disj.tag == OR
     got = [_wire_value(n) for n in disj.elements]
     expected = [(attr, prefix + v.encode()) for v in values

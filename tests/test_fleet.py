@@ -343,7 +343,8 @@ def test_ldap_listing_pages_on_its_own_connection() -> None:
 
     source = ad_source(client())
     first = source.fetch(None)
-    assert len(first.items) == 3 and first.next_cursor is not None
+    # up to 3 a page: the bind account (an AD user object) is dropped from the page it is on
+    assert 2 <= len(first.items) <= 3 and first.next_cursor is not None
     other = ad_source(client())  # a retried task: another process, another connection
     with pytest.raises(ListingLost):
         other.fetch(first.next_cursor)

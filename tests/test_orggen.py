@@ -19,9 +19,11 @@ from typing import Any
 
 import pytest
 
+from clients.ad.dn import escape_dn_value
 from nexus.drift import fields as F
 from nexus.sim.org_model import EntraUser, Org
 from nexus.sim.orggen import generate_org, truth_json
+from nexus.sim.orggen_ad import CONTRACTOR_OU
 
 NOW = datetime(2026, 3, 2, 9, 30, 0, tzinfo=UTC)
 SIZES = (10, 200, 2000)
@@ -113,7 +115,7 @@ def _reference_findings(org: Org) -> Counter[tuple[str, str, tuple[str, ...]]]:
     entra = entra_members(org)
     for w in org.workday:
         if not w.active:
-            if (u := ad.get(w.employee_id)) is not None and u.enabled:
+            if (u := ad.get(w.employee_id)) is not None and u.can_sign_in(datetime.now(UTC)):
                 found[(w.email, F.ACCOUNT_ENABLED, ("Workday", "ActiveDirectory"))] += 1
             if (e := entra.get(w.employee_id)) is not None and e.account_enabled:
                 found[(w.email, F.ACCOUNT_ENABLED, ("Workday", "Entra"))] += 1
@@ -344,7 +346,7 @@ def test_baseline_is_clean_outside_the_truth(orgs: dict[int, Org], n: int) -> No
         if not w.active:
             assert u is not None, "leavers stay in AD so CORP\\sam still resolves"
             if (w.email, F.ACCOUNT_ENABLED) not in listed:
-                assert not u.enabled and (x is None or not x.account_enabled)
+                assert not u.can_sign_in(NOW) and (x is None or not x.account_enabled)  # disabled, or expired
             continue
         if (w.email, F.ACCOUNT_EXISTS) in listed:
             continue
@@ -406,9 +408,10 @@ def test_structure_is_realistic(orgs: dict[int, Org]) -> None:
         assert 20 <= (NOW.date() - w.termination_date).days <= 400
     assert any(unicodedata.normalize("NFD", w.display_name) != w.display_name for w in org.workday)
     for u in org.ad:
-        assert "," not in u.cn and len(u.sam) <= 20
+        assert u.cn.count(",") <= 1 and len(u.sam) <= 20  # some are named "Last, First" (nexus.sim.orggen_ad)
         w = workers[u.employee_id or ""]
-        assert u.dn == f"CN={u.cn},OU=Users,OU={w.department},DC=corp,DC=example"
+        parent = CONTRACTOR_OU if w.worker_type == "Contractor" else f"OU=Users,OU={w.department},DC=corp,DC=example"
+        assert u.dn == f"CN={escape_dn_value(u.cn)},{parent}"
         assert u.upn.endswith("@corp.example") and f"SMTP:{u.mail}" in u.proxy_addresses
         assert u.user_account_control == (512 if u.enabled else 514)
     guid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")

@@ -12,6 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ldap3 import BASE, SUBTREE, Connection
@@ -19,6 +20,7 @@ from ldap3 import BASE, SUBTREE, Connection
 from clients.ad.connection import ConnectionFactory, default_connection, open_bound, quiet_unbind, search
 from clients.ad.dn import dn_key
 from clients.ad.errors import LDAP_FAILURES, dropped, map_exception
+from clients.ad.exclusions import Exclusions
 from clients.ad.listing import LdapListing
 from clients.ad.matching import NO_MATCH, clauses, rank
 from clients.ad.records import Manager, entry_to_person, first, with_manager
@@ -57,11 +59,15 @@ class ADClient:
         *,
         connection_factory: ConnectionFactory | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         if not 1 <= page_size <= 1000:  # AD's MaxPageSize is 1000
             raise ValueError("page_size must be 1..1000")
         self.settings = settings or get_settings()
         self._factory = connection_factory or default_connection
+        self.exclusions = Exclusions.from_settings(self.settings)
+        #: What "now" is for accountExpires (an expired account is not enabled); the tests inject a fixed clock.
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.page_size = page_size
         self._conn: Connection | None = None
         self._listing: LdapListing | None = None
@@ -131,7 +137,15 @@ class ADClient:
 
     def listing(self) -> LdapListing:
         """A new paged person listing on a connection of its own (close it when done)."""
-        return LdapListing(self._open, base_dn=self.base_dn, page_size=self.page_size, pace=self._pace)
+        return LdapListing(self._open, base_dn=self.base_dn, page_size=self.page_size, pace=self._pace,
+                           keep=self._is_person, clock=self.clock, extra_filter=self.exclusions.ldap_clauses())
+
+    def _is_person(self, record: PersonRecord) -> bool:
+        return not self.exclusions.excludes(record)
+
+    def _people(self, entries: Iterable[dict[str, Any]]) -> list[PersonRecord]:
+        now = self.clock()
+        return [r for r in (entry_to_person(e, now) for e in entries) if self._is_person(r)]
 
     def fetch_page(self, cursor: str | None = None) -> Page[PersonRecord]:
         """One page of the person listing this client follows (:meth:`LdapListing.fetch_page`): managers are
@@ -200,10 +214,9 @@ class ADClient:
         if not wanted:
             raise ValueError("find_user needs at least one of email, upn, employee_id, username")
         search_filter = f"(&{PERSON_FILTER}(|{''.join(wanted)}))"
-        entries = self._lookup("find user", self.base_dn, search_filter)
-        if not entries:
+        records = self._people(self._lookup("find user", self.base_dn, search_filter))
+        if not records:
             return None
-        records = [entry_to_person(e) for e in entries]
         best = min(records, key=lambda r: rank(r, email=email, upn=upn, employee_id=employee_id, username=username))
         if len(records) > 1:
             logger.warning("AD: %d entries match one lookup; using %s", len(records), best.key)
@@ -228,8 +241,7 @@ class ADClient:
         for start in range(0, len(wanted), BATCH_SIZE):
             chunk = wanted[start : start + BATCH_SIZE]
             search_filter = f"(&{PERSON_FILTER}(|{''.join(c for e in chunk for c in clauses(email=e))}))"
-            entries = self._lookup("find users", self.base_dn, search_filter)
-            records = [entry_to_person(e) for e in entries]
+            records = self._people(self._lookup("find users", self.base_dn, search_filter))
             for address in chunk:
                 matches = [r for r in records if rank(r, email=address) < NO_MATCH]
                 if matches:
@@ -239,10 +251,10 @@ class ADClient:
 
     def get_user(self, dn: str) -> PersonRecord:
         """The person at ``dn`` (base-scope read, manager resolved); NotFoundError when there is none."""
-        entries = self._lookup("read user", dn, "(objectClass=*)", scope=BASE)
-        if not entries:
-            raise NotFoundError(f"AD read user: no entry at {dn}", system=SYSTEM)
-        return self._resolve_manager(entry_to_person(entries[0]), {})
+        records = self._people(self._lookup("read user", dn, f"(&{PERSON_FILTER})", scope=BASE))
+        if not records:
+            raise NotFoundError(f"AD read user: no person at {dn}", system=SYSTEM)
+        return self._resolve_manager(records[0], {})
 
     def _resolve_manager(self, record: PersonRecord, cache: dict[str, Manager | None]) -> PersonRecord:
         """Fill manager_employee_id/manager_email with a base read of the manager DN (a dangling DN stays raw)."""

@@ -1,7 +1,8 @@
 """Connections to the directory: building them (TCP, or an injected factory), binding, one search, unbinding.
 
 A :data:`ConnectionFactory` builds an UNBOUND ldap3 ``Connection`` from settings. Production uses
-:func:`default_connection` (simple bind over TCP to ``AD_LDAP_URL``, ``ldaps://`` for TLS); the embedded demo and
+:func:`default_connection` (simple bind over TCP to ``AD_LDAP_URL``: ``ldaps://``, or ``ldap://`` with
+``AD_START_TLS=true``, for TLS); the embedded demo and
 the tests inject the in-process directory's factory (:meth:`nexus.sim.ldap_mock.MockDirectory.connection_factory`)
 through :class:`clients.ad.ADClient`'s ``connection_factory`` parameter. No factory is looked up by URL: a
 ``mock://`` URL reaching :func:`default_connection` means the client was built without its directory.
@@ -9,16 +10,21 @@ through :class:`clients.ad.ADClient`'s ``connection_factory`` parameter. No fact
 
 from __future__ import annotations
 
+import logging
 import math
+import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ldap3 import BASE, NONE, SIMPLE, SUBTREE, SYNC, Connection, Server
+from ldap3 import BASE, NONE, SIMPLE, SUBTREE, SYNC, Connection, Server, Tls
 
 from clients.ad.errors import LDAP_FAILURES, map_exception, map_result
 from clients.ad.schema import ATTRIBUTES, SYSTEM
 from nexus.errors import BadRequestError
 from nexus.settings import Settings
+
+logger = logging.getLogger("clients.ad")
+_warned_insecure = False
 
 #: Builds an unbound ldap3 Connection from settings; the test and embedded-demo seam (see nexus.sim.ldap_mock).
 ConnectionFactory = Callable[[Settings], Connection]
@@ -34,9 +40,36 @@ def default_connection(settings: Settings) -> Connection:
     return tcp_connection(settings)
 
 
+def uses_ldaps(settings: Settings) -> bool:
+    return settings.ad_ldap_url.strip().lower().startswith("ldaps://")
+
+
+def tls_config(settings: Settings) -> Tls:
+    """ldap3 TLS settings: the server certificate is verified (``CERT_REQUIRED``, against ``AD_CA_FILE`` or the
+    system's CAs) and so is its host name (ldap3 checks it after the handshake, against the host of
+    ``AD_LDAP_URL``). ldap3's own default is ``CERT_NONE`` (anything is accepted, so the bind password could be
+    intercepted): verification is off only with ``AD_TLS_VERIFY=false``, and that is logged once as a warning."""
+    global _warned_insecure
+    if not settings.ad_tls_verify:
+        if not _warned_insecure:
+            _warned_insecure = True
+            logger.warning(
+                "AD: TLS certificate verification is OFF (AD_TLS_VERIFY=false): any server can pose as the "
+                "domain controller and read the bind password. Set AD_CA_FILE to the CA that signed its certificate."
+            )
+        return Tls(validate=ssl.CERT_NONE)
+    return Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=settings.ad_ca_file or None)
+
+
 def tcp_connection(settings: Settings) -> Connection:
-    """The production connection: simple bind over TCP to ``AD_LDAP_URL`` (``ldaps://`` for TLS)."""
-    server = Server(settings.ad_ldap_url, connect_timeout=settings.http_connect_timeout_s, get_info=NONE)
+    """The production connection: simple bind over TCP to ``AD_LDAP_URL`` (``ldaps://`` or StartTLS for TLS)."""
+    ldaps = uses_ldaps(settings)
+    if ldaps and settings.ad_start_tls:
+        raise BadRequestError("AD: AD_START_TLS=true needs an ldap:// AD_LDAP_URL (ldaps:// is TLS already)",
+                              system=SYSTEM)
+    tls = tls_config(settings) if ldaps or settings.ad_start_tls else None
+    server = Server(settings.ad_ldap_url, use_ssl=ldaps, tls=tls, connect_timeout=settings.http_connect_timeout_s,
+                    get_info=NONE)
     conn = Connection(
         server,
         user=settings.ad_bind_dn,
@@ -88,17 +121,30 @@ def lean_entries(conn: Connection) -> None:
     strategy.decode_response_fast = decode
 
 
+#: strongerAuthRequired, confidentialityRequired: the DC refuses a simple bind on an unencrypted connection.
+_NEEDS_TLS = {8, 13}
+
+
 def open_bound(factory: ConnectionFactory, settings: Settings) -> Connection:
-    """A new bound connection; bind refusals are AuthError (mapped here, never retried here)."""
+    """A new bound connection (StartTLS first when ``AD_START_TLS``); bind refusals are AuthError (mapped here,
+    never retried here). A certificate that does not verify is an AuthError too: retrying will not fix it."""
     try:
         conn = factory(settings)
+        if settings.ad_start_tls and not uses_ldaps(settings) and not conn.server.ssl:
+            conn.open()
+            if not conn.start_tls():
+                raise map_result(dict(conn.result or {}), "StartTLS")
         ok = conn.bind()
     except LDAP_FAILURES as exc:
         raise map_exception(exc, "bind") from exc
     if not ok:
         result = dict(conn.result or {})
         quiet_unbind(conn)
-        raise map_result(result, "bind")
+        hint = ""
+        if int(result.get("result", -1)) in _NEEDS_TLS and not (settings.ad_start_tls or uses_ldaps(settings)):
+            hint = ("the domain controller requires an encrypted connection for simple binds: use an ldaps:// "
+                    "AD_LDAP_URL (port 636) or set AD_START_TLS=true")
+        raise map_result(result, "bind", hint=hint)
     return conn
 
 
@@ -146,4 +192,6 @@ __all__ = [
     "quiet_unbind",
     "search",
     "tcp_connection",
+    "tls_config",
+    "uses_ldaps",
 ]

@@ -16,7 +16,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ldap3.core.exceptions import LDAPCommunicationError, LDAPException, LDAPResponseTimeoutError
+from ldap3.core.exceptions import (
+    LDAPCertificateError,
+    LDAPCommunicationError,
+    LDAPException,
+    LDAPResponseTimeoutError,
+    LDAPStartTLSError,
+)
 from pyasn1.error import PyAsn1Error
 
 from clients.ad.schema import SYSTEM
@@ -44,12 +50,14 @@ DECODE_ERRORS: tuple[type[Exception], ...] = (
 LDAP_FAILURES: tuple[type[Exception], ...] = (LDAPException, *DECODE_ERRORS, OSError)
 
 
-def map_result(result: Mapping[str, Any], action: str, *, base_read: bool = False) -> NexusClientError:
-    """The error for a non-success LDAP result (``conn.result``)."""
+def map_result(
+    result: Mapping[str, Any], action: str, *, base_read: bool = False, hint: str = ""
+) -> NexusClientError:
+    """The error for a non-success LDAP result (``conn.result``); ``hint`` tells the operator what to change."""
     code = int(result.get("result", -1))
     name = result.get("description") or "error"
     detail = str(result.get("message") or "").strip()
-    message = f"AD {action}: LDAP {name} ({code})" + (f": {detail}" if detail else "")
+    message = f"AD {action}: LDAP {name} ({code})" + (f": {detail}" if detail else "") + (f"; {hint}" if hint else "")
     if code in _AUTH_CODES:
         return AuthError(message, system=SYSTEM)
     if code == _BUSY:
@@ -65,6 +73,13 @@ def map_exception(exc: BaseException, action: str) -> NexusClientError:
     """The error for an exception ldap3 raised (never carries the bind password: ldap3 messages do not)."""
     if isinstance(exc, NexusClientError):
         return exc
+    if isinstance(exc, LDAPCertificateError | LDAPStartTLSError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        # Not transient: retrying will not make the certificate verify.
+        return AuthError(
+            f"AD {action}: TLS failed or the server's certificate was refused ({type(exc).__name__}: {exc}); check "
+            "AD_CA_FILE (the CA that signed it) and that AD_LDAP_URL names a host the certificate is for",
+            system=SYSTEM,
+        )
     if isinstance(exc, LDAPCommunicationError | LDAPResponseTimeoutError | OSError):
         return TransientError(f"AD {action}: {type(exc).__name__}: {exc}", system=SYSTEM)
     if isinstance(exc, LDAPException):

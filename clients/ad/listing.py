@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from ldap3 import Connection
@@ -40,9 +41,9 @@ def next_cookie(result: dict[str, Any]) -> bytes | None:
     return bytes(cookie) if cookie else None
 
 
-def _person(entry: dict[str, Any]) -> PersonRecord:
+def _person(entry: dict[str, Any], now: datetime | None = None) -> PersonRecord:
     try:
-        return entry_to_person(entry)
+        return entry_to_person(entry, now)
     except (KeyError, TypeError) as exc:
         raise MalformedResponseError(f"AD {_ACTION}: unexpected entry ({exc})", system=SYSTEM) from exc
 
@@ -51,7 +52,11 @@ class LdapListing:
     """Every person under ``base_dn``, ``page_size`` entries per request (see the module docstring).
 
     ``open_connection`` returns a new bound connection (errors already mapped); ``pace`` is called before each
-    request (the client's rate limiter). Not thread-safe: one listing per chain being followed.
+    request (the client's rate limiter); ``keep`` drops accounts that are not people
+    (:class:`~clients.ad.exclusions.Exclusions`, whose name patterns also go into the filter as ``extra_filter``, so a
+    page is short only by the bind account or an excluded OU's entries). Continuation references (``searchResRef``:
+    AD returns them for the DNS and configuration partitions under a domain root) are not entries and are skipped
+    (:func:`clients.ad.connection.search`), on every page. Not thread-safe: one listing per chain being followed.
     """
 
     def __init__(
@@ -61,8 +66,14 @@ class LdapListing:
         base_dn: str,
         page_size: int,
         pace: Callable[[], None] = lambda: None,
+        keep: Callable[[PersonRecord], bool] = lambda _record: True,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        extra_filter: str = "",
     ) -> None:
+        self._filter = f"(&{PERSON_FILTER}{extra_filter})"
         self._open = open_connection
+        self._keep = keep
+        self._clock = clock
         self._pace = pace
         self.base_dn = base_dn
         self.page_size = page_size
@@ -86,9 +97,10 @@ class LdapListing:
         self._pace()
         try:
             try:
-                entries, result = search(conn, _ACTION, self.base_dn, f"(&{PERSON_FILTER})", attributes=ATTRIBUTES,
+                entries, result = search(conn, _ACTION, self.base_dn, self._filter, attributes=ATTRIBUTES,
                                          paged_size=self.page_size, paged_cookie=cookie)
-                records = [_person(e) for e in entries]
+                now = self._clock()
+                records = [r for r in (_person(e, now) for e in entries) if self._keep(r)]
             except Exception as exc:  # ldap3's errors and an entry that does not decode: one typed client error
                 raise map_exception(exc, _ACTION) from exc
         except BaseException:

@@ -1,10 +1,19 @@
 """The org's AD users as directory entries: DNs, attributes, the OUs above them, and their LDIF rendering.
 
 One description of the directory for both AD backends: :mod:`nexus.sim.ldap_server` streams :func:`render_ldif`
-into ``slapadd``, :mod:`nexus.sim.ldap_mock` adds :func:`directory_entries` to ldap3's MOCK_SYNC server. Layout:
-base ``DC=corp,DC=example``; users at their :attr:`AdUser.dn` (``OU=Users,OU=<Department>``); the OUs are created
-from the users' DNs; the service account Nexus binds as lives at ``CN=svc-nexus,OU=Service Accounts,DC=corp,
-DC=example`` (not a ``user`` object, so it never shows up as a person).
+into ``slapadd``, :mod:`nexus.sim.ldap_mock` adds :func:`directory_entries` to ldap3's MOCK_SYNC server. Layout, as
+on a domain controller: base ``DC=corp,DC=example``; users at their :attr:`AdUser.dn` (``OU=Users,OU=<Department>``,
+or another OU tree); the OUs are created from the users' DNs; AD's built-in accounts (``Administrator``, ``Guest``,
+``krbtgt``) in ``CN=Users``; the service account Nexus binds as at ``CN=svc-nexus,OU=Service Accounts,DC=corp,
+DC=example``, a ``user`` like on a real domain (so the person filter finds it, and the client must skip it); a
+computer account in ``CN=Computers``; and ``DC=DomainDnsZones``, a referral, so a subtree search from the base gets
+a continuation reference (RFC 4511 4.5.3) as it does from an AD domain root.
+
+Every user entry has AD's shape (Microsoft's schema reference, https://learn.microsoft.com/en-us/windows/win32/adschema/):
+``objectClass`` ``top/person/organizationalPerson/user``; ``objectCategory`` the DN
+``CN=Person,CN=Schema,CN=Configuration,<base>``; ``sAMAccountType`` 805306368; ``userAccountControl`` (512 normal
+account, +2 ACCOUNTDISABLE); ``accountExpires`` (FILETIME, 0x7FFFFFFFFFFFFFFF = never, as AD writes a new
+account's); ``lastLogonTimestamp`` (FILETIME, absent when the account never logged on).
 """
 
 from __future__ import annotations
@@ -14,11 +23,18 @@ from collections.abc import Iterable, Iterator, Mapping
 
 from ldap3.utils.dn import parse_dn
 
-from clients.ad.dn import unescape_dn_value
+from clients.ad.dn import split_unescaped, unescape_dn_value
+from clients.ad.filetime import NEVER, to_filetime
 from nexus.sim.org_model import AdUser
 
 DEFAULT_BASE_DN = "DC=corp,DC=example"
 DEFAULT_BIND_DN = "CN=svc-nexus,OU=Service Accounts,DC=corp,DC=example"
+#: sAMAccountType of user and computer accounts (SAM_NORMAL_USER_ACCOUNT, SAM_MACHINE_ACCOUNT).
+NORMAL_USER_ACCOUNT = 805306368
+MACHINE_ACCOUNT = 805306369
+#: The built-in accounts every domain has, with AD's userAccountControl for them (Administrator: 66048 =
+#: NORMAL_ACCOUNT|DONT_EXPIRE_PASSWORD; Guest: 66082, disabled, PASSWD_NOTREQD; krbtgt: 514, disabled).
+BUILTIN_ACCOUNTS = (("Administrator", 66048), ("Guest", 66082), ("krbtgt", 514))
 
 
 class DirectoryError(ValueError):
@@ -68,9 +84,55 @@ def container_attributes(dn: str) -> dict[str, list[str]]:
     return {"objectClass": ["top", classes[kind]], kind: [value]}
 
 
+def naming_context(dn: str) -> str:
+    """The domain part of ``dn``: its trailing ``DC=`` RDNs (``DC=corp,DC=example``)."""
+    rdns = split_unescaped(dn, ",")
+    tail: list[str] = []
+    for rdn in reversed(rdns):
+        if not rdn.strip().lower().startswith("dc="):
+            break
+        tail.append(rdn.strip())
+    return ",".join(reversed(tail))
+
+
+def netbios_name(base_dn: str) -> str:
+    """The domain's NetBIOS name as the simulator spells it: the first DC label, upper case (``CORP``)."""
+    return rdn_value(base_dn).upper()
+
+
+def object_category(kind: str, dn: str) -> str:
+    """AD's objectCategory DN for ``kind`` (``Person``, ``Computer``) in the forest of ``dn``."""
+    return f"CN={kind},CN=Schema,CN=Configuration,{naming_context(dn)}"
+
+
+def account_attributes(
+    dn: str, sam: str, uac: int, *, kind: str = "Person", account_type: int = NORMAL_USER_ACCOUNT
+) -> dict[str, list[str]]:
+    """The attributes every AD account has (classes, category, type, UAC, accountExpires never)."""
+    classes = ["top", "person", "organizationalPerson", "user"] + (["computer"] if kind == "Computer" else [])
+    cn = rdn_value(dn)
+    return {
+        "objectClass": classes,
+        "objectCategory": [object_category(kind, dn)],
+        "cn": [cn],
+        "sn": [cn],  # slapd's person requires sn; AD's built-ins have none (never read: they are not people)
+        "sAMAccountName": [sam],
+        "sAMAccountType": [str(account_type)],
+        "userAccountControl": [str(uac)],
+        "accountExpires": [str(NEVER)],
+    }
+
+
 def user_attributes(user: AdUser) -> dict[str, list[str]]:
-    """An :class:`AdUser` as LDAP attributes (empty values left out: LDAP has no empty strings)."""
-    attrs: dict[str, list[str]] = {"objectClass": ["top", "user"], "objectCategory": ["person"]}
+    """An :class:`AdUser` as LDAP attributes in AD's shape (empty values left out: LDAP has no empty strings)."""
+    attrs: dict[str, list[str]] = {
+        "objectClass": ["top", "person", "organizationalPerson", "user"],
+        "objectCategory": [object_category("Person", user.dn)],
+        "sAMAccountType": [str(NORMAL_USER_ACCOUNT)],
+        "accountExpires": [str(to_filetime(user.account_expires) if user.account_expires else NEVER)],
+    }
+    if user.last_logon is not None:
+        attrs["lastLogonTimestamp"] = [str(to_filetime(user.last_logon))]
     for name, value in (
         ("cn", user.cn),
         ("sAMAccountName", user.sam),
@@ -97,6 +159,9 @@ def user_attributes(user: AdUser) -> dict[str, list[str]]:
 #: Every attribute :func:`user_attributes` may write (besides objectClass and cn).
 USER_ATTRIBUTES = (
     "objectCategory",
+    "sAMAccountType",
+    "accountExpires",
+    "lastLogonTimestamp",
     "sAMAccountName",
     "userPrincipalName",
     "displayName",
@@ -153,19 +218,42 @@ def directory_entries(
             yield ancestor, container_attributes(ancestor)
 
     yield from ensure(base_dn)
+    host = ".".join(rdn_value(r) for r in split_unescaped(naming_context(base_dn), ","))  # corp.example
+    users_container = f"CN=Users,{base_dn}"
+    yield from ensure(users_container)
+    for sam, uac in BUILTIN_ACCOUNTS:
+        dn = f"CN={sam},{users_container}"
+        yield dn, {**account_attributes(dn, sam, uac), "description": [f"Built-in account {sam}"]}
+    computers = f"CN=Computers,{base_dn}"
+    yield from ensure(computers)
+    workstation = f"CN=WS-0001,{computers}"
+    yield workstation, {
+        **account_attributes(workstation, "WS-0001$", 4096, kind="Computer", account_type=MACHINE_ACCOUNT),
+        "dNSHostName": [f"ws-0001.{host}"],
+    }
+    zones = f"DC=DomainDnsZones,{base_dn}"
+    created.add(zones.lower().replace(" ", ""))
+    yield zones, {
+        "objectClass": ["referral", "extensibleObject"],
+        "dc": ["DomainDnsZones"],
+        "ref": [f"ldap://DomainDnsZones.{host}/{zones}"],
+    }
+    for user in users:
+        yield from ensure(split_rdn(user.dn)[1])
+        yield user.dn, user_attributes(user)
+    # The bind account after the people (a listing in entry order meets it last: a short last page, not a short
+    # first one).
     yield from ensure(split_rdn(bind_dn)[1])
+    bind_sam = rdn_value(bind_dn)
     yield (
         bind_dn,
         {
-            "objectClass": ["top", "organizationalRole", "simpleSecurityObject"],
-            "cn": [rdn_value(bind_dn)],
+            **account_attributes(bind_dn, bind_sam, 66048),
+            "userPrincipalName": [f"{bind_sam}@{host}"],
             "userPassword": [bind_password],
             "description": ["Nexus read-only bind account"],
         },
     )
-    for user in users:
-        yield from ensure(split_rdn(user.dn)[1])
-        yield user.dn, user_attributes(user)
 
 
 def render_ldif(users: Iterable[AdUser], *, base_dn: str, bind_dn: str, bind_password_hash: str) -> Iterator[str]:
@@ -175,12 +263,19 @@ def render_ldif(users: Iterable[AdUser], *, base_dn: str, bind_dn: str, bind_pas
 
 
 __all__ = [
+    "BUILTIN_ACCOUNTS",
     "DEFAULT_BASE_DN",
     "DEFAULT_BIND_DN",
+    "MACHINE_ACCOUNT",
+    "NORMAL_USER_ACCOUNT",
     "USER_ATTRIBUTES",
     "DirectoryError",
+    "account_attributes",
     "container_attributes",
     "directory_entries",
+    "naming_context",
+    "netbios_name",
+    "object_category",
     "rdn_value",
     "render_ldif",
     "split_rdn",

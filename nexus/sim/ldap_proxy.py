@@ -55,6 +55,11 @@ _OPS: dict[int, tuple[str, int | None]] = {
     0x77: ("extended", 0x78),
 }
 
+STRONGER_AUTH_REQUIRED = 8
+STRONG_AUTH_TEXT = (
+    "00002028: LdapErr: DSID-0C090259, comment: The server requires binds to turn on integrity checking if SSL\\TLS "
+    "are not already active on the connection, data 0, v4563"
+)
 INVALID_CREDENTIALS = 49
 BUSY = 51
 UNAVAILABLE = 52
@@ -283,6 +288,36 @@ def _paged_cookie(raw: bytes, controls: Element) -> bytes:
     return b""
 
 
+START_TLS_OID = b"1.3.6.1.4.1.1466.20037"
+
+
+def is_start_tls(request: Request) -> bool:
+    """An ExtendedRequest for StartTLS (RFC 4511 4.14): after it the client speaks TLS, which the proxy passes on."""
+    return request.op_tag == 0x77 and START_TLS_OID in request.raw
+
+
+def bind_name(request: Request) -> str | None:
+    """The name of a BindRequest (None for anything else, or one that does not decode)."""
+    if request.op_tag != 0x60:
+        return None
+    raw = request.raw
+    try:
+        parts = children(raw, element_at(raw, 0, len(raw)))
+        return _text(raw, children(raw, parts[1])[1])
+    except (ValueError, IndexError):
+        return None
+
+
+def with_bind_name(request: Request, name: str) -> bytes:
+    """The BindRequest with its name replaced (version, authentication and controls as they were)."""
+    raw = request.raw
+    top = element_at(raw, 0, len(raw))
+    parts = children(raw, top)
+    fields = children(raw, parts[1])
+    body = raw[parts[1].start : fields[0].end] + _tlv(0x04, name.encode()) + raw[fields[1].end : parts[1].end]
+    return _tlv(0x30, raw[top.start : parts[0].end] + _tlv(0x60, body) + raw[parts[1].end : top.end])
+
+
 # --- the proxy ---------------------------------------------------------------------------------------------------
 
 
@@ -302,7 +337,17 @@ class LdapProxy:
         port: int = 0,
         *,
         system: str = "ad",
+        bind_names: dict[str, str] | None = None,
+        require_tls_binds: bool = False,
     ) -> None:
+        """``bind_names``: lower-cased ``user@realm`` and ``DOMAIN\\user`` -> DN. Real AD accepts all three as a
+        simple bind's name (MS-ADTS 5.1.1.1.1, "Simple Authentication": a DN, a UPN, or ``NetBIOS\\sAMAccountName``);
+        slapd takes DNs only, so the proxy rewrites the other two to the DN before slapd sees them (on plain
+        connections: after StartTLS the proxy only relays bytes)."""
+        self.bind_names = {k.lower(): v for k, v in (bind_names or {}).items()}
+        #: Refuse simple binds on plain connections with strongerAuthRequired (8), in the words of a Windows DC
+        #: that requires LDAP signing (after StartTLS the proxy relays bytes, so TLS binds reach slapd).
+        self.require_tls_binds = require_tls_binds
         self.upstream = (upstream_host, upstream_port)
         self.faults = faults
         self.log = log
@@ -449,6 +494,13 @@ class LdapProxy:
                 del buf[:length]
                 if not await self._operation(raw, writer, upstream):
                     return
+                with contextlib.suppress(ValueError, IndexError):
+                    if is_start_tls(parse_request(raw)):
+                        passthrough = True  # TLS from here on: relay bytes (the client waits for the answer first)
+                        if buf:
+                            upstream.write(bytes(buf))
+                            buf.clear()
+                        break
             await upstream.drain()
 
     async def _operation(self, raw: bytes, writer: asyncio.StreamWriter, upstream: asyncio.StreamWriter) -> bool:
@@ -490,5 +542,12 @@ class LdapProxy:
         elif mode == "truncated" and request.path == "search" and details.paged_cookie:
             writer.write(ldap_result(request.message_id, request.response_tag, UNAVAILABLE, "paging interrupted"))
             return True
+        if self.require_tls_binds and request.path == "bind":
+            refusal = ldap_result(request.message_id, request.response_tag, STRONGER_AUTH_REQUIRED, STRONG_AUTH_TEXT)
+            writer.write(refusal)
+            return True
+        name = bind_name(request)
+        if name is not None and (dn := self.bind_names.get(name.lower())) is not None:
+            raw = with_bind_name(request, dn)
         upstream.write(raw)
         return True

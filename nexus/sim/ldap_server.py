@@ -43,12 +43,16 @@ from typing import IO, Any
 from ldap3 import MODIFY_REPLACE, NONE, SIMPLE, SYNC, Connection, Server
 from ldap3.core.exceptions import LDAPException
 
+from clients.ad.dn import split_unescaped
 from nexus.sim.faults import FaultBoard, RequestLog
 from nexus.sim.ldap_entries import (
     DEFAULT_BASE_DN,
     DEFAULT_BIND_DN,
     USER_ATTRIBUTES,
     DirectoryError,
+    naming_context,
+    netbios_name,
+    rdn_value,
     render_ldif,
     user_attributes,
 )
@@ -105,6 +109,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def root_dse_ldif(base_dn: str) -> str:
+    """The naming contexts AD's root DSE advertises (https://learn.microsoft.com/en-us/windows/win32/adschema/rootdse),
+    for slapd's ``rootDSE`` directive (it adds them to the root DSE it builds)."""
+    forest = naming_context(base_dn) or base_dn
+    return (
+        "dn:\n"
+        f"defaultNamingContext: {base_dn}\n"
+        f"rootDomainNamingContext: {forest}\n"
+        f"configurationNamingContext: CN=Configuration,{forest}\n"
+        f"schemaNamingContext: CN=Schema,CN=Configuration,{forest}\n"
+    )
+
+
 # --- slapd -----------------------------------------------------------------------------------------------------
 
 
@@ -123,8 +140,16 @@ class SlapdServer:
         port: int = 0,
         debug_level: int = 0,
         ready_timeout_s: float = 15.0,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+        simple_bind_ssf: int = 0,
     ) -> None:
         """``users`` overrides ``org.ad`` (e.g. a generator for benchmarks). ``port=0`` picks a free port.
+
+        ``tls_cert``/``tls_key`` (PEM files): slapd also offers StartTLS on :attr:`url` and listens for ``ldaps://``
+        on :attr:`ldaps_url`. ``simple_bind_ssf``: slapd's ``security simple_bind=<n>``, the security strength a
+        connection needs before a simple bind is accepted (e.g. 128: only over TLS), as a hardened domain
+        controller refuses simple binds on plain LDAP (Samba's default ``ldap server require strong auth``).
 
         ``debug_level`` is slapd's ``-d`` (0 = quiet; 256 = stats, which logs every search filter to
         ``<workdir>/slapd.log``).
@@ -141,6 +166,10 @@ class SlapdServer:
         self.port = port
         self.debug_level = debug_level
         self.ready_timeout_s = ready_timeout_s
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
+        self.simple_bind_ssf = simple_bind_ssf
+        self.ldaps_port = 0
         self.workdir: Path | None = None
         self.load_seconds = 0.0  # LDIF rendering + slapadd (they overlap), for benchmarks
         self.start_seconds = 0.0  # slapd start until the first successful bind
@@ -153,6 +182,12 @@ class SlapdServer:
     @property
     def url(self) -> str:
         return f"ldap://{self.host}:{self.port}"
+
+    @property
+    def ldaps_url(self) -> str:
+        if self.tls_cert is None:
+            raise RuntimeError("slapd was started without a TLS certificate")
+        return f"ldaps://{self.host}:{self.ldaps_port}"
 
     @property
     def pid(self) -> int | None:
@@ -189,10 +224,18 @@ class SlapdServer:
         modules = f"modulepath {module_dir}\nmoduleload back_mdb\n" if module_dir else ""
         includes = "".join(f"include {schema_dir / name}\n" for name in SYSTEM_SCHEMAS)
         conf = self.workdir / "slapd.conf"
+        tls = ""
+        if self.tls_cert is not None:
+            tls = f"TLSCertificateFile {self.tls_cert}\nTLSCertificateKeyFile {self.tls_key or self.tls_cert}\n"
+        if self.simple_bind_ssf:
+            tls += f"security simple_bind={self.simple_bind_ssf}\n"
+        root_dse = self.workdir / "rootdse.ldif"
+        root_dse.write_text(root_dse_ldif(self.base_dn))
+        tls += f"rootDSE {root_dse}\n"
         conf.write_text(
             f"{includes}include {schema}\n"
             f"pidfile {self.workdir / 'slapd.pid'}\nargsfile {self.workdir / 'slapd.args'}\n"
-            f"{modules}"
+            f"{modules}{tls}"
             # The default (500) also caps paged searches: a full listing must see every entry.
             "sizelimit unlimited\n"
             'access to dn.base="" by * read\n'
@@ -254,10 +297,14 @@ class SlapdServer:
         last_error = ""
         for _ in range(3):  # a free port can be taken between probing and slapd's bind(): try another
             self.port = fixed_port or free_port(self.host)
+            urls = f"ldap://{self.host}:{self.port}/"
+            if self.tls_cert is not None:
+                self.ldaps_port = free_port(self.host)
+                urls += f" ldaps://{self.host}:{self.ldaps_port}/"
             log = (self.workdir / "slapd.log").open("ab")
             started = time.perf_counter()
             self._proc = subprocess.Popen(
-                [slapd, "-f", str(conf), "-h", f"ldap://{self.host}:{self.port}/", "-d", str(self.debug_level)],
+                [slapd, "-f", str(conf), "-h", urls, "-d", str(self.debug_level)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -290,10 +337,11 @@ class SlapdServer:
                     authentication=SIMPLE,
                     receive_timeout=2,
                 )
-                if conn.bind():
-                    conn.unbind()
-                    return True
+                bound = conn.bind()
+                refused_plain = int((conn.result or {}).get("result", -1)) in (8, 13)  # simple_bind_ssf: it answers
                 conn.unbind()
+                if bound or (self.simple_bind_ssf and refused_plain):
+                    return True
             except (LDAPException, OSError, KeyError, ValueError):
                 pass  # not ready yet, or an undecodable answer: try again
             time.sleep(delay)
@@ -415,6 +463,7 @@ class LdapSimulator:
         bind_password: str | None = None,
     ) -> None:
         self.slapd = SlapdServer(org, bind_password=bind_password)
+        self._org = org
         self._faults = faults
         self._log = log
         self._host = host
@@ -431,13 +480,26 @@ class LdapSimulator:
         self.slapd.start()
         try:
             self.proxy = LdapProxy(
-                self.slapd.host, self.slapd.port, self._faults, self._log, host=self._host, port=self._port
+                self.slapd.host, self.slapd.port, self._faults, self._log, host=self._host, port=self._port,
+                bind_names=self.bind_names(),
             )
             self.proxy.start()
         except BaseException:
             self.slapd.stop()
             raise
         return self
+
+    def bind_names(self) -> dict[str, str]:
+        """``user@realm`` and ``DOMAIN\\user`` of every account with a password (the bind account, the org's
+        users) -> its DN, for the proxy to map binds as AD does."""
+        domain = netbios_name(self.slapd.base_dn)
+        host = ".".join(rdn_value(r) for r in split_unescaped(naming_context(self.slapd.base_dn), ","))
+        bind_sam = rdn_value(self.slapd.bind_dn)
+        names = {f"{bind_sam}@{host}": self.slapd.bind_dn, f"{domain}\\{bind_sam}": self.slapd.bind_dn}
+        for user in self._org.ad:
+            names[user.upn] = user.dn
+            names[f"{domain}\\{user.sam}"] = user.dn
+        return names
 
     def stop(self) -> None:
         if self.proxy is not None:

@@ -54,10 +54,16 @@ class AdUser:
     enabled: bool  # userAccountControl 512 (enabled) / 514 (disabled)
     proxy_addresses: list[str] = field(default_factory=list)  # "SMTP:primary", "smtp:alias"
     object_guid: str = ""
+    account_expires: datetime | None = None  # accountExpires (None: never); past it the account cannot sign in
+    last_logon: datetime | None = None  # lastLogonTimestamp (None: never logged on)
 
     @property
     def user_account_control(self) -> int:
         return 512 if self.enabled else 514
+
+    def can_sign_in(self, now: datetime) -> bool:
+        """Not disabled and not expired: what "enabled" means to the AD client (a DC refuses an expired account)."""
+        return self.enabled and (self.account_expires is None or self.account_expires > now)
 
 
 @dataclass(slots=True)

@@ -11,6 +11,8 @@ Pipeline (each step in its own module):
 2. :func:`~nexus.sim.orggen_plant.plan_people`: shape decisions (workers without an account yet, mail aliases,
    leavers whose account stays enabled), then identities (mail, UPN, sAMAccountName, DN) and clean records;
 3. :func:`~nexus.sim.orggen_plant.plant_people`: people noise, then people drift, edited into the records;
+   then :mod:`~nexus.sim.orggen_ad`: AD's rough edges (another OU tree, ``Last\\, First`` DNs, expired-but-enabled
+   leavers, lastLogonTimestamp), none of them drift;
 4. :mod:`~nexus.sim.orggen_devices` then :mod:`~nexus.sim.orggen_plant_devices`: laptops, return tickets and
    shipments, then device noise and drift;
 5. :mod:`~nexus.sim.orggen_graph`: the Graph tenant's rough edges (members without mail or employeeId, B2B guests,
@@ -38,6 +40,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nexus.sim.org_model import AdUser, EntraUser, Org
+from nexus.sim.orggen_ad import age_accounts, relocate
 from nexus.sim.orggen_devices import build_devices, device_counts
 from nexus.sim.orggen_graph import roughen_graph
 from nexus.sim.orggen_ids import IdSource
@@ -86,9 +89,11 @@ def _generate(people: int, seed: int, now: datetime) -> Org:
     plan = plan_people(rng, staff, now)
     ensure_accented(rng, staff)
     assign_identities(ids, staff)
+    relocate(seed, staff)
     workday, ad, entra = build_identity_records(rng, staff)
     truth = Truth()
     plant_people(rng, staff, ad, entra, plan, truth)
+    age_accounts(seed, staff, ad, now)
 
     counts = device_counts(rng, staff, leaver_devices_needed(people))
     dev = build_devices(rng, ids, staff, counts, now)

@@ -13,7 +13,7 @@ must then resolve itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from nexus.models import DeviceRecord, PersonRecord, ReturnTicket, ShipmentRecord
 from nexus.sim.org_model import (
@@ -103,8 +103,11 @@ def ad_record(u: AdUser, by_dn: dict[str, AdUser] | None = None) -> PersonRecord
         manager_ref=u.manager_dn,
         manager_employee_id=manager.employee_id if manager else None,
         manager_email=(manager.mail or manager.upn) if manager else None,
-        enabled=u.enabled,
+        # as the AD client reads it: an expired account cannot sign in, whatever userAccountControl says
+        enabled=u.can_sign_in(datetime.now(UTC)),
         aliases=tuple(aliases),
+        account_expires=_iso(u.account_expires),
+        last_logon=_iso(u.last_logon),
     )
 
 
