@@ -20,7 +20,7 @@ from nexus.drift.fields import ACCOUNT_EXISTS, DEPARTMENT, POLICY
 from nexus.fleet import codec
 from nexus.fleet.assess import assess
 from nexus.fleet.guard import judge, suppress
-from nexus.fleet.report import settle
+from nexus.fleet.report import discard, promote, settle
 from nexus.fleet.store import SnapshotStore
 from nexus.models import DeviceRecord, ReturnTicket
 from nexus.systems import System
@@ -135,6 +135,24 @@ def test_a_system_is_stale_as_a_whole_or_not_at_all(store: SnapshotStore) -> Non
     _snapshot(store, "a2", "helix", _devices(40), codec.DEVICE)
     _snapshot(store, "a2", "helix_tickets", [], codec.TICKET, status="failed")
     assert _assess(store, "a2", 1_000_100.0).systems[System.HELIX].status == "failed"
+
+
+def test_the_new_last_good_is_visible_before_the_report_and_old_copies_go_after(store: SnapshotStore) -> None:
+    """An audit submitted the moment the previous one reads ``done`` must stand on that audit's snapshots: the
+    promotion happens before the report is stored, the deletions after (a CI run once caught the gap)."""
+    tickets = [ReturnTicket("INC1", "S0001", "p1@corp.example", "111111111111", "Assigned", None)]
+    for audit_id in ("a1", "a2"):
+        _snapshot(store, audit_id, "helix", _devices(40), codec.DEVICE)
+        _snapshot(store, audit_id, "helix_tickets", tickets, codec.TICKET)
+    settle(store, "a1", _assess(store, "a1", 1_000_000.0), fallback=True, keep_ttl_s=86400, guard_ttl_s=86400)
+    doomed = promote(store, "a2", _assess(store, "a2", 1_000_100.0), fallback=True, keep_ttl_s=86400,
+                     guard_ttl_s=86400)
+    good = store.last_good("helix")
+    assert good is not None and good["audit_id"] == "a2"
+    assert store.exists("a1", "helix") and store.exists("a2", "helix")  # nothing deleted yet
+    assert sorted(doomed) == [("a1", "helix"), ("a1", "helix_tickets"), ("a2", "entra")]  # entra: never read
+    discard(store, doomed)
+    assert not store.exists("a1", "helix") and store.exists("a2", "helix")
 
 
 # -- integration -----------------------------------------------------------------------------------------------------

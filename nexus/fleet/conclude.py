@@ -19,7 +19,7 @@ from nexus.audits.finish import fail_audit, finish_report
 from nexus.fleet.assess import Assessment, assess
 from nexus.fleet.compare import Comparison, FleetComparer, merge
 from nexus.fleet.context import FleetContext, peak_rss_mb
-from nexus.fleet.report import Annotators, bulk_snapshot_report, fleet_report, settle
+from nexus.fleet.report import Annotators, bulk_snapshot_report, discard, fleet_report, promote
 from nexus.history import HistoryStore
 from nexus.registry import listed_systems
 from nexus.systems import USER_SYSTEMS, System
@@ -72,11 +72,19 @@ def conclude(ctx: FleetContext, audit_id: str, *,
         return {"audit_id": audit_id, "error": type(exc).__name__}
 
 
-def _settle(ctx: FleetContext, audit_id: str, assessment: Assessment) -> None:
+def _promote(ctx: FleetContext, audit_id: str, assessment: Assessment) -> list[tuple[str, str]]:
     settings = ctx.settings
-    settle(ctx.snaps, audit_id, assessment, fallback=settings.fleet_stale_fallback,
-           keep_ttl_s=settings.fleet_stale_max_age_s, guard_ttl_s=settings.fleet_guard_ttl_s)
+    return promote(ctx.snaps, audit_id, assessment, fallback=settings.fleet_stale_fallback,
+                   keep_ttl_s=settings.fleet_stale_max_age_s, guard_ttl_s=settings.fleet_guard_ttl_s)
+
+
+def _discard(ctx: FleetContext, audit_id: str, doomed: list[tuple[str, str]]) -> None:
+    discard(ctx.snaps, doomed)
     ctx.snaps.delete_result(audit_id, PEOPLE_RESULT)
+
+
+def _settle(ctx: FleetContext, audit_id: str, assessment: Assessment) -> None:
+    _discard(ctx, audit_id, _promote(ctx, audit_id, assessment))
 
 
 def _judge_and_settle(ctx: FleetContext, audit_id: str, kind: str) -> None:
@@ -120,9 +128,10 @@ def _compare(ctx: FleetContext, audit_id: str,
             log.warning("[%s] %s in fleet audit %s: %s", system.display, status.status, audit_id,
                         (status.degraded or {}).get("reason") or f"last good snapshot of {status.stale}",
                         extra={"system": system.value, "audit_id": audit_id})
+    doomed = _promote(ctx, audit_id, assessment)  # before ``done`` is visible: the next audit stands on these
     finish_report(store, audit_id, report, hooks=ctx.hooks, remediate=ctx.settings.helix_remediation,
                   enqueue_remediation=enqueue_remediation)
-    _settle(ctx, audit_id, assessment)
+    _discard(ctx, audit_id, doomed)
     return {"audit_id": audit_id, "discrepancy_count": report.get("discrepancy_count")}
 
 

@@ -162,10 +162,13 @@ def bulk_snapshot_report(assessment: Assessment, comparison: Comparison) -> dict
     return report
 
 
-def settle(store: SnapshotStore, audit_id: str, assessment: Assessment, *, fallback: bool, keep_ttl_s: int,
-           guard_ttl_s: int) -> None:
-    """After the report: believed snapshots become the last good ones (kept for the fallback when it is on);
-    everything else of this audit is deleted (the snapshot TTL is only the backstop)."""
+def promote(store: SnapshotStore, audit_id: str, assessment: Assessment, *, fallback: bool, keep_ttl_s: int,
+            guard_ttl_s: int) -> list[tuple[str, str]]:
+    """Believed snapshots become the last good ones (kept for the fallback when it is on), before the report is
+    visible: an audit submitted the moment this one reads ``done`` must already see them. Nothing is deleted here,
+    so a redelivered final part still finds this audit's pages. Returns the ``(audit_id, stream)`` copies that
+    :func:`discard` deletes once the report is stored."""
+    doomed: list[tuple[str, str]] = []
     for system, status in assessment.systems.items():
         for name in STREAMS[system]:
             source = assessment.streams[name]
@@ -177,10 +180,25 @@ def settle(store: SnapshotStore, audit_id: str, assessment: Assessment, *, fallb
                 if fallback:
                     store.keep(audit_id, name, keep_ttl_s)
                 if previous and previous.get("kept") and previous.get("audit_id") != audit_id:
-                    store.delete(str(previous["audit_id"]), name)
+                    doomed.append((str(previous["audit_id"]), name))
                 if fallback:
                     continue
-            store.delete(audit_id, name)  # this audit's copy only (a stale stand-in belongs to an older audit)
+            doomed.append((audit_id, name))  # this audit's copy only (a stale stand-in belongs to an older audit)
+    return doomed
 
 
-__all__ = ["FLEET_SYSTEMS", "Annotators", "bulk_snapshot_report", "fleet_report", "settle", "system_rows"]
+def discard(store: SnapshotStore, doomed: list[tuple[str, str]]) -> None:
+    """Delete what :func:`promote` left behind (the snapshot TTL is only the backstop)."""
+    for audit_id, name in doomed:
+        store.delete(audit_id, name)
+
+
+def settle(store: SnapshotStore, audit_id: str, assessment: Assessment, *, fallback: bool, keep_ttl_s: int,
+           guard_ttl_s: int) -> None:
+    """:func:`promote` then :func:`discard`: everything of this audit that is not kept is deleted."""
+    discard(store, promote(store, audit_id, assessment, fallback=fallback, keep_ttl_s=keep_ttl_s,
+                           guard_ttl_s=guard_ttl_s))
+
+
+__all__ = ["FLEET_SYSTEMS", "Annotators", "bulk_snapshot_report", "discard", "fleet_report", "promote", "settle",
+           "system_rows"]
