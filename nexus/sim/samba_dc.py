@@ -41,6 +41,8 @@ from typing import Any
 
 from ldap3 import Connection, Server, Tls
 
+from clients.ad.filetime import to_filetime
+
 REALM = "CORP.EXAMPLE"
 DOMAIN = "CORP"
 BASE_DN = "DC=corp,DC=example"
@@ -280,10 +282,10 @@ class SambaDC:
                     "department": user.department, "employeeID": user.employee_id}
                 if user.proxy_addresses:
                     attrs["proxyAddresses"] = list(user.proxy_addresses)
-                for name in ("accountExpires",):
-                    value = getattr(user, "account_expires", None)
-                    if value is not None:
-                        attrs[name] = str(value)
+                if user.account_expires is not None:  # FILETIME, as AD stores it (clients/ad/filetime.py)
+                    attrs["accountExpires"] = str(to_filetime(user.account_expires))
+                if user.last_logon is not None:  # replicated sign-in time; an administrator may write it
+                    attrs["lastLogonTimestamp"] = str(to_filetime(user.last_logon))
                 _add_user(conn, user.dn, attrs, "Nx-" + secrets.token_urlsafe(12) + "1a!", user.enabled)
             from ldap3 import MODIFY_REPLACE
 

@@ -117,10 +117,12 @@ class Cluster:
     @classmethod
     @contextlib.contextmanager
     def start(cls, *, people: int = 300, seed: int = 11, workers: int = 2, concurrency: int = 2,
-              extra_env: dict[str, str] | None = None, redis_url: str | None = None) -> Iterator[Cluster]:
-        """``redis_url``: use that Redis (e.g. one the test restarts on a fixed port) instead of a private one."""
+              extra_env: dict[str, str] | None = None, redis_url: str | None = None,
+              ldap_mode: str = "slapd") -> Iterator[Cluster]:
+        """``redis_url``: use that Redis (e.g. one the test restarts on a fixed port) instead of a private one;
+        ``ldap_mode``: who serves AD (``"samba"``: a real Samba AD DC, see nexus.sim.samba_dc)."""
         own_redis = redis_server() if redis_url is None else contextlib.nullcontext(redis_url)
-        with own_redis as url, SimulatorStack(people=people, seed=seed, ldap_mode="slapd") as stack, \
+        with own_redis as url, SimulatorStack(people=people, seed=seed, ldap_mode=ldap_mode) as stack, \
                 tempfile.TemporaryDirectory(prefix="nexus-cluster-") as tmp:
             env = {**stack.env(), "REDIS_URL": url, **TEST_POLICY_ENV, **(extra_env or {})}
             cluster = cls(stack=stack, redis_url=url, env=env, workdir=Path(tmp))
