@@ -20,27 +20,19 @@ from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 import fakeredis
-import pybreaker
 import pytest
 from pydantic import ValidationError
 
 from clients import breaker as breaker_mod
-from clients.breaker import NexusBreaker, RedisBreakerStorage, get_breaker
+from clients.breaker import NexusBreaker, get_breaker
 from nexus.errors import BreakerOpenError, TransientError
 from nexus.policy import BreakerPolicy
 from nexus.settings import Settings
+from nexus.testing.breakers import Transitions, make_breaker
 from nexus.testing.clock import FakeClock
 from nexus.testing.redis_server import redis_server_fixture
 
 redis_url = redis_server_fixture(scope="module")
-
-
-class Transitions(pybreaker.CircuitBreakerListener):
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    def state_change(self, cb: pybreaker.CircuitBreaker, old: Any, new: Any) -> None:
-        self.events.append(f"{old.name if old else None}->{new.name}")
 
 
 @pytest.fixture(autouse=True)
@@ -67,9 +59,7 @@ def transitions() -> Transitions:
 
 @pytest.fixture
 def breaker(store: fakeredis.FakeRedis, clock: FakeClock, transitions: Transitions) -> NexusBreaker:
-    policy = BreakerPolicy(fail_max=5, reset_timeout_s=60.0)
-    storage = RedisBreakerStorage("workday", store, key_ttl_s=policy.key_ttl_s, trial_ttl_s=policy.trial_ttl_s)
-    return NexusBreaker("workday", storage, policy=policy, clock=clock, listeners=[transitions])
+    return make_breaker("workday", store, clock, transitions)
 
 
 def _fail() -> NoReturn:
@@ -103,7 +93,7 @@ def test_requests_of_the_trials_unit_are_admitted_and_outsiders_fail_fast(
         assert breaker.snapshot().state == "closed"
         assert breaker.call(_ok) == "ok"
     assert breaker.snapshot().state == "closed"
-    assert transitions.events == ["closed->open", "open->half-open", "half-open->closed"]
+    assert transitions.arrows == ["closed->open", "open->half-open", "half-open->closed"]
 
 
 def test_the_busy_refusal_is_its_own_error(breaker: NexusBreaker, clock: FakeClock) -> None:
@@ -132,7 +122,7 @@ def test_a_failure_in_the_trials_unit_reopens_and_stops_the_unit(
             raise TransientError("HTTP 503", system="workday", status=503)  # the trial's outcome: ignored
         with pytest.raises(BreakerOpenError):
             breaker.call(_ok)  # OPEN again: nothing is sent until the next reset timeout
-    assert transitions.events == ["closed->open", "open->half-open", "half-open->open"]
+    assert transitions.arrows == ["closed->open", "open->half-open", "half-open->open"]
 
 
 def test_concurrent_pages_of_one_unit_close_the_circuit_once(
@@ -162,7 +152,7 @@ def test_concurrent_pages_of_one_unit_close_the_circuit_once(
         t.join(10)
     assert outcomes == ["ok"] * 8
     assert breaker.snapshot().state == "closed"
-    assert transitions.events == ["closed->open", "open->half-open", "half-open->closed"]
+    assert transitions.arrows == ["closed->open", "open->half-open", "half-open->closed"]
 
 
 # -- item 4: a trial that outlives its lease ----------------------------------------------------------------------
@@ -189,7 +179,7 @@ def test_the_first_trial_to_succeed_closes_even_with_a_second_still_running(
     first_done.set()
     t.join(5)
     assert breaker.snapshot().state == "closed"
-    assert transitions.events == ["closed->open", "open->half-open", "half-open->closed"]
+    assert transitions.arrows == ["closed->open", "open->half-open", "half-open->closed"]
 
 
 def test_a_running_trial_keeps_its_slot_past_the_lease(redis_url: str) -> None:
@@ -294,7 +284,7 @@ def test_the_first_snapshot_after_a_recovery_is_not_refused_by_its_own_trial(
     assert marker == {"system": "workday", "ok": True}, marker
     assert snaps.state("this-week", "workday").records == 450
     assert breaker.snapshot().state == "closed"
-    assert transitions.events == ["closed->open", "open->half-open", "half-open->closed"]
+    assert transitions.arrows == ["closed->open", "open->half-open", "half-open->closed"]
 
 
 def test_the_lease_keeper_renews_only_trials_in_flight_and_then_stops() -> None:

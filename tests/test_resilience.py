@@ -43,26 +43,10 @@ from nexus.errors import (
 from nexus.policy import BreakerPolicy, RetryPolicy
 from nexus.redis_conn import MEMORY_URL
 from nexus.settings import Settings
+from nexus.testing.breakers import Transitions
+from nexus.testing.breakers import make_breaker as new_breaker
 from nexus.testing.clock import T0, FakeClock
 from nexus.testing.redis_server import free_port
-
-
-class Transitions(pybreaker.CircuitBreakerListener):
-    """Records state changes as ``(old, new)`` in pybreaker's spelling."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str | None, str]] = []
-        self.failures = 0
-        self.successes = 0
-
-    def state_change(self, cb: pybreaker.CircuitBreaker, old: pybreaker.CircuitBreakerState | None, new: Any) -> None:
-        self.events.append((old.name if old else None, new.name))
-
-    def failure(self, cb: pybreaker.CircuitBreaker, exc: BaseException) -> None:
-        self.failures += 1
-
-    def success(self, cb: pybreaker.CircuitBreaker) -> None:
-        self.successes += 1
 
 
 class Flaky:
@@ -127,9 +111,8 @@ def transitions() -> Transitions:
 @pytest.fixture
 def make_breaker(store: fakeredis.FakeRedis, clock: FakeClock, transitions: Transitions) -> Callable[..., NexusBreaker]:
     def make(system: str = "Workday", fail_max: int = 5, reset_timeout_s: float = 60.0, **kw: Any) -> NexusBreaker:
-        policy = BreakerPolicy(fail_max=fail_max, reset_timeout_s=reset_timeout_s, **kw)
-        storage = RedisBreakerStorage(system, store, key_ttl_s=policy.key_ttl_s, trial_ttl_s=policy.trial_ttl_s)
-        return NexusBreaker(system, storage, policy=policy, clock=clock, listeners=[transitions])
+        return new_breaker(system, store, clock, transitions, fail_max=fail_max, reset_timeout_s=reset_timeout_s,
+                            **kw)
 
     return make
 

@@ -21,7 +21,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import fakeredis
-import pybreaker
 import pytest
 
 from clients import breaker as breaker_mod
@@ -29,18 +28,11 @@ from nexus import runtime
 from nexus.sim.org_model import Org
 from nexus.sim.workday import WorkdaySim
 from nexus.systems import System
+from nexus.testing.breakers import Transitions
 from nexus.testing.sims import SimHarness
 from tests._org_factory_wd import make_org, start_sim
 
 _names = itertools.count()
-
-
-class Transitions(pybreaker.CircuitBreakerListener):
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    def state_change(self, cb: pybreaker.CircuitBreaker, old: Any, new: Any) -> None:
-        self.events.append(f"{old.name if old else None}->{new.name}")
 
 
 class Retry(Exception):
@@ -115,7 +107,7 @@ def test_a_system_failing_every_second_request_still_answers_a_100_person_bulk_a
     sent = sim.requests()["total"]
     assert len(slept) == sent // 2  # every failed request waited once...
     assert set(slept) == {2.0}  # ... the seed's first backoff, and succeeded on its second attempt
-    assert transitions.events == []  # the breaker never opened
+    assert transitions.arrows == []  # the breaker never opened
     assert rt.breaker(System.WORKDAY).snapshot().state == "closed"
 
 
@@ -130,7 +122,7 @@ def test_five_failed_requests_open_the_circuit_and_the_sixth_fails_fast(
     assert [m["error"]["attempts"] for m in markers] == [3] * 5
     assert slept == [2.0, 4.0] * 5  # requests 1-5: each tries 3 times
     assert sim.requests()["total"] == 15
-    assert transitions.events == ["closed->open"]
+    assert transitions.arrows == ["closed->open"]
 
     sixth = _fetch([org.workday[5].email], slept, audit="user-6")
     assert sixth["error"]["type"] == "BreakerOpenError" and sixth["error"]["attempts"] == 0
@@ -217,7 +209,7 @@ def test_a_half_open_trial_is_one_request_not_retried(sim: SimHarness, org: Org,
     assert marker["error"]["type"] == "TransientError" and marker["error"]["attempts"] == 1
     assert slept == [] and sim.requests()["total"] == 1  # one test request; its failure re-opens at once
     assert breaker.snapshot().state == "open"
-    assert transitions.events[-1] == "half-open->open"
+    assert transitions.arrows[-1] == "half-open->open"
 
 
 def _hold_trial(breaker: Any, unit: str) -> None:
@@ -370,4 +362,4 @@ def test_a_malformed_answer_is_settled_inside_its_unit(
     marker = _fetch([org.workday[0].email], [])
     assert marker["error"]["type"] == "MalformedResponseError"
     assert breaker.snapshot().state == "open"
-    assert transitions.events[-1] == "half-open->open"
+    assert transitions.arrows[-1] == "half-open->open"

@@ -15,15 +15,15 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from nexus.testing.clock import FakeClock
 from nexus.testing.procs import alive, children_of
 from nexus.testing.redis_server import redis_server
+from nexus.testing.supervisor_rig import FakeProc, SupervisorRig
 from workers.routing import ALL_QUEUES, SYSTEM_QUEUES, default_layout
-from workers.supervisor import Child, Supervisor, child_hostname
+from workers.supervisor import Supervisor, child_hostname
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,36 +44,9 @@ def test_child_hostnames() -> None:
     assert child_hostname("w1", "ad") == "w1-ad"
 
 
-class FakeProc:
-    _pids = iter(range(1000, 2000))
-
-    def __init__(self) -> None:
-        self.pid = next(self._pids)
-        self.returncode: int | None = None
-        self.signals: list[int] = []
-
-    def poll(self) -> int | None:
-        return self.returncode
-
-    def send_signal(self, signum: int) -> None:
-        self.signals.append(signum)
-        self.returncode = -signum
-
-
 def _supervisor(names: list[str]) -> tuple[Supervisor, list[FakeProc], FakeClock]:
-    clock = FakeClock()
-    spawned: list[FakeProc] = []
-
-    def spawn(argv: list[str], env: Any) -> Any:
-        proc = FakeProc()
-        spawned.append(proc)
-        return proc
-
-    sup = Supervisor([Child(n, ["nexus", "worker", n]) for n in names], spawn=spawn, clock=clock.monotonic,
-                     sleep=clock.sleep)
-    for child in sup.children:
-        sup.start(child)
-    return sup, spawned, clock
+    rig = SupervisorRig(names).start_all()
+    return rig.sup, rig.spawned, rig.clock
 
 
 def test_supervisor_restarts_a_dead_worker_with_a_growing_delay() -> None:

@@ -6,52 +6,11 @@ from __future__ import annotations
 
 import logging
 import signal
-from typing import Any
 
 import pytest
 
-from nexus.testing.clock import FakeClock
-from workers.supervisor import CRASH_LOOP_LIMIT, EXIT_FAILURE, Child, Supervisor
-
-
-class FakeProc:
-    _pids = iter(range(5000, 9000))
-
-    def __init__(self) -> None:
-        self.pid = next(self._pids)
-        self.returncode: int | None = None
-        self.signals: list[int] = []
-
-    def poll(self) -> int | None:
-        return self.returncode
-
-    def send_signal(self, signum: int) -> None:
-        self.signals.append(signum)
-        self.returncode = -signum
-
-
-class Rig:
-    def __init__(self, names: list[str]) -> None:
-        self.clock = FakeClock()
-        self.spawned: list[FakeProc] = []
-        self.on_spawn: Any = None  # called inside spawn, before it returns: where a signal can land
-        self.sleeps = 0
-        self.sup = Supervisor([Child(n, ["nexus", "worker", n]) for n in names], spawn=self.spawn,
-                              clock=self.clock.monotonic, sleep=self.sleep)
-
-    def spawn(self, argv: list[str], env: Any) -> Any:
-        proc = FakeProc()
-        self.spawned.append(proc)
-        if self.on_spawn is not None:
-            hook, self.on_spawn = self.on_spawn, None
-            hook()
-        return proc
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps += 1
-        if self.sleeps > 50:
-            raise AssertionError("the group never stopped")
-        self.clock.sleep(seconds)
+from nexus.testing.supervisor_rig import SupervisorRig as Rig
+from workers.supervisor import CRASH_LOOP_LIMIT, EXIT_FAILURE
 
 
 def test_a_signal_during_the_first_start_loop_stops_every_child_started() -> None:
