@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from nexus.controls import control_of, remediation_of
+
 #: What a listing stream holds (the registry's streams, the snapshot codec): one kind per record class below.
 KIND_PERSON = "person"
 KIND_DEVICE = "device"
@@ -144,5 +146,9 @@ class Discrepancy:
             out["subject"] = self.subject
         if self.matched_on:
             out["matched_on"] = self.matched_on
+        control = control_of(self.field)
+        if control:
+            out["control"] = control
+            out["remediation"] = remediation_of(self.field)
         out.update(self.extra)
         return out

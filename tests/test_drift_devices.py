@@ -250,6 +250,8 @@ def test_device_report_shape() -> None:
                 "value_b": "compliant",
                 "severity": "medium",
                 "subject": SERIAL,
+                "control": "CIS 4.1",
+                "remediation": "Bring the device back to policy, or restrict its access until it complies.",
             }
         ],
         "errors": {},

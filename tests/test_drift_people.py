@@ -314,6 +314,8 @@ def test_user_report_shape_all_available() -> None:
                 "severity": "medium",
                 "subject": EMP_EMAIL,
                 "matched_on": "employee_id",
+                "control": "CIS 6.8",
+                "remediation": "Correct the title in the directory from Workday (the system of record).",
             }
         ],
         "errors": {},
@@ -368,6 +370,7 @@ def test_summarize() -> None:
     assert summary == {
         "by_severity": {"critical": 2, "high": 1, "medium": 1, "low": 0},
         "by_field": {"account_enabled": 2, "department": 1, "job_title": 1},
+        "by_control": {"CIS 6.2": 2, "CIS 6.8": 2},
         "by_system": {"ActiveDirectory": 3, "Entra": 1, "Workday": 4},
     }
 
@@ -413,3 +416,16 @@ def test_100k_people_complete() -> None:
     assert len(result.discrepancies) == n // 1000
     assert fields_of(result.discrepancies) == {("job_title", "Workday", "Entra")}
     print(f"audit_people: {n} people x 3 systems in {elapsed:.2f}s")
+
+
+def test_every_kind_names_the_control_it_evidences_and_a_remediation() -> None:
+    from nexus.controls import CONTROL_TITLES, control_of, remediation_of
+    from nexus.drift.fields import DEVICE_FIELDS, PERSON_FIELDS
+
+    for kind in (*PERSON_FIELDS, *DEVICE_FIELDS):
+        control = control_of(kind)
+        assert control in CONTROL_TITLES, kind
+        assert remediation_of(kind), kind
+    assert control_of("account_enabled") == "CIS 6.2"  # the examples
+    assert control_of("last_sync") == "CIS 1.1"
+    assert control_of("not_a_kind") is None and remediation_of("not_a_kind") is None  # never a guessed control

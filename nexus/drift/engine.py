@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from nexus.controls import control_of
 from nexus.drift.correlate import PersonIndex, PersonMatch
 from nexus.drift.devices import compare_device, group_by_serial
 from nexus.drift.fields import POLICY, SEVERITY_ORDER, Severity
@@ -276,19 +277,30 @@ def device_report(
     return report
 
 
+def _control_order(control: str) -> tuple[int, ...]:
+    """``CIS 1.2`` before ``CIS 1.10``: by the safeguard's numbers."""
+    return tuple(int(part) for part in control.split()[-1].split(".") if part.isdigit())
+
+
 def summarize(discrepancies: Iterable[Discrepancy | Mapping[str, Any]]) -> dict[str, dict[str, int]]:
-    """Counts by severity (every severity, critical first), by field and by system (``Policy`` excluded)."""
+    """Counts by severity (every severity, critical first), by field, by control (CIS safeguard, nexus.controls)
+    and by system (``Policy`` excluded)."""
     by_severity = {s.value: 0 for s in sorted(Severity, key=lambda s: SEVERITY_ORDER[s])}
     by_field: dict[str, int] = {}
+    by_control: dict[str, int] = {}
     by_system: dict[str, int] = {}
     for d in discrepancies:
         item = d.to_dict() if isinstance(d, Discrepancy) else d
         by_severity[item["severity"]] = by_severity.get(item["severity"], 0) + 1
         by_field[item["field"]] = by_field.get(item["field"], 0) + 1
+        control = item.get("control") or control_of(item["field"])
+        if control:
+            by_control[control] = by_control.get(control, 0) + 1
         for system in {item["system_a"], item["system_b"]} - {POLICY}:
             by_system[system] = by_system.get(system, 0) + 1
     return {
         "by_severity": by_severity,
         "by_field": dict(sorted(by_field.items())),
+        "by_control": dict(sorted(by_control.items(), key=lambda kv: _control_order(kv[0]))),
         "by_system": dict(sorted(by_system.items())),
     }
