@@ -48,7 +48,7 @@ audit.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -207,8 +207,12 @@ class HistoryStore:
         now: datetime | float,
         *,
         available: Iterable[str] | None = None,
+        not_looked_for: Collection[str] = (),
     ) -> HistoryResult:
-        """Label the current discrepancies against the previous fleet audit and record this audit (idempotent)."""
+        """Label the current discrepancies against the previous fleet audit and record this audit (idempotent).
+
+        ``not_looked_for``: kinds this audit's findings policy turned off; earlier findings of those kinds are
+        ``unknown``, never resolved."""
         with self.r.lock(LOCK, timeout=self.lock_timeout_s, blocking_timeout=self.lock_timeout_s):
             own_meta, own = self.recorded(audit_id)
             first_time = own_meta is None
@@ -217,7 +221,8 @@ class HistoryStore:
             if prev_id == audit_id:
                 prev_id = None
             _, prev = self.recorded(prev_id) if prev_id else (None, {})
-            result, records = _compare(discrepancies, prev, own, iso(now), _normalise_available(available))
+            result, records = _compare(discrepancies, prev, own, iso(now), _normalise_available(available),
+                                       frozenset(not_looked_for))
             result.previous_audit_id = prev_id
             meta = {"prev": prev_id, "recorded_at": (own_meta or {}).get("recorded_at") or iso(now)}
             self._write(audit_id, meta, records, move_pointer=first_time)
@@ -249,6 +254,7 @@ def _compare(
     own: Mapping[str, dict[str, Any]],
     now_iso: str,
     available: set[System] | None,
+    not_looked_for: frozenset[str] = frozenset(),
 ) -> tuple[HistoryResult, dict[str, dict[str, Any]]]:
     """Pure part of :meth:`HistoryStore.annotate_full`: labels, and the records to store for this audit.
 
@@ -276,7 +282,10 @@ def _compare(
     for k, rec in prev.items():
         if k in records:
             continue
-        reason = undecided(rec, available)
+        if rec.get("field") in not_looked_for:
+            reason: str | None = f"not looked for: the findings policy turns {rec.get('field')} off"
+        else:
+            reason = undecided(rec, available)
         if reason is None:
             resolved.append({**_record(rec), "history": "resolved", "since": rec.get("since"), "resolved_at": now_iso})
         else:

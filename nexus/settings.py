@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nexus.budgets import parse_budgets
+from nexus.findings_policy import load_policy
 from nexus.systems import System
 
 #: The published limits (sources in :mod:`nexus.budgets`); Workday, AD and Helix publish none: unlimited.
@@ -108,6 +109,8 @@ class Settings(BaseSettings):
     fleet_max_task_retries: int = Field(200, ge=1, alias="NEXUS_FLEET_MAX_TASK_RETRIES")
     fleet_guard_drop: float = Field(0.5, gt=0, lt=1, alias="NEXUS_FLEET_GUARD_DROP")
     fleet_guard_ttl_s: int = Field(90 * 86400, ge=60, alias="NEXUS_FLEET_GUARD_TTL_S")
+    # The findings policy (nexus.findings_policy): kinds on/off, severities, thresholds, non-person accounts.
+    policy_file: str = Field("", alias="NEXUS_POLICY_FILE")
     fleet_stale_fallback: bool = Field(False, alias="NEXUS_FLEET_STALE_FALLBACK")
     fleet_stale_max_age_s: int = Field(14 * 86400, ge=60, alias="NEXUS_FLEET_STALE_MAX_AGE_S")
     fleet_bulk_snapshot: str = Field("auto", pattern="^(auto|always|never)$", alias="NEXUS_FLEET_BULK_SNAPSHOT")
@@ -147,6 +150,13 @@ class Settings(BaseSettings):
     def _check_budgets(cls, value: str) -> str:
         parse_budgets(value)  # raises ValueError with a readable message
         return value
+
+    @field_validator("policy_file")
+    @classmethod
+    def _check_policy(cls, value: str) -> str:
+        """A policy that cannot be used stops a worker or a submit at once (exit 2), not an audit half-way."""
+        load_policy(value)  # PolicyError is a ValueError naming the file and line
+        return value.strip()
 
     # Weekly fleet audit (celery beat + celery-redbeat; see workers/beat.py). Cron fields are in UTC.
     fleet_audit_enabled: bool = Field(True, alias="NEXUS_FLEET_AUDIT_ENABLED")

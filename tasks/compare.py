@@ -16,6 +16,7 @@ from celery import Task
 from nexus.audits.assemble import bulk_report, device_full_report, device_owner_refs, people_reports, split_results
 from nexus.audits.finish import finish_report
 from nexus.errors import error_dict
+from nexus.findings_policy import load_policy
 from nexus.remediation import policy_from_settings, remediate_stored_report, write_section
 from nexus.runtime import Runtime, current
 from nexus.systems import System
@@ -33,7 +34,7 @@ _BODY_OPTIONS: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_wor
 def finish(rt: Runtime, audit_id: str, report: dict[str, Any]) -> None:
     report = WaiverStore(rt.redis).apply_to_report(report)  # waived findings are listed, not counted
     finish_report(rt.audit_store(), audit_id, report, hooks=rt.hooks, remediate=rt.settings.helix_remediation,
-                  enqueue_remediation=enqueue_remediation)
+                  enqueue_remediation=enqueue_remediation, policy=load_policy(rt.settings.policy_file).stamp())
 
 
 @celery_app.task(name="nexus.compare.remediate", **_BODY_OPTIONS)
@@ -62,7 +63,7 @@ def compare_people(
         window = rt.settings.bulk_window
         size = chunk_size or rt.settings.bulk_chunk_size
         emails = store.subjects(audit_id, part * size, part * size + size - 1)
-        entries = people_reports(emails, results)
+        entries = people_reports(emails, results, policy=load_policy(rt.settings.policy_file))
         store.save_part(audit_id, part, entries, done_increment=len(emails))
         if part + window < total_parts:
             dispatch_people_part(store, audit_id, part + window, rt.settings.bulk_chunk_size)
@@ -98,7 +99,8 @@ def compare_device(self: Task, results: list[dict[str, Any]], audit_id: str) -> 
         store = rt.audit_store()
         serial = store.subjects(audit_id)[0]
         stage1 = dict(store.iter_parts(audit_id))[0]["stage1"]
-        report = device_full_report(serial, stage1, results, datetime.now(UTC))
+        report = device_full_report(serial, stage1, results, datetime.now(UTC),
+                                    policy=load_policy(rt.settings.policy_file))
         store.save_part(audit_id, 1, {"stage2": results}, done_increment=1)
         finish(rt, audit_id, report)
         return int(report["discrepancy_count"])

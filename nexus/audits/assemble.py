@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from nexus.drift.engine import device_report, summarize, user_report
+from nexus.findings_policy import DEFAULT_POLICY, FindingsPolicy
 from nexus.models import DeviceRecord, PersonRecord, ReturnTicket, ShipmentRecord
 from nexus.systems import DEVICE_INVENTORIES, USER_SYSTEMS, Role, System
 
@@ -32,7 +33,8 @@ def split_results(results: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], di
     return data, errors
 
 
-def people_reports(emails: Sequence[str], results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def people_reports(emails: Sequence[str], results: Iterable[dict[str, Any]], *,
+                   policy: FindingsPolicy = DEFAULT_POLICY) -> list[dict[str, Any]]:
     """One user report per email, from the people lookups of Workday, AD and Entra."""
     data, errors = split_results(results)
     reports = []
@@ -44,7 +46,7 @@ def people_reports(emails: Sequence[str], results: Iterable[dict[str, Any]]) -> 
                 by_system[system.value] = [PersonRecord.from_dict(raw)] if raw else []
             else:
                 by_system[system.value] = None
-        reports.append(user_report(email, by_system, errors))
+        reports.append(user_report(email, by_system, errors, policy=policy))
     return reports
 
 
@@ -70,6 +72,8 @@ def device_full_report(
     stage1_results: Iterable[dict[str, Any]],
     stage2_results: Iterable[dict[str, Any]],
     now: datetime,
+    *,
+    policy: FindingsPolicy = DEFAULT_POLICY,
 ) -> dict[str, Any]:
     data1, errors1 = split_results(stage1_results)
     data2, errors2 = split_results(stage2_results)
@@ -96,7 +100,8 @@ def device_full_report(
             people[system.value] = [PersonRecord.from_dict(r) for r in data2[system.value].values() if r]
         elif system.value in errors2:
             people[system.value] = None
-    report = device_report(serial, records, {**errors1, **errors2}, now, tickets=tickets, people=people)
+    report = device_report(serial, records, {**errors1, **errors2}, now, tickets=tickets, people=people,
+                           policy=policy)
     if not fedex_asked:
         # FedEx was not read: it is neither found nor failed. Say why instead of reporting fedex_found: false.
         report["fedex_found"] = None

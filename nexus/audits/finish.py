@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -38,8 +38,12 @@ def finish_report(
     hooks: FinishHooks,
     remediate: bool = False,
     enqueue_remediation: Callable[[str], None] | None = None,
+    policy: Mapping[str, Any] | None = None,
 ) -> bool:
     """Store ``report`` as the audit's final report, once. True for the one caller that stored it.
+
+    ``policy``: the findings policy's stamp (``FindingsPolicy.stamp()``: hash and what differs from the defaults),
+    recorded as the report's ``policy`` so two audits can be compared honestly.
 
     Status ``done``, or ``failed`` when no system could be read (the report is kept: it lists each system's error).
     """
@@ -47,6 +51,8 @@ def finish_report(
         return False
     meta = store.meta(audit_id)
     report = {"audit_id": audit_id, "kind": meta["kind"], "generated_at": datetime.now(UTC).isoformat(), **report}
+    if policy is not None:
+        report["policy"] = dict(policy)
     duration = max(time.time() - meta["created_at"], 0.0)
     if nothing_read(report):
         error = failure_text(report)

@@ -12,9 +12,10 @@ from typing import Annotated
 import typer
 
 from nexus.cli.audit import audit_app
-from nexus.cli.common import EXIT_USAGE, fail
+from nexus.cli.common import EXIT_USAGE, fail, settings_error
 from nexus.cli.demo import demo
 from nexus.cli.health import health
+from nexus.cli.policy import policy_app
 from nexus.cli.services import beat, flower, mcp
 from nexus.cli.sim import sim
 from nexus.cli.waiver import waiver_app
@@ -23,10 +24,11 @@ from nexus.cli.worker import worker
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Nexus: identity and device drift audits.")
 app.add_typer(audit_app, name="audit")
 app.add_typer(waiver_app, name="waiver")
+app.add_typer(policy_app, name="policy")
 
 
 #: Commands that do not read the environment's connection settings (so an invalid one does not stop them).
-_OWN_SETTINGS = frozenset({"sim", "demo"})
+_OWN_SETTINGS = frozenset({"sim", "demo", "policy"})
 
 
 def load_env_file(path: Path) -> None:
@@ -41,20 +43,6 @@ def load_env_file(path: Path) -> None:
     from nexus.settings import get_settings
 
     get_settings.cache_clear()
-
-
-def settings_error(exc: Exception) -> str:
-    """A pydantic ValidationError of the settings as one line (the setting's name and the reason)."""
-    from pydantic import ValidationError
-
-    if not isinstance(exc, ValidationError):
-        return f"invalid settings: {exc}"
-    parts = []
-    for error in exc.errors():
-        message = str(error.get("msg", "")).removeprefix("Value error, ")
-        where = ".".join(str(part) for part in error.get("loc", ()))
-        parts.append(f"{where}: {message}" if where and not message.startswith(where) else message)
-    return "invalid settings: " + "; ".join(parts)
 
 
 @app.callback()

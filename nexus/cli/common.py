@@ -42,3 +42,16 @@ def print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
     sys.stdout.flush()
 
+
+def settings_error(exc: Exception) -> str:
+    """A pydantic ValidationError of the settings as one line (the setting's name and the reason)."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return f"invalid settings: {exc}"
+    parts = []
+    for error in exc.errors():
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        where = ".".join(str(part) for part in error.get("loc", ()))
+        parts.append(f"{where}: {message}" if where and not message.startswith(where) else message)
+    return "invalid settings: " + "; ".join(parts)

@@ -24,6 +24,7 @@ from nexus.drift.correlate import PersonIndex
 from nexus.drift.normalize import OwnerKind, norm_serial, norm_text, parse_owner
 from nexus.drift.people import available_ids, is_terminated
 from nexus.drift.rules import OWNER_FALLBACK, RETURNS
+from nexus.findings_policy import DEFAULT_POLICY, Thresholds
 from nexus.models import DeviceRecord, Discrepancy, ReturnTicket, ShipmentRecord
 from nexus.systems import System
 
@@ -121,8 +122,11 @@ def compare_device(
     index: PersonIndex,
     available: Collection[str],
     now: datetime,
+    *,
+    thresholds: Thresholds = DEFAULT_POLICY.thresholds,
 ) -> list[Discrepancy]:
-    """Apply device rules 1-4 to one serial's records (each sequence holds that system's records for the serial)."""
+    """Apply device rules 1-4 to one serial's records (each sequence holds that system's records for the serial);
+    ``thresholds`` from the findings policy (nexus.findings_policy)."""
     avail = available_ids(available)
     now = parse_time(now) or now
     intune = list(intune) if System.INTUNE in avail else []
@@ -163,11 +167,11 @@ def compare_device(
             if ended is not None and synced is not None and synced.date() > ended:
                 out.append(_disc(F.DEVICE_ACTIVE, "Workday", worker.termination_date, "Intune", rec.last_seen, subject))
     elif _in_use(helix, worker is not None, System.HELIX in avail):
-        out.extend(_intune_health(intune, now, subject))
+        out.extend(_intune_health(intune, now, subject, thresholds.stale_after_days))
 
     # rule 4: return shipments
     if RETURNS.runs(avail):
-        out.extend(_returns(tickets, shipments, now, subject))
+        out.extend(_returns(tickets, shipments, now, subject, thresholds.return_overdue_days))
     return out
 
 
@@ -178,14 +182,15 @@ def _in_use(helix: Sequence[DeviceRecord], owner_is_worker: bool, helix_read: bo
     return owner_is_worker
 
 
-def _intune_health(intune: Sequence[DeviceRecord], now: datetime, subject: str) -> list[Discrepancy]:
+def _intune_health(intune: Sequence[DeviceRecord], now: datetime, subject: str,
+                   stale_after_days: int) -> list[Discrepancy]:
     out = []
-    stale_before = now - timedelta(days=F.STALE_AFTER_DAYS)
+    stale_before = now - timedelta(days=stale_after_days)
     for rec in intune:
         synced = parse_time(rec.last_seen)
         if synced is not None and synced < stale_before:
             out.append(
-                _disc(F.LAST_SYNC, "Intune", rec.last_seen, F.POLICY, f"within {F.STALE_AFTER_DAYS} days", subject)
+                _disc(F.LAST_SYNC, "Intune", rec.last_seen, F.POLICY, f"within {stale_after_days} days", subject)
             )
         if norm_text(rec.compliance) == NONCOMPLIANT:
             out.append(_disc(F.COMPLIANCE, "Intune", rec.compliance, F.POLICY, "compliant", subject))
@@ -197,10 +202,11 @@ def _returns(
     shipments: Mapping[str, ShipmentRecord] | Sequence[ShipmentRecord],
     now: datetime,
     subject: str,
+    overdue_days: int,
 ) -> list[Discrepancy]:
     if not isinstance(shipments, Mapping):
         shipments = {s.tracking_number.strip(): s for s in shipments}
-    overdue_before = now - timedelta(days=F.RETURN_OVERDUE_DAYS)
+    overdue_before = now - timedelta(days=overdue_days)
     out = []
     for ticket in tickets:
         opened = parse_time(ticket.opened_at)

@@ -8,7 +8,7 @@ Discrepancies are sorted by (severity, subject, field, system_a, system_b) so re
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from nexus.drift.devices import compare_device, group_by_serial
 from nexus.drift.fields import POLICY, SEVERITY_ORDER, Severity
 from nexus.drift.normalize import norm_serial
 from nexus.drift.people import available_ids, compare_person
+from nexus.findings_policy import DEFAULT_POLICY, FindingsPolicy
 from nexus.models import DeviceRecord, Discrepancy, PersonRecord, ReturnTicket, ShipmentRecord
 from nexus.systems import DEVICE_SYSTEMS, USER_SYSTEMS, System
 
@@ -27,6 +28,7 @@ __all__ = [
     "audit_devices",
     "audit_people",
     "device_report",
+    "graded",
     "sort_discrepancies",
     "summarize",
     "user_report",
@@ -66,6 +68,19 @@ def sort_discrepancies(discrepancies: Iterable[Discrepancy]) -> list[Discrepancy
     return sorted(discrepancies, key=_sort_key)
 
 
+def graded(discrepancies: Iterable[Discrepancy], policy: FindingsPolicy) -> list[Discrepancy]:
+    """The policy applied: kinds turned off dropped, severities re-graded; sorted."""
+    if policy is DEFAULT_POLICY:
+        return sort_discrepancies(discrepancies)
+    out = []
+    for d in discrepancies:
+        if not policy.is_on(d.field):
+            continue
+        severity = policy.severity(d.field, d.severity)
+        out.append(d if severity == d.severity else replace(d, severity=severity))
+    return sort_discrepancies(out)
+
+
 def audit_people(
     workday: Sequence[PersonRecord] | None,
     ad: Sequence[PersonRecord] | None,
@@ -73,6 +88,7 @@ def audit_people(
     available: Collection[str],
     *,
     subjects: Iterable[str] | None = None,
+    policy: FindingsPolicy = DEFAULT_POLICY,
 ) -> PeopleResult:
     """Correlate and compare everyone (or only ``subjects``: emails, UPNs, employee ids, ... of people)."""
     avail = available_ids(available)
@@ -95,7 +111,7 @@ def audit_people(
                 chosen.setdefault(match.key, match)
         matches = list(chosen.values())
     found = [d for m in matches for d in compare_person(m, index, avail)]
-    return PeopleResult(sort_discrepancies(found), matches, index, not_found)
+    return PeopleResult(graded(found, policy), matches, index, not_found)
 
 
 def audit_devices(
@@ -109,6 +125,7 @@ def audit_devices(
     now: datetime,
     *,
     serials: Iterable[str] | None = None,
+    policy: FindingsPolicy = DEFAULT_POLICY,
 ) -> DevicesResult:
     """Compare every serial any device system knows (or only ``serials``)."""
     avail = available_ids(available)
@@ -151,9 +168,10 @@ def audit_devices(
             index,
             avail,
             now,
+            thresholds=policy.thresholds,
         )
     ]
-    return DevicesResult(sort_discrepancies(found), wanted, index, not_found)
+    return DevicesResult(graded(found, policy), wanted, index, not_found)
 
 
 # ---------------------------------------------------------------- reports
@@ -186,6 +204,8 @@ def user_report(
     email: str,
     records_by_system: Mapping[str, Sequence[PersonRecord] | None],
     errors: Mapping[str, Mapping[str, Any]],
+    *,
+    policy: FindingsPolicy = DEFAULT_POLICY,
 ) -> dict[str, Any]:
     """The seed's user-audit report (plus ``errors``), from the records each system returned for ``email``.
 
@@ -199,7 +219,7 @@ def user_report(
     match = index.match(index.resolve(email))
     if match is None and len(index.matches) == 1:
         match = index.matches[0]  # the systems found the person by a key the email does not show (e.g. an alias)
-    discrepancies = sort_discrepancies(compare_person(match, index, available)) if match else []
+    discrepancies = graded(compare_person(match, index, available), policy) if match else []
     report: dict[str, Any] = {
         "email": email,
         "systems_checked": [s.display for s in USER_SYSTEMS],
@@ -224,6 +244,7 @@ def device_report(
     *,
     tickets: Sequence[ReturnTicket] | None = None,
     people: Mapping[str, Sequence[PersonRecord] | None] | None = None,
+    policy: FindingsPolicy = DEFAULT_POLICY,
 ) -> dict[str, Any]:
     """The device-audit report, shaped like :func:`user_report`.
 
@@ -257,8 +278,9 @@ def device_report(
         index,
         available,
         now,
+        thresholds=policy.thresholds,
     )
-    discrepancies = sort_discrepancies(found)
+    discrepancies = graded(found, policy)
     numbers = {(t.tracking_number or "").strip() for t in own_tickets} - {""}
     report: dict[str, Any] = {
         "serial": serial,

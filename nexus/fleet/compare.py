@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from nexus.drift.engine import audit_devices, audit_people, user_report
+from nexus.findings_policy import DEFAULT_POLICY, FindingsPolicy
 from nexus.fleet.assess import Assessment, StreamInput
 from nexus.fleet.codec import Decoder
 from nexus.fleet.store import SnapshotStore
@@ -105,8 +106,10 @@ class FleetComparer:
     is what keeps a worker well under 500 MB. :meth:`run` does both, one after the other.
     """
 
-    def __init__(self, store: SnapshotStore, assessment: Assessment, now: datetime) -> None:
+    def __init__(self, store: SnapshotStore, assessment: Assessment, now: datetime, *,
+                 policy: FindingsPolicy = DEFAULT_POLICY) -> None:
         self.store = store
+        self.policy = policy
         self.assessment = assessment
         self.now = now
         self.available = assessment.available
@@ -141,7 +144,8 @@ class FleetComparer:
         people = self._people({})  # one memo for the three: one string per email, employee id, name, DN
         out.timings["load_people_s"] = round(time.perf_counter() - started, 3)
         mark = time.perf_counter()
-        result = audit_people(people[System.WORKDAY], people[System.AD], people[System.ENTRA], self.available)
+        result = audit_people(people[System.WORKDAY], people[System.AD], people[System.ENTRA], self.available,
+                              policy=self.policy)
         out.people = len(result.matches)
         if subjects is not None:
             out.entries = self._entries(result, people, subjects)
@@ -165,7 +169,8 @@ class FleetComparer:
         del memo
         out.timings["load_devices_s"] = round(time.perf_counter() - started, 3)
         mark = time.perf_counter()
-        result = audit_devices(intune, lansweeper, helix, tickets, shipments, owners, self.available, self.now)
+        result = audit_devices(intune, lansweeper, helix, tickets, shipments, owners, self.available, self.now,
+                               policy=self.policy)
         out.devices = len(result.serials)
         out.discrepancies = [d.to_dict() for d in result.discrepancies]
         del result
@@ -195,7 +200,7 @@ class FleetComparer:
                     records[system.value] = None
                 else:
                     records[system.value] = list(match.records(system)) if match is not None else []
-            entries.append(user_report(email, records, errors))
+            entries.append(user_report(email, records, errors, policy=self.policy))
         return entries
 
 

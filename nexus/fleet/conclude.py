@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nexus.audits.finish import fail_audit, finish_report
+from nexus.findings_policy import load_policy
 from nexus.fleet.assess import Assessment, assess
 from nexus.fleet.compare import Comparison, FleetComparer, merge
 from nexus.fleet.context import FleetContext, peak_rss_mb
@@ -47,7 +48,8 @@ def compare_people_early(ctx: FleetContext, audit_id: str) -> dict[str, Any]:
     """The people part of a fleet comparison, stored for the final part (which redoes it if this one failed)."""
     try:
         assessment = judge(ctx, audit_id, "fleet", datetime.now(UTC), USER_SYSTEMS)
-        part = FleetComparer(ctx.snaps, assessment, datetime.now(UTC)).people()
+        part = FleetComparer(ctx.snaps, assessment, datetime.now(UTC),
+                             policy=load_policy(ctx.settings.policy_file)).people()
         ctx.snaps.put_result(audit_id, PEOPLE_RESULT, {
             "discrepancies": part.discrepancies, "people": part.people, "timings": part.timings,
             "rss_mb": round(peak_rss_mb(), 1), "available": sorted(assessment.available)})
@@ -110,7 +112,7 @@ def _compare(ctx: FleetContext, audit_id: str,
     meta = store.meta(audit_id)
     now = datetime.now(UTC)
     assessment = judge(ctx, audit_id, meta["kind"], now)
-    comparer = FleetComparer(ctx.snaps, assessment, now)
+    comparer = FleetComparer(ctx.snaps, assessment, now, policy=load_policy(ctx.settings.policy_file))
     started = time.perf_counter()
     people_rss: float | None = None
     if meta["kind"] == "bulk":
@@ -121,7 +123,8 @@ def _compare(ctx: FleetContext, audit_id: str,
         comparison = merge(people, comparer.devices())
         comparison.timings["final_s"] = round(time.perf_counter() - started, 3)
         annotators = Annotators(HistoryStore(store.r, ttl_s=ctx.settings.report_ttl_s), WaiverStore(store.r))
-        report = fleet_report(audit_id, assessment, comparison, now, annotators=annotators)
+        report = fleet_report(audit_id, assessment, comparison, now, annotators=annotators,
+                              kinds_off=comparer.policy.kinds_off)
     report["stats"]["compare_peak_rss_mb"] = round(max(peak_rss_mb(), people_rss or 0.0), 1)
     for system, status in assessment.systems.items():
         if status.status in ("degraded", "stale"):
@@ -130,7 +133,7 @@ def _compare(ctx: FleetContext, audit_id: str,
                         extra={"system": system.value, "audit_id": audit_id})
     doomed = _promote(ctx, audit_id, assessment)  # before ``done`` is visible: the next audit stands on these
     finish_report(store, audit_id, report, hooks=ctx.hooks, remediate=ctx.settings.helix_remediation,
-                  enqueue_remediation=enqueue_remediation)
+                  enqueue_remediation=enqueue_remediation, policy=comparer.policy.stamp())
     _discard(ctx, audit_id, doomed)
     return {"audit_id": audit_id, "discrepancy_count": report.get("discrepancy_count")}
 

@@ -105,9 +105,9 @@ class Annotators:
 
 
 def _annotate(annotators: Annotators, audit_id: str, active: list[dict[str, Any]], available: list[str],
-              now: datetime) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+              now: datetime, kinds_off: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """History first (so a waived finding keeps its since), then waivers (nexus.history, nexus.waivers)."""
-    result = annotators.history.annotate_full(audit_id, active, now, available=available)
+    result = annotators.history.annotate_full(audit_id, active, now, available=available, not_looked_for=kinds_off)
     counted, waived = annotators.waivers.apply(result.annotated, now)
     extra = {
         "waived": waived,
@@ -120,8 +120,9 @@ def _annotate(annotators: Annotators, audit_id: str, active: list[dict[str, Any]
 
 
 def fleet_report(audit_id: str, assessment: Assessment, comparison: Comparison, now: datetime, *,
-                 annotators: Annotators | None = None) -> dict[str, Any]:
-    """The fleet report; with ``annotators``, each discrepancy labelled new/persisting and waivers applied."""
+                 annotators: Annotators | None = None, kinds_off: list[str] | None = None) -> dict[str, Any]:
+    """The fleet report; with ``annotators``, each discrepancy labelled new/persisting and waivers applied.
+    ``kinds_off``: kinds the findings policy turned off (history calls their earlier findings unknown)."""
     frame = _frame(assessment)
     kept, dropped = suppress(comparison.discrepancies, assessment.degraded)
     extra: dict[str, Any] = {}
@@ -130,7 +131,7 @@ def fleet_report(audit_id: str, assessment: Assessment, comparison: Comparison, 
         # its absence findings), a stale one not read at all this time (nexus.history.read_systems, for diffs).
         unread = {*frame["systems_degraded"], *frame["systems_stale"]}
         judged = [s for s in frame["systems_available"] if s not in unread]
-        kept, extra = _annotate(annotators, audit_id, kept, judged, now)
+        kept, extra = _annotate(annotators, audit_id, kept, judged, now, kinds_off or [])
     report: dict[str, Any] = {"scope": "fleet", **frame, "people": comparison.people, "devices": comparison.devices,
                               "discrepancy_count": len(kept), "summary": summarize(kept), "discrepancies": kept,
                               **extra}

@@ -124,7 +124,10 @@ class Cluster:
         own_redis = redis_server() if redis_url is None else contextlib.nullcontext(redis_url)
         with own_redis as url, SimulatorStack(people=people, seed=seed, ldap_mode=ldap_mode) as stack, \
                 tempfile.TemporaryDirectory(prefix="nexus-cluster-") as tmp:
-            env = {**stack.env(), "REDIS_URL": url, **TEST_POLICY_ENV, **(extra_env or {})}
+            policy_file = Path(tmp) / "policy.toml"
+            policy_file.write_text("")  # the defaults; set_policy() rewrites it (workers re-read a changed file)
+            env = {**stack.env(), "REDIS_URL": url, **TEST_POLICY_ENV, "NEXUS_POLICY_FILE": str(policy_file),
+                   **(extra_env or {})}
             cluster = cls(stack=stack, redis_url=url, env=env, workdir=Path(tmp))
             saved = cluster._apply_env_here()
             cluster._saved_env = saved
@@ -136,6 +139,16 @@ class Cluster:
             finally:
                 cluster.stop_workers()
                 cluster._restore_env(saved)
+
+    @contextlib.contextmanager
+    def policy(self, text: str) -> Iterator[None]:
+        """The workers' findings policy (NEXUS_POLICY_FILE) is ``text`` for the duration; the defaults after."""
+        path = Path(self.env["NEXUS_POLICY_FILE"])
+        path.write_text(text)
+        try:
+            yield
+        finally:
+            path.write_text("")
 
     def _apply_env_here(self) -> Runtime | None:
         """Point this (the test) process at the same Redis and simulators as the workers: a runtime of its own,
