@@ -50,7 +50,7 @@ def noise_hits(o: Org, found: Iterable[Finding]) -> list[Finding]:
 
 
 def audit(r: OrgRecords, available: frozenset[str] = ALL) -> Counter[Finding]:
-    people = audit_people(r.workday, r.ad, r.entra, available)
+    people = audit_people(r.workday, r.ad, r.entra, available, now=NOW)
     devices = audit_devices(r.intune, r.lansweeper, r.helix, r.tickets, r.shipments, r.people, available, NOW)
     return findings([*people.discrepancies, *devices.discrepancies])
 
@@ -87,7 +87,7 @@ def _people_drift(o: Org) -> set[tuple[str, str]]:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_workday_failed_compares_ad_with_entra(seed: int) -> None:
     o, r = org(seed), records(seed)
-    found = audit_people(r.workday, r.ad, r.entra, ALL - {"workday"}).discrepancies
+    found = audit_people(r.workday, r.ad, r.entra, ALL - {"workday"}, now=NOW).discrepancies
     assert found, "planted AD / Entra differences must show as AD vs Entra"
     assert {(d.system_a, d.system_b) for d in found} == {("ActiveDirectory", "Entra")}
     assert {(d.subject, d.field) for d in found} <= _people_drift(o)
@@ -164,7 +164,7 @@ def test_user_reports_match_the_truth(seed: int) -> None:
         assert worker.email is not None
         key = norm_email(worker.email) or ""
         report = user_report(
-            worker.email, {"workday": workday[key], "ad": ad.get(key, []), "entra": entra.get(key, [])}, {}
+            worker.email, {"workday": workday[key], "ad": ad.get(key, []), "entra": entra.get(key, [])}, {}, now=NOW
         )
         assert report["workday_found"] is True
         found += report["discrepancies"]

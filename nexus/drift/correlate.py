@@ -119,6 +119,8 @@ class _Grouper:
         self.by_dn: dict[str, PersonMatch] = {}
         self.by_guid: dict[str, PersonMatch] = {}
         self.first_eid: dict[int, str] = {}  # id(group) -> the first employee id seen among its records
+        #: accounts whose employee id names one worker's group and whose address another's (both Workday-founded)
+        self.disputes: list[tuple[PersonRecord, System, PersonMatch, PersonMatch]] = []
 
     def _find(self, eid: str | None, addrs: list[tuple[str, str]]) -> tuple[PersonMatch | None, str | None]:
         if eid is not None and (group := self.by_eid.get(eid)) is not None:
@@ -129,10 +131,22 @@ class _Grouper:
                     return group, how
         return None, None
 
+    def _rival(self, group: PersonMatch, how: str | None, addrs: list[tuple[str, str]]) -> PersonMatch | None:
+        """Another worker's group that the record's primary address names, when it joined ``group`` by id."""
+        if how != EMPLOYEE_ID or not group.workday:
+            return None
+        for how_, addr in addrs:
+            other = self.by_primary.get(addr) if how_ != ALIAS else None
+            if other is not None and other is not group and other.workday:
+                return other
+        return None
+
     def add(self, rec: PersonRecord, system: System) -> None:
         eid = norm_id(rec.employee_id)
         addrs = _addresses(rec)
         group, how = self._find(eid, addrs)
+        if group is not None and system is not System.WORKDAY and (rival := self._rival(group, how, addrs)):
+            self.disputes.append((rec, system, group, rival))
         if group is None:
             group = PersonMatch(key=f"{system.value}:{rec.key}")
             self.groups.append(group)
@@ -202,6 +216,9 @@ class PersonIndex:
         self.matches: list[PersonMatch] = grouper.groups
         #: systems that contributed at least one record (what kinds of reference the index can resolve)
         self.systems: set[System] = grouper.systems
+        #: (account, its system, the worker groups it matches): an account matching two workers
+        self.disputes: list[tuple[PersonRecord, System, tuple[PersonMatch, PersonMatch]]] = [
+            (rec, system, (a, b)) for rec, system, a, b in grouper.disputes]
         self._by_key: dict[str, PersonMatch] = {m.key: m for m in self.matches}
         self._eid = _keys(grouper.by_eid)
         self._primary = _keys(grouper.by_primary)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from nexus.controls import control_of
+from nexus.drift.accounts import disputed
 from nexus.drift.correlate import PersonIndex, PersonMatch
 from nexus.drift.devices import compare_device, group_by_serial
 from nexus.drift.fields import POLICY, SEVERITY_ORDER, Severity
@@ -28,6 +29,7 @@ __all__ = [
     "audit_devices",
     "audit_people",
     "device_report",
+    "disputed_accounts",
     "graded",
     "sort_discrepancies",
     "summarize",
@@ -89,6 +91,7 @@ def audit_people(
     *,
     subjects: Iterable[str] | None = None,
     policy: FindingsPolicy = DEFAULT_POLICY,
+    now: datetime | None = None,
 ) -> PeopleResult:
     """Correlate and compare everyone (or only ``subjects``: emails, UPNs, employee ids, ... of people)."""
     avail = available_ids(available)
@@ -110,8 +113,24 @@ def audit_people(
             else:
                 chosen.setdefault(match.key, match)
         matches = list(chosen.values())
-    found = [d for m in matches for d in compare_person(m, index, avail)]
+    found = [d for m in matches for d in compare_person(m, index, avail, policy=policy, now=now)]
+    found += disputed_accounts(index, avail, None if subjects is None else matches)
     return PeopleResult(graded(found, policy), matches, index, not_found)
+
+
+def disputed_accounts(index: PersonIndex, available: Collection[str],
+                      among: Sequence[PersonMatch] | None = None) -> list[Discrepancy]:
+    """An ``ambiguous_account`` per account matching two workers (one by employee id, one by address), when Workday
+    and the account's system were read; ``among``: only those involving one of these people."""
+    avail = available_ids(available)
+    if System.WORKDAY not in avail:
+        return []
+    keys = None if among is None else {m.key for m in among}
+    out = []
+    for rec, system, groups in index.disputes:
+        if system in avail and (keys is None or any(g.key in keys for g in groups)):
+            out.append(disputed(rec, [g.email or g.key for g in groups], system))
+    return out
 
 
 def audit_devices(
@@ -206,6 +225,7 @@ def user_report(
     errors: Mapping[str, Mapping[str, Any]],
     *,
     policy: FindingsPolicy = DEFAULT_POLICY,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """The seed's user-audit report (plus ``errors``), from the records each system returned for ``email``.
 
@@ -219,7 +239,10 @@ def user_report(
     match = index.match(index.resolve(email))
     if match is None and len(index.matches) == 1:
         match = index.matches[0]  # the systems found the person by a key the email does not show (e.g. an alias)
-    discrepancies = graded(compare_person(match, index, available), policy) if match else []
+    found = compare_person(match, index, available, policy=policy, now=now) if match else []
+    if match is not None:
+        found += disputed_accounts(index, available, [match])
+    discrepancies = graded(found, policy)
     report: dict[str, Any] = {
         "email": email,
         "systems_checked": [s.display for s in USER_SYSTEMS],

@@ -26,6 +26,9 @@ MANAGER = "manager"  # compared as a resolved person, never as raw DN / id / ema
 DISPLAY_NAME = "display_name"
 ACCOUNT_ENABLED = "account_enabled"  # terminated in Workday, account still enabled (CIS 6.2)
 ACCOUNT_EXISTS = "account_exists"  # active worker with no account in AD or Entra
+ORPHANED_ACCOUNT = "orphaned_account"  # enabled account that belongs to no Workday worker (CIS 5.1)
+AMBIGUOUS_ACCOUNT = "ambiguous_account"  # two accounts for one worker, or one account matching two (CIS 5.1)
+DORMANT_ACCOUNT = "dormant_account"  # an active worker's enabled account without a sign-in for too long (CIS 5.3)
 
 # Devices (subject: the device's serial number)
 DEVICE_OWNER = "device_owner"  # Intune / Lansweeper owner differs from Helix (the asset register)
@@ -41,6 +44,9 @@ SEVERITY: dict[str, Severity] = {
     DISPLAY_NAME: Severity.LOW,
     ACCOUNT_ENABLED: Severity.CRITICAL,
     ACCOUNT_EXISTS: Severity.HIGH,
+    ORPHANED_ACCOUNT: Severity.HIGH,
+    AMBIGUOUS_ACCOUNT: Severity.HIGH,
+    DORMANT_ACCOUNT: Severity.MEDIUM,
     DEVICE_OWNER: Severity.HIGH,
     LAST_SYNC: Severity.MEDIUM,
     COMPLIANCE: Severity.MEDIUM,
@@ -48,7 +54,8 @@ SEVERITY: dict[str, Severity] = {
     RETURN_SHIPMENT: Severity.CRITICAL,
 }
 
-PERSON_FIELDS = (JOB_TITLE, DEPARTMENT, MANAGER, DISPLAY_NAME, ACCOUNT_ENABLED, ACCOUNT_EXISTS)
+PERSON_FIELDS = (JOB_TITLE, DEPARTMENT, MANAGER, DISPLAY_NAME, ACCOUNT_ENABLED, ACCOUNT_EXISTS, ORPHANED_ACCOUNT,
+                 AMBIGUOUS_ACCOUNT, DORMANT_ACCOUNT)
 DEVICE_FIELDS = (DEVICE_OWNER, LAST_SYNC, COMPLIANCE, DEVICE_ACTIVE, RETURN_SHIPMENT)
 
 #: Pseudo-system named as ``system_b`` of single-system findings (stale, noncompliant).

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 from nexus.drift import fields as F
+from nexus.drift.accounts import ambiguous, dormant, orphaned
 from nexus.drift.correlate import PersonIndex, PersonMatch, parse_system
 from nexus.drift.normalize import OwnerKind, norm_id, norm_text, parse_owner
 from nexus.drift.rules import PEOPLE_FALLBACK
+from nexus.findings_policy import DEFAULT_POLICY, FindingsPolicy
 from nexus.models import Discrepancy, PersonRecord
 from nexus.systems import System
 
@@ -155,14 +158,16 @@ def person_subject(match: PersonMatch) -> str:
     return match.email or match.key
 
 
-def compare_person(match: PersonMatch, index: PersonIndex, available: Collection[str]) -> list[Discrepancy]:
-    """Apply people rules 1-3 to one correlated person (unsorted; the engine sorts)."""
+def compare_person(match: PersonMatch, index: PersonIndex, available: Collection[str], *,
+                   policy: FindingsPolicy = DEFAULT_POLICY, now: datetime | None = None) -> list[Discrepancy]:
+    """Apply people rules 1-3 and the account rules (nexus.drift.accounts) to one correlated person (unsorted; the
+    engine sorts). ``now`` (default: the current time) dates dormancy."""
     avail = available_ids(available)
     subject = person_subject(match)
     others = [s for s in (System.AD, System.ENTRA) if s in avail]
     if System.WORKDAY in avail:
         if not match.workday:
-            return []  # accounts without a worker: not a rule (yet); nothing to compare against
+            return orphaned(match, others, policy)  # accounts of no worker
         worker = match.workday[0]
         out: list[Discrepancy] = []
         if is_terminated(worker):  # rule 1: nothing else is compared for terminated workers
@@ -181,8 +186,14 @@ def compare_person(match: PersonMatch, index: PersonIndex, available: Collection
                             )
                         )
             return out
+        moment = now or datetime.now(UTC)
         for system in others:  # rule 2
             recs = match.records(system)
+            if (two := ambiguous(match, worker, system, subject)) is not None:
+                out.append(two)
+            for rec in recs:
+                if (idle := dormant(rec, system, subject, moment, policy.thresholds.dormant_after_days)) is not None:
+                    out.append(idle)
             if not recs:
                 out.append(
                     _disc(F.ACCOUNT_EXISTS, System.WORKDAY, worker.status or "Active", system, None, subject, None)

@@ -30,7 +30,8 @@ _PEOPLE = frozenset({System.WORKDAY, System.AD, System.ENTRA})
 #: Resolving a device's owner, and so finding their Workday record, reads every person system and every owner
 #: reference a device system holds (the first reference that resolves wins: nexus.drift.devices).
 _OWNER = _PEOPLE | {System.HELIX, System.INTUNE, System.LANSWEEPER}
-_PERSON_FIELDS = frozenset(F.PERSON_FIELDS)
+_ACCOUNT_HYGIENE = frozenset({F.ORPHANED_ACCOUNT, F.DORMANT_ACCOUNT})  # single-system: {system, Policy}
+_PERSON_FIELDS = frozenset(F.PERSON_FIELDS) - _ACCOUNT_HYGIENE
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,8 @@ RULES: tuple[Rule, ...] = (
     *(Rule(f"people rules 1-2 (Workday vs {other.display})", _PERSON_FIELDS, _pair(System.WORKDAY, other),
            requires=frozenset({System.WORKDAY, other})) for other in (System.AD, System.ENTRA)),
     PEOPLE_FALLBACK,
+    *(Rule(f"account rules (orphaned, dormant {other.display} accounts)", _ACCOUNT_HYGIENE,
+           _pair(other, F.POLICY), requires=frozenset({System.WORKDAY, other})) for other in (System.AD, System.ENTRA)),
     *(Rule(f"device rule 1 (Helix vs {other.display} owner)", frozenset({F.DEVICE_OWNER}),
            _pair(System.HELIX, other), requires=frozenset({System.HELIX, other}), inputs=_PEOPLE,
            needs="the owners resolved across Workday, AD and Entra") for other in (System.INTUNE, System.LANSWEEPER)),

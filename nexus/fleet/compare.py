@@ -40,7 +40,7 @@ class Comparison:
 #: only these. Names, models and the systems' own device ids never reach a finding; only Intune's last sync does.
 _PERSON_FIELDS = ("key", "employee_id", "email", "upn", "username", "display_name", "title", "department",
                   "manager_ref", "manager_employee_id", "manager_email", "enabled", "status", "termination_date",
-                  "aliases")
+                  "aliases", "last_logon")
 ENGINE_FIELDS: dict[str, tuple[str, ...] | None] = {
     "workday": _PERSON_FIELDS, "ad": _PERSON_FIELDS, "entra": _PERSON_FIELDS,
     "intune": ("serial", "owner", "last_seen", "compliance"),
@@ -145,7 +145,7 @@ class FleetComparer:
         out.timings["load_people_s"] = round(time.perf_counter() - started, 3)
         mark = time.perf_counter()
         result = audit_people(people[System.WORKDAY], people[System.AD], people[System.ENTRA], self.available,
-                              policy=self.policy)
+                              policy=self.policy, now=self.now)
         out.people = len(result.matches)
         if subjects is not None:
             out.entries = self._entries(result, people, subjects)
@@ -200,7 +200,7 @@ class FleetComparer:
                     records[system.value] = None
                 else:
                     records[system.value] = list(match.records(system)) if match is not None else []
-            entries.append(user_report(email, records, errors, policy=self.policy))
+            entries.append(user_report(email, records, errors, policy=self.policy, now=self.now))
         return entries
 
 
