@@ -238,7 +238,8 @@ def test_exported_at_moves_every_date_by_whole_days() -> None:
     now = EXPORTED_AT + timedelta(days=10, hours=5)
     same = load_org(EXAMPLE, now=EXPORTED_AT).org
     moved = load_org(EXAMPLE, exported_at=EXPORTED_AT, now=now).org
-    assert moved.workday[6].termination_date == same.workday[6].termination_date + timedelta(days=10)
+    ended = same.workday[6].termination_date
+    assert ended is not None and moved.workday[6].termination_date == ended + timedelta(days=10)
     assert moved.intune[0].last_sync == same.intune[0].last_sync + timedelta(days=10)
     assert moved.ad[0].last_logon == same.ad[0].last_logon + timedelta(days=10)  # type: ignore[operator]
     assert moved.fedex[0].delivered_at == same.fedex[0].delivered_at + timedelta(days=10)  # type: ignore[operator]

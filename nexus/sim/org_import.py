@@ -33,6 +33,7 @@ tenant's empty pages (none), and the credentials (the simulators' own, as for a 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -50,7 +51,17 @@ from nexus.sim.org_import_devices import (
 from nexus.sim.org_import_json import Notes, OrgImportError, load_records
 from nexus.sim.org_import_ldif import load_ad
 from nexus.sim.org_import_people import entra_users, workday_workers
-from nexus.sim.org_model import Org
+from nexus.sim.org_model import (
+    AdUser,
+    EntraUser,
+    FedexShipment,
+    HelixAsset,
+    HelixReturnTicket,
+    IntuneDevice,
+    LansweeperAsset,
+    Org,
+    WorkdayWorker,
+)
 from nexus.sim.orggen_people import BASE_DN, DOMAIN
 
 R = TypeVar("R")
@@ -88,28 +99,30 @@ def load_org(directory: str | Path, *, exported_at: datetime | None = None,
     now = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     notes = Notes([])
 
-    def read(name: str, convert: Any, empty: R) -> R:
+    def read(name: str, convert: Callable[[Any], R], empty: R) -> R:
         path = root / name
         if not path.is_file():
             return empty
         try:
-            result: R = load_records(path, convert)
+            return load_records(path, convert)
         except OSError as exc:
             raise OrgImportError(name, 0, f"cannot be read: {exc.strerror or exc}") from None
-        return result
 
-    workday = read("workday.json", workday_workers, [])
-    ad, base_dn = [], None
+    workday: list[WorkdayWorker] = read("workday.json", workday_workers, [])
+    ad: list[AdUser] = []
+    base_dn: str | None = None
     if (root / "ad.ldif").is_file():
         try:
             ad, base_dn = load_ad(root / "ad.ldif", notes)
         except OSError as exc:
             raise OrgImportError("ad.ldif", 0, f"cannot be read: {exc.strerror or exc}") from None
-    entra = read("entra.json", lambda d: entra_users(d, notes), [])
-    intune = read("intune.json", lambda d: intune_devices(d, notes), [])
-    lansweeper = read("lansweeper.json", lansweeper_assets, [])
-    helix_assets, helix_tickets = read("helix.json", lambda d: helix_records(d, notes), ([], []))
-    fedex = read("fedex.json", fedex_shipments, [])
+    entra: list[EntraUser] = read("entra.json", lambda d: entra_users(d, notes), [])
+    intune: list[IntuneDevice] = read("intune.json", lambda d: intune_devices(d, notes), [])
+    lansweeper: list[LansweeperAsset] = read("lansweeper.json", lansweeper_assets, [])
+    no_helix: tuple[list[HelixAsset], list[HelixReturnTicket]] = ([], [])
+    helix = read("helix.json", lambda d: helix_records(d, notes), no_helix)
+    helix_assets, helix_tickets = helix
+    fedex: list[FedexShipment] = read("fedex.json", fedex_shipments, [])
     base_dn = base_dn or BASE_DN
     org = Org(
         seed=0, people=len(workday), generated_at=now, domain=_domain(base_dn) or DOMAIN, base_dn=base_dn,
