@@ -289,6 +289,13 @@ def test_a_bad_ldif_names_file_and_line(tmp_path: Path) -> None:
         load_org(tmp_path)
 
 
+def test_utf16_ldif_as_ldifde_u_writes_it(tmp_path: Path) -> None:
+    text = _account("dn: CN=Zoë Lee,OU=U,DC=corp,DC=example", "sAMAccountName: zoe", "userAccountControl: 512")
+    (tmp_path / "ad.ldif").write_bytes(text.replace("\n", "\r\n").encode("utf-16"))  # BOM + UTF-16LE, CRLF
+    (user,) = load_org(tmp_path).org.ad
+    assert user.dn == "CN=Zoë Lee,OU=U,DC=corp,DC=example" and user.sam == "zoe"
+
+
 def test_non_utf8_file_names_the_line(tmp_path: Path) -> None:
     (tmp_path / "entra.json").write_bytes(b'{"value": [\n{"displayName": "Zo\xeb"}]}')
     with pytest.raises(OrgImportError, match=r"^entra\.json:2: not UTF-8"):

@@ -85,3 +85,26 @@ def test_user_audit_of_the_example(example_cluster: Cluster, email: str,
     assert report["workday_found"] is True and report["ad_found"] is True and report["entra_found"] is True
     got = {_key(d, email)[1:] for d in report["discrepancies"]}
     assert got == expected
+
+
+def test_an_export_of_another_domain_is_served_under_its_own_base_dn(tmp_path: Path) -> None:
+    from clients.ad.client import ADClient
+    from nexus.settings import Settings
+    from nexus.sim.stack import SimulatorStack
+
+    (tmp_path / "ad.ldif").write_text(
+        "dn: CN=Lee\\, Ann,OU=Staff,DC=contoso,DC=com\nchangetype: add\nobjectClass: top\nobjectClass: person\n"
+        "objectClass: organizationalPerson\nobjectClass: user\nsAMAccountName: ann.lee\n"
+        "userPrincipalName: ann.lee@contoso.com\nemployeeID: 1\nuserAccountControl: 512\n", encoding="utf-8")
+    org = load_org(tmp_path).org
+    with SimulatorStack(org=org, ldap_mode="slapd", port=0) as stack:
+        env = stack.env()
+        assert env["AD_BASE_DN"] == "DC=contoso,DC=com"
+        assert env["AD_BIND_DN"] == "CN=svc-nexus,OU=Service Accounts,DC=contoso,DC=com"
+        client = ADClient(Settings(**env))  # type: ignore[arg-type]  # the environment's names (field aliases)
+        try:
+            people = list(client.list_users())
+        finally:
+            client.close()
+    assert [(p.key, p.upn, p.enabled) for p in people] == [
+        ("CN=Lee\\, Ann,OU=Staff,DC=contoso,DC=com", "ann.lee@contoso.com", True)]

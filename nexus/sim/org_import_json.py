@@ -51,8 +51,14 @@ def describe(path: JsonPath) -> str:
 
 
 def read_text(path: Path) -> str:
-    """The file as UTF-8 (a byte-order mark allowed: Windows tools write one); undecodable -> the line of the byte."""
+    """The file as UTF-8 (a byte-order mark allowed: Windows tools write one), or UTF-16 when it starts with a
+    UTF-16 byte-order mark (``ldifde -u`` writes that); undecodable -> the line of the byte."""
     raw = path.read_bytes()
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            raise OrgImportError(path.name, 0, "starts with a UTF-16 byte-order mark but is not UTF-16") from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

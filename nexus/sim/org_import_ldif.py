@@ -5,7 +5,8 @@ write for non-ASCII text and binary values such as ``objectGUID``), lines folded
 folds at 78 columns, ldapsearch at 76), ``#`` comments (folded comments too), records separated by blank lines, an
 optional ``version: 1``, attribute options (``objectGUID;binary``) ignored, and ``changetype: add`` (ldifde writes it
 on every record of an export). URL values (``attr:< file://...``), other change types and controls are refused:
-an export has none, and guessing what they meant would serve something the directory does not hold.
+an export has none, and guessing what they meant would serve something the directory does not hold. The file is
+UTF-8, or UTF-16 with a byte-order mark (``ldifde -u``); CRLF line ends are fine.
 
 Accounts: every record whose ``objectClass`` has ``user`` and not ``computer``, as :class:`AdUser`. DNs (and
 ``manager``) are spelled the AD way (:func:`clients.ad.dn.ad_dn`: ``CN=Last\\, First,OU=...``); ``userAccountControl``
