@@ -215,6 +215,8 @@ def test_ldif_syntax_errors_name_the_line(text: str, line: int, message: str) ->
      "duplicate sAMAccountName"),
     ([_account("dn: CN=a,OU=U,DC=corp,DC=example", "sAMAccountName: a", "userAccountControl: 512",
                "lastLogonTimestamp: yesterday")], 8, "not a FILETIME"),
+    ([_account("dn: CN=a,OU=U,DC=corp,DC=example", "sAMAccountName: a", "userAccountControl: 512",
+               "title: One", "title: Two")], 9, "title has a second value"),
 ])
 def test_ldif_account_errors_name_the_line(records: list[str], line: int, message: str) -> None:
     with pytest.raises(LdifError, match=message) as caught:

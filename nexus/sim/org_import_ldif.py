@@ -57,7 +57,10 @@ class Record:
     attrs: dict[str, list[Value]] = field(default_factory=dict)
 
     def first(self, name: str) -> Value | None:
+        """The value of a single-valued attribute (AD's are: two values cannot come from a directory)."""
         found = self.attrs.get(name.lower())
+        if found and len(found) > 1:
+            raise LdifError(found[1].line, f"{name} has a second value (it is single-valued in AD)")
         return found[0] if found else None
 
 
