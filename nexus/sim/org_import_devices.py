@@ -1,7 +1,8 @@
 """Devices, tickets and shipments from export files: Intune, Lansweeper, Helix and FedEx, each in its API's shape.
 
 - ``intune.json``: ``GET /v1.0/deviceManagement/managedDevices`` -> ``{"value": [...]}`` (``@odata.*`` keys
-  tolerated). Required: ``id``, ``serialNumber``, ``lastSyncDateTime``. An absent ``enrolledDateTime`` is served as
+  tolerated; Graph's "List managedDevices", https://learn.microsoft.com/en-us/graph/api/intune-devices-manageddevice-list).
+  Required: ``id``, ``serialNumber``, ``lastSyncDateTime``. An absent ``enrolledDateTime`` is served as
   ``0001-01-01T00:00:00Z``, Graph's own "unknown" date.
 - ``lansweeper.json``: the ``items`` of ``site(id) { assetResources(fields: [...]) { items } }`` with the field
   paths Nexus asks for (:data:`clients.lansweeper.ASSET_FIELDS`): ``{"items": [{"key", "assetBasicInfo": {"name",

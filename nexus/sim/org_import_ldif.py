@@ -1,12 +1,15 @@
 """AD accounts from ``ad.ldif``: LDIF as ``ldifde -f`` or ``ldapsearch -LLL`` write it (RFC 2849).
 
 The parser reads content records: ``dn:`` first, ``attr: value`` lines, base64 values after ``::`` (what both tools
-write for non-ASCII text and binary values such as ``objectGUID``), lines folded with one leading space (ldifde
-folds at 78 columns, ldapsearch at 76), ``#`` comments (folded comments too), records separated by blank lines, an
+write for non-ASCII text and binary values such as ``objectGUID``), lines folded with one leading space (both tools
+fold long lines; at which column does not matter here), ``#`` comments (folded comments too), records separated by
+blank lines, an
 optional ``version: 1``, attribute options (``objectGUID;binary``) ignored, and ``changetype: add`` (ldifde writes it
 on every record of an export). URL values (``attr:< file://...``), other change types and controls are refused:
 an export has none, and guessing what they meant would serve something the directory does not hold. The file is
-UTF-8, or UTF-16 with a byte-order mark (``ldifde -u``); CRLF line ends are fine.
+UTF-8, or UTF-16 with a byte-order mark (Windows' "Unicode", which ``ldifde -u`` asks for); CRLF line ends are fine.
+Format: RFC 2849 (https://www.rfc-editor.org/rfc/rfc2849); ldifde: Microsoft's command reference
+(https://learn.microsoft.com/en-us/previous-versions/windows/it-pro/windows-server-2012-r2-and-2012/cc731033(v=ws.11)).
 
 Accounts: every record whose ``objectClass`` has ``user`` and not ``computer``, as :class:`AdUser`. DNs (and
 ``manager``) are spelled the AD way (:func:`clients.ad.dn.ad_dn`: ``CN=Last\\, First,OU=...``); ``userAccountControl``

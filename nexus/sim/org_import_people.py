@@ -9,9 +9,11 @@ read when the report has them; without a WID the worker gets a stable one derive
 listing needs one; RaaS never shows it).
 
 ``entra.json`` is what ``GET /v1.0/users?$select=...&$expand=manager`` answers: ``{"value": [...]}`` (``@odata.*``
-keys tolerated). ``id``, ``userPrincipalName`` and ``accountEnabled`` are required (Graph only returns
+keys tolerated; Graph's "List users", https://learn.microsoft.com/en-us/graph/api/user-list). ``id``,
+``userPrincipalName`` and ``accountEnabled`` are required (Graph only returns
 ``accountEnabled`` with ``$select``: an export without it cannot say who is enabled); the manager is the expanded
-``manager`` object's ``id``.
+``manager`` object's ``id``, which must be a user of the same export (the simulator expands managers from its
+own users: a manager outside the export would silently disappear).
 """
 
 from __future__ import annotations
