@@ -100,8 +100,17 @@ class SimulatorStack:
         return self
 
     def resolved_credentials(self) -> SimCredentials:
-        """The credentials given, else those of ``seed`` (stable across restarts: :meth:`SimCredentials.for_seed`)."""
-        return self.creds if self.creds is not None else SimCredentials.for_seed(self.seed)
+        """The credentials given, else those of ``seed`` (stable across restarts: :meth:`SimCredentials.for_seed`);
+        the bind account then lives in the org's domain (an imported org's base DN may be another than
+        ``DC=corp,DC=example``)."""
+        if self.creds is not None:
+            return self.creds
+        creds = SimCredentials.for_seed(self.seed)
+        default_base = "DC=corp,DC=example"
+        if self.org is not None and self.org.base_dn.casefold() != default_base.casefold() \
+                and creds.ad_bind_dn.casefold().endswith(default_base.casefold()):
+            creds.ad_bind_dn = creds.ad_bind_dn[: -len(default_base)] + self.org.base_dn
+        return creds
 
     @property
     def ad_in_process(self) -> bool:

@@ -31,6 +31,7 @@ import httpx
 import redis
 
 from nexus.runtime import Runtime
+from nexus.sim.org_model import Org
 from nexus.sim.stack import SimulatorStack
 from nexus.testing.procs import alive, children_of, parent_pid
 from nexus.testing.redis_server import redis_server
@@ -118,14 +119,16 @@ class Cluster:
     @contextlib.contextmanager
     def start(cls, *, people: int = 300, seed: int = 11, workers: int = 2, concurrency: int = 2,
               extra_env: dict[str, str] | None = None, redis_url: str | None = None,
-              ldap_mode: str = "slapd") -> Iterator[Cluster]:
+              ldap_mode: str = "slapd", org: Org | None = None) -> Iterator[Cluster]:
         """``redis_url``: use that Redis (e.g. one the test restarts on a fixed port) instead of a private one;
-        ``ldap_mode``: who serves AD (``"samba"``: a real Samba AD DC, see nexus.sim.samba_dc)."""
+        ``ldap_mode``: who serves AD (``"samba"``: a real Samba AD DC, see nexus.sim.samba_dc); ``org``: serve this
+        organisation (e.g. one imported by :func:`nexus.sim.org_import.load_org`) instead of generating one of
+        ``people`` from ``seed``."""
         own_redis = redis_server() if redis_url is None else contextlib.nullcontext(redis_url)
-        with own_redis as url, SimulatorStack(people=people, seed=seed, ldap_mode=ldap_mode) as stack, \
+        with own_redis as url, SimulatorStack(people=people, seed=seed, ldap_mode=ldap_mode, org=org) as stack, \
                 tempfile.TemporaryDirectory(prefix="nexus-cluster-") as tmp:
             policy_file = Path(tmp) / "policy.toml"
-            policy_file.write_text("")  # the defaults; set_policy() rewrites it (workers re-read a changed file)
+            policy_file.write_text("")  # the defaults; policy() rewrites it (workers re-read a changed file)
             env = {**stack.env(), "REDIS_URL": url, **TEST_POLICY_ENV, "NEXUS_POLICY_FILE": str(policy_file),
                    **(extra_env or {})}
             cluster = cls(stack=stack, redis_url=url, env=env, workdir=Path(tmp))
