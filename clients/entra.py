@@ -62,6 +62,12 @@ class EntraClient(GraphClient):
         ``email`` matches ``mail`` or one of ``otherMails``. When several users match (drift between systems can
         make two people share a key), the best is chosen: employee id, then primary mail, then UPN, then alias.
         """
+        clauses = self._clauses(email=email, upn=upn, employee_id=employee_id)
+        found = self._find_all(clauses, email=email, upn=upn, employee_id=employee_id)
+        return found[0] if found else None
+
+    @staticmethod
+    def _clauses(*, email: str | None = None, upn: str | None = None, employee_id: str | None = None) -> list[str]:
         clauses: list[str] = []
         if email:
             clauses += [f"mail eq {odata_quote(email)}", f"otherMails/any(m:m eq {odata_quote(email)})"]
@@ -71,11 +77,14 @@ class EntraClient(GraphClient):
             clauses.append(f"employeeId eq {odata_quote(employee_id)}")
         if not clauses:
             raise ValueError("find_user needs email, upn or employee_id")
+        return clauses
+
+    def _find_all(self, clauses: list[str], *, email: str | None, upn: str | None,
+                  employee_id: str | None) -> list[PersonRecord]:
+        """Every member matching one of the ``or`` clauses, the strongest match first."""
         params = self._params() | {"$filter": " or ".join(clauses)}
         people = [self.to_person(item) for item in self.get_collection(USERS_PATH, params).items
                   if not is_guest(item)]
-        if not people:
-            return None
 
         def rank(person: PersonRecord) -> int:
             fold = str.casefold
@@ -87,16 +96,22 @@ class EntraClient(GraphClient):
                 return 2
             return 3
 
-        return min(people, key=rank)
+        return sorted(people, key=rank)
 
     def find_person(self, ref: str) -> PersonRecord | None:
         """PeopleDirectory: an address (mail, alias or UPN) or an employee id; no Windows user names in Entra."""
+        found = self.find_people(ref)
+        return found[0] if found else None
+
+    def find_people(self, ref: str) -> list[PersonRecord]:
+        """Every member :meth:`find_person` chooses from, strongest match first (two accounts for one person are
+        both returned: the engine reports them as ambiguous)."""
         kind = ref_kind(ref)
         if kind == EMAIL:
-            return self.find_user(email=ref, upn=ref)
+            return self._find_all(self._clauses(email=ref, upn=ref), email=ref, upn=ref, employee_id=None)
         if kind == EMPLOYEE_ID:
-            return self.find_user(employee_id=ref)
-        return None
+            return self._find_all(self._clauses(employee_id=ref), email=None, upn=None, employee_id=ref)
+        return []
 
     def get_user(self, key: str) -> PersonRecord | None:
         """The user with this object id or userPrincipalName, or None (Graph's 404)."""

@@ -23,8 +23,14 @@ def _rec(record: Any) -> dict[str, Any] | None:
     return None if record is None else record.to_dict()
 
 
-def _person(client: Any, ref: str) -> dict[str, Any] | None:
-    return _rec(client.find_person(ref))
+def _person(client: Any, ref: str) -> list[dict[str, Any]]:
+    """Every record the directory holds for ``ref`` (strongest match first): a directory with two accounts for one
+    person must show both (nexus.drift.accounts); one that only answers ``find_person`` gives at most one."""
+    find_people = getattr(client, "find_people", None)
+    if callable(find_people):
+        return [r.to_dict() for r in find_people(ref)]
+    found = client.find_person(ref)
+    return [] if found is None else [found.to_dict()]
 
 
 def _device(client: Any, serial: str) -> dict[str, Any] | None:
@@ -43,8 +49,8 @@ def _memoised(memo: dict[str, Any], key: str, compute: Callable[[], Any]) -> Any
 
 def lookup_people(
     system: System, client: Any, refs: Iterable[str], memo: dict[str, Any] | None = None
-) -> dict[str, dict[str, Any] | None]:
-    """One record (or None) per reference, from a people directory."""
+) -> dict[str, list[dict[str, Any]]]:
+    """Per reference, the records a people directory holds for it (empty: none)."""
     if Role.PEOPLE not in system.roles:
         raise ValueError(f"{system.display} holds no people")
     memo = {} if memo is None else memo

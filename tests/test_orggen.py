@@ -21,7 +21,7 @@ import pytest
 
 from clients.ad.dn import escape_dn_value
 from nexus.drift import fields as F
-from nexus.sim.org_model import EntraUser, Org
+from nexus.sim.org_model import AdUser, EntraUser, Org
 from nexus.sim.orggen import generate_org, truth_json
 from nexus.sim.orggen_ad import CONTRACTOR_OU
 
@@ -47,8 +47,15 @@ DRIFT_KINDS = {
     (F.COMPLIANCE, ("Intune",)),
     (F.DEVICE_ACTIVE, ("Workday", "Intune")),
     (F.RETURN_SHIPMENT, ("Helix", "FedEx")),
+    (F.ORPHANED_ACCOUNT, ("ActiveDirectory",)),
+    (F.ORPHANED_ACCOUNT, ("Entra",)),
+    (F.AMBIGUOUS_ACCOUNT, ("Workday", "ActiveDirectory")),
+    (F.DORMANT_ACCOUNT, ("ActiveDirectory",)),
 }
-NOISE_KINDS = {"case", "spacing", "unicode", "manager_format", "mail alias vs UPN"}
+NOISE_KINDS = {"case", "spacing", "unicode", "manager_format", "mail alias vs UPN", "disabled account of no worker",
+               "service account", "service account (svc-*)", "last logon"}
+#: Non-person accounts under the default findings policy (nexus.findings_policy), read independently here.
+SERVICE_NAMES = ("svc-", "svc_")
 
 
 def norm(text: str | None) -> str:
@@ -70,9 +77,24 @@ def entra_members(org: Org) -> dict[str, EntraUser]:
         if e.user_type == "Guest":
             continue
         eid = e.employee_id or by_email.get(e.upn.casefold()) or by_email.get((e.mail or "").casefold())
-        assert eid is not None, e
-        out[eid] = e
+        if eid is not None:
+            out[eid] = e
     return out
+
+
+def primary_ad(org: Org) -> dict[str | None, AdUser]:
+    """Each worker's first AD account by employee id (a planted second account comes after it)."""
+    out: dict[str | None, AdUser] = {}
+    for u in org.ad:
+        out.setdefault(u.employee_id, u)
+    return out
+
+
+def entra_orphans(org: Org) -> list[EntraUser]:
+    """Members that belong to no worker (no employee id, no worker's address)."""
+    by_email = {w.email.casefold() for w in org.workday}
+    return [e for e in org.entra if e.user_type != "Guest" and not e.employee_id
+            and e.upn.casefold() not in by_email and (e.mail or "").casefold() not in by_email]
 
 
 # -- a reference reading of the rules --------------------------------------------------------------------------
@@ -89,7 +111,8 @@ class _Directory:
         for w in org.workday:
             self.by_address[w.email.casefold()] = w.employee_id
         for u in org.ad:
-            assert u.employee_id is not None
+            if u.employee_id is None:
+                continue  # an account of no worker
             for address in (u.upn, u.mail or "", *(p.split(":", 1)[1] for p in u.proxy_addresses)):
                 self.by_address.setdefault(address.casefold(), u.employee_id)
             self.by_sam[u.sam.casefold()] = u.employee_id
@@ -111,21 +134,37 @@ def _reference_findings(org: Org) -> Counter[tuple[str, str, tuple[str, ...]]]:
     found: Counter[tuple[str, str, tuple[str, ...]]] = Counter()
     people = _Directory(org)
     workers = {w.employee_id: w for w in org.workday}
-    ad = {u.employee_id: u for u in org.ad}
+    ad: dict[str | None, list[Any]] = {}
+    for u in org.ad:
+        ad.setdefault(u.employee_id, []).append(u)
     entra = entra_members(org)
+    now = org.generated_at
+    for u in org.ad:  # accounts of no worker
+        if u.employee_id not in workers and u.can_sign_in(now) and not u.sam.casefold().startswith(SERVICE_NAMES) \
+                and "ou=service accounts," not in u.dn.casefold():
+            found[(u.upn.lower(), F.ORPHANED_ACCOUNT, ("ActiveDirectory",))] += 1
+    for member in entra_orphans(org):
+        if member.account_enabled and not member.upn.casefold().startswith(SERVICE_NAMES):
+            found[(member.upn.lower(), F.ORPHANED_ACCOUNT, ("Entra",))] += 1
     for w in org.workday:
         if not w.active:
-            if (u := ad.get(w.employee_id)) is not None and u.can_sign_in(datetime.now(UTC)):
-                found[(w.email, F.ACCOUNT_ENABLED, ("Workday", "ActiveDirectory"))] += 1
+            for u in ad.get(w.employee_id, []):
+                if u.can_sign_in(datetime.now(UTC)):
+                    found[(w.email, F.ACCOUNT_ENABLED, ("Workday", "ActiveDirectory"))] += 1
             if (e := entra.get(w.employee_id)) is not None and e.account_enabled:
                 found[(w.email, F.ACCOUNT_ENABLED, ("Workday", "Entra"))] += 1
             continue
         views: list[tuple[str, Any, str | None, str | None, str | None, str | None]] = []
-        if (u := ad.get(w.employee_id)) is None:
+        accounts = ad.get(w.employee_id, [])
+        if not accounts:
             found[(w.email, F.ACCOUNT_EXISTS, ("Workday", "ActiveDirectory"))] += 1
-        else:
+        if len(accounts) > 1:
+            found[(w.email, F.AMBIGUOUS_ACCOUNT, ("Workday", "ActiveDirectory"))] += 1
+        for u in accounts:
             boss = people.by_dn.get((u.manager_dn or "").casefold())
             views.append(("ActiveDirectory", u.manager_dn, boss, u.title, u.department, u.display_name))
+            if u.can_sign_in(now) and u.last_logon is not None and u.last_logon < now - timedelta(days=45):
+                found[(w.email, F.DORMANT_ACCOUNT, ("ActiveDirectory",))] += 1
         if (e := entra.get(w.employee_id)) is None:
             found[(w.email, F.ACCOUNT_EXISTS, ("Workday", "Entra"))] += 1
         else:
@@ -279,7 +318,7 @@ def test_truth_matches_the_rules_at_5000_people() -> None:
 def test_drift_entries_really_differ_after_normalisation(orgs: dict[int, Org], n: int) -> None:
     org = orgs[n]
     workers = {w.email: w for w in org.workday}
-    ad = {u.employee_id: u for u in org.ad}
+    ad = primary_ad(org)
     entra = entra_members(org)
     for e in org.truth["drift"]:
         if e["field"] not in (F.JOB_TITLE, F.DEPARTMENT, F.DISPLAY_NAME):
@@ -300,7 +339,7 @@ def test_noise_differs_raw_but_not_after_normalisation(orgs: dict[int, Org], n: 
     org = orgs[n]
     directory = _Directory(org)
     workers = {w.email: w for w in org.workday}
-    ad = {u.employee_id: u for u in org.ad}
+    ad = primary_ad(org)
     entra = entra_members(org)
     intune = {d.serial: d for d in org.intune}
     helix = {a.serial: a for a in org.helix_assets}
@@ -308,6 +347,15 @@ def test_noise_differs_raw_but_not_after_normalisation(orgs: dict[int, Org], n: 
     for e in org.truth["noise"]:
         assert (e["subject"], e["field"]) not in drift_keys, e
         kind = _noise_kind(e)
+        if e["field"] == F.ORPHANED_ACCOUNT:  # an account of no worker that must not be reported
+            upns = [a.upn for a in org.ad] + [x.upn for x in org.entra]
+            upn = next(u for u in upns if u.lower() == e["subject"])
+            assert upn.casefold() not in {w.casefold() for w in workers}
+            continue
+        if e["field"] == F.DORMANT_ACCOUNT:
+            last = ad[workers[e["subject"]].employee_id].last_logon
+            assert last is not None and timedelta(days=14) < org.generated_at - last <= timedelta(days=45), e
+            continue
         if e["field"] == F.DEVICE_OWNER:
             device, asset = intune[e["subject"]], helix[e["subject"]]
             assert device.upn != asset.owner_email
@@ -339,7 +387,7 @@ def test_noise_differs_raw_but_not_after_normalisation(orgs: dict[int, Org], n: 
 def test_baseline_is_clean_outside_the_truth(orgs: dict[int, Org], n: int) -> None:
     org = orgs[n]
     listed = {(e["subject"], e["field"]) for e in org.truth["drift"] + org.truth["noise"]}
-    ad = {u.employee_id: u for u in org.ad}
+    ad = primary_ad(org)
     entra = entra_members(org)
     for w in org.workday:
         u, x = ad.get(w.employee_id), entra.get(w.employee_id)
@@ -407,8 +455,11 @@ def test_structure_is_realistic(orgs: dict[int, Org]) -> None:
         assert w.termination_date is not None and w.hire_date < w.termination_date
         assert 20 <= (NOW.date() - w.termination_date).days <= 400
     assert any(unicodedata.normalize("NFD", w.display_name) != w.display_name for w in org.workday)
+    primaries = {id(u) for u in primary_ad(org).values()}
     for u in org.ad:
         assert u.cn.count(",") <= 1 and len(u.sam) <= 20  # some are named "Last, First" (nexus.sim.orggen_ad)
+        if u.employee_id not in workers or id(u) not in primaries:
+            continue  # planted accounts of no worker, and second accounts (nexus.sim.orggen_accounts)
         w = workers[u.employee_id or ""]
         parent = CONTRACTOR_OU if w.worker_type == "Contractor" else f"OU=Users,OU={w.department},DC=corp,DC=example"
         assert u.dn == f"CN={escape_dn_value(u.cn)},{parent}"

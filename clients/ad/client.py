@@ -208,30 +208,49 @@ class ADClient:
         """The person matching any of the given identifiers (one search), or None.
 
         ``email`` matches ``mail``, ``userPrincipalName`` or an ``smtp:`` proxy address. When several entries
-        match, the strongest identifier wins (employee id, then mail, UPN, alias, username).
+        match, the strongest identifier wins (employee id, then mail, UPN, alias, username); :meth:`find_users_all`
+        returns them all.
         """
+        found = self.find_users_all(email=email, upn=upn, employee_id=employee_id, username=username)
+        if len(found) > 1:
+            logger.warning("AD: %d entries match one lookup; using %s", len(found), found[0].key)
+        return found[0] if found else None
+
+    def find_users_all(
+        self,
+        *,
+        email: str | None = None,
+        upn: str | None = None,
+        employee_id: str | None = None,
+        username: str | None = None,
+    ) -> list[PersonRecord]:
+        """Every person matching any of the given identifiers (one search), strongest match first, managers
+        resolved: two accounts for one person are both returned (the engine reports them as ambiguous)."""
         wanted = clauses(email=email, upn=upn, employee_id=employee_id, username=username)
         if not wanted:
             raise ValueError("find_user needs at least one of email, upn, employee_id, username")
         search_filter = f"(&{PERSON_FILTER}(|{''.join(wanted)}))"
         records = self._people(self._lookup("find user", self.base_dn, search_filter))
-        if not records:
-            return None
-        best = min(records, key=lambda r: rank(r, email=email, upn=upn, employee_id=employee_id, username=username))
-        if len(records) > 1:
-            logger.warning("AD: %d entries match one lookup; using %s", len(records), best.key)
-        return self._resolve_manager(best, {})
+        ranked = sorted(records, key=lambda r: rank(r, email=email, upn=upn, employee_id=employee_id,
+                                                    username=username))
+        managers: dict[str, Manager | None] = {}
+        return [self._resolve_manager(r, managers) for r in ranked]
 
     def find_person(self, ref: str) -> PersonRecord | None:
         """PeopleDirectory: an address, ``DOMAIN\\sam`` or an employee id."""
+        found = self.find_people(ref)
+        return found[0] if found else None
+
+    def find_people(self, ref: str) -> list[PersonRecord]:
+        """Every account :meth:`find_person` chooses from, strongest match first."""
         kind = ref_kind(ref)
         if kind == EMAIL:
-            return self.find_user(email=ref)
+            return self.find_users_all(email=ref)
         if kind == USERNAME:
-            return self.find_user(username=ref.split("\\", 1)[1])
+            return self.find_users_all(username=ref.split("\\", 1)[1])
         if kind == EMPLOYEE_ID:
-            return self.find_user(employee_id=ref)
-        return None
+            return self.find_users_all(employee_id=ref)
+        return []
 
     def find_users(self, emails: Iterable[str]) -> dict[str, PersonRecord | None]:
         """Batch :meth:`find_user` by email: one search per :data:`BATCH_SIZE` addresses. Keys are the inputs."""

@@ -33,6 +33,16 @@ def split_results(results: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], di
     return data, errors
 
 
+def person_records(raw: Any) -> list[PersonRecord]:
+    """A people lookup's answer for one reference: a list of records (an older worker's single record or None is
+    read too, so results in flight across an upgrade still assemble)."""
+    if not raw:
+        return []
+    if isinstance(raw, dict):
+        return [PersonRecord.from_dict(raw)]
+    return [PersonRecord.from_dict(r) for r in raw if r]
+
+
 def people_reports(emails: Sequence[str], results: Iterable[dict[str, Any]], *,
                    policy: FindingsPolicy = DEFAULT_POLICY) -> list[dict[str, Any]]:
     """One user report per email, from the people lookups of Workday, AD and Entra."""
@@ -42,8 +52,7 @@ def people_reports(emails: Sequence[str], results: Iterable[dict[str, Any]], *,
         by_system: dict[str, list[PersonRecord] | None] = {}
         for system in USER_SYSTEMS:
             if system.value in data:
-                raw = data[system.value].get(email)
-                by_system[system.value] = [PersonRecord.from_dict(raw)] if raw else []
+                by_system[system.value] = person_records(data[system.value].get(email))
             else:
                 by_system[system.value] = None
         reports.append(user_report(email, by_system, errors, policy=policy))
@@ -97,7 +106,7 @@ def device_full_report(
     people: dict[str, list[PersonRecord] | None] = {}
     for system in USER_SYSTEMS:
         if system.value in data2:
-            people[system.value] = [PersonRecord.from_dict(r) for r in data2[system.value].values() if r]
+            people[system.value] = [rec for raw in data2[system.value].values() for rec in person_records(raw)]
         elif system.value in errors2:
             people[system.value] = None
     report = device_report(serial, records, {**errors1, **errors2}, now, tickets=tickets, people=people,

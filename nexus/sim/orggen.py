@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nexus.sim.org_model import AdUser, EntraUser, Org
+from nexus.sim.orggen_accounts import plant_accounts
 from nexus.sim.orggen_ad import age_accounts, relocate
 from nexus.sim.orggen_devices import build_devices, device_counts
 from nexus.sim.orggen_graph import roughen_graph
@@ -99,8 +100,9 @@ def _generate(people: int, seed: int, now: datetime) -> Org:
     dev = build_devices(rng, ids, staff, counts, now)
     plant_devices(rng, staff, dev, truth, now)
 
-    ad_users: list[AdUser] = [u for u in ad if u is not None]
-    entra_users: list[EntraUser] = [u for u in entra if u is not None]
+    extra_ad, extra_entra = plant_accounts(seed, staff, ad, truth, now)
+    ad_users: list[AdUser] = [*(u for u in ad if u is not None), *extra_ad]
+    entra_users: list[EntraUser] = [*(u for u in entra if u is not None), *extra_entra]
     subjects = [e["subject"] for e in (*truth.drift, *truth.noise)]
     empty_pages = roughen_graph(seed, entra_users, dev.intune, subjects)
     return Org(

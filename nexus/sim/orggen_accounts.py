@@ -1,0 +1,166 @@
+"""Planted account drift (docs/drift-rules.md, "Accounts") and the look-alikes the default policy must leave alone.
+
+Runs after the AD accounts are aged (:func:`nexus.sim.orggen_ad.age_accounts`), on the final account lists:
+
+- drift: orphaned AD accounts (leftover contractor accounts under the contractors' OU, no worker behind them),
+  orphaned Entra members (test accounts), a second AD account for a worker (same mail and employee id: a re-hire's
+  new account next to the old one), and dormant AD accounts of active workers (``lastLogonTimestamp`` 46-400 days
+  old);
+- noise: a disabled orphan (it cannot sign in), service accounts the default policy excludes (``svc-*``/``svc_*``
+  names, an entry under ``OU=Service Accounts``, an Entra ``svc-`` member), and accounts whose last logon is 20-40
+  days old (inside the threshold: AD's replication lag is up to 14 days).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from clients.ad.dn import escape_dn_value
+from nexus.drift import fields as F
+from nexus.sim.ldap_entries import split_rdn
+from nexus.sim.org_model import AdUser, EntraUser
+from nexus.sim.orggen_ad import CONTRACTOR_OU
+from nexus.sim.orggen_people import BASE_DN, DOMAIN, Person
+from nexus.sim.orggen_truth import Truth, pick, quota
+from nexus.systems import System
+
+ORPHAN_RATE = 0.003  # per system
+DUPLICATE_RATE = 0.002
+DORMANT_RATE = 0.005
+RECENT_NOISE_RATE = 0.003
+
+SERVICE_OU = f"OU=Service Accounts,{BASE_DN}"
+
+
+def _guid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _ad_account(rng: random.Random, sam: str, display: str, parent: str, *, enabled: bool,
+                employee_id: str | None = None, title: str | None = None) -> AdUser:
+    first, _, last = display.partition(" ")
+    return AdUser(f"CN={escape_dn_value(display)},{parent}", display, sam, f"{sam}@{DOMAIN}", None, display, first,
+                  last or first, title, None, None, employee_id, enabled, [], _guid(rng))
+
+
+def _entra_account(rng: random.Random, local: str, display: str, now: datetime) -> EntraUser:
+    first, _, last = display.partition(" ")
+    upn = f"{local}@{DOMAIN}"
+    return EntraUser(_guid(rng), upn, upn, display, first, last or first, None, None, None, True, None, [],
+                     now - timedelta(days=rng.randrange(60, 400)))
+
+
+class _AccountPlanter:
+    def __init__(self, seed: int, people: list[Person], ad: list[AdUser | None], truth: Truth, now: datetime) -> None:
+        self.rng = random.Random(f"accounts-{seed}")
+        self.people, self.ad, self.truth, self.now = people, ad, truth, now
+        self.n = len(people)
+        self.seq = 0
+
+    def _next(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def orphans(self) -> tuple[list[AdUser], list[EntraUser]]:
+        rng, truth = self.rng, self.truth
+        ad_out: list[AdUser] = []
+        entra_out: list[EntraUser] = []
+        for _ in range(quota(ORPHAN_RATE, self.n)):
+            seq = self._next()
+            user = _ad_account(rng, f"ctr{seq:05d}", f"Former Contractor{seq}", CONTRACTOR_OU, enabled=True,
+                               employee_id=f"X{seq:06d}", title="Contractor")
+            user.last_logon = self.now - timedelta(days=rng.randrange(1, 200))
+            ad_out.append(user)
+            truth.add_drift(("o", seq), user.upn.lower(), F.ORPHANED_ACCOUNT, (System.AD,))
+        for _ in range(quota(ORPHAN_RATE, self.n)):
+            seq = self._next()
+            member = _entra_account(rng, f"test.account{seq}", f"Test Account{seq}", self.now)
+            entra_out.append(member)
+            truth.add_drift(("o", seq), member.upn.lower(), F.ORPHANED_ACCOUNT, (System.ENTRA,))
+        # look-alikes: a disabled orphan, and service accounts the default policy excludes
+        seq = self._next()
+        gone = _ad_account(rng, f"old{seq:05d}", f"Old Account{seq}", f"OU=Users,{BASE_DN}", enabled=False)
+        ad_out.append(gone)
+        truth.add_noise(("o", seq), gone.upn.lower(), F.ORPHANED_ACCOUNT, "disabled account of no worker")
+        for sam, parent in (("svc-backup", SERVICE_OU), ("svc_reports", f"OU=Users,{BASE_DN}"),
+                            (f"app{self._next():03d}", SERVICE_OU)):
+            seq = self._next()
+            service = _ad_account(rng, sam, f"Service {sam}", parent, enabled=True)
+            ad_out.append(service)
+            truth.add_noise(("o", seq), service.upn.lower(), F.ORPHANED_ACCOUNT,
+                            "service account: excluded by the default policy (svc-*/svc_* or OU=Service Accounts)")
+        seq = self._next()
+        sync = _entra_account(rng, "svc-sync", "Directory Sync", self.now)
+        entra_out.append(sync)
+        truth.add_noise(("o", seq), sync.upn.lower(), F.ORPHANED_ACCOUNT, "service account (svc-*): excluded")
+        return ad_out, entra_out
+
+    def _candidates(self) -> list[int]:
+        """Active workers with an enabled AD account that has signed in."""
+        return [p.idx for p, user in zip(self.people, self.ad, strict=True)
+                if p.active and user is not None and user.enabled and user.account_expires is None
+                and user.last_logon is not None]
+
+    def _busy(self, i: int) -> bool:
+        return self.truth.busy(("p", i))
+
+    def duplicates(self) -> list[AdUser]:
+        """A second account per chosen worker, with the worker's own (Workday) values: only the ambiguity is drift,
+        whatever else was planted on the first account."""
+        out = []
+        taken = {u.sam.casefold() for u in self.ad if u is not None}
+        self.twinned: set[int] = set()
+        for i in pick(self.rng, self._candidates(), quota(DUPLICATE_RATE, self.n), lambda _i: True, self._busy):
+            p, user = self.people[i], self.ad[i]
+            assert user is not None
+            sam = f"{user.sam[:18]}2"
+            if sam.casefold() in taken:
+                continue
+            taken.add(sam.casefold())
+            boss = self.people[p.manager] if p.manager is not None else None
+            cn = f"{p.cn} 2"
+            twin = replace(user, dn=f"CN={escape_dn_value(cn)},{split_rdn(user.dn)[1]}", cn=cn, sam=sam,
+                           upn=f"{sam}@{DOMAIN}", mail=p.email, display_name=p.display, given_name=p.first,
+                           sn=p.last, title=p.title, department=p.dept, manager_dn=boss.dn if boss else None,
+                           proxy_addresses=[], object_guid=_guid(self.rng),
+                           last_logon=self.now - timedelta(days=self.rng.randrange(1, 14)))
+            out.append(twin)
+            self.twinned.add(i)
+            self.truth.add_drift(("p", i), p.email, F.AMBIGUOUS_ACCOUNT, (System.WORKDAY, System.AD))
+        return out
+
+    def dormancy(self) -> None:
+        rng, truth = self.rng, self.truth
+        dormant: set[int] = set()
+        for i in pick(rng, self._candidates(), quota(DORMANT_RATE, self.n), lambda i: i not in self.twinned,
+                      self._busy):
+            user = self.ad[i]
+            assert user is not None
+            user.last_logon = self.now - timedelta(days=rng.randrange(46, 400), seconds=rng.randrange(86400))
+            truth.add_drift(("p", i), self.people[i].email, F.DORMANT_ACCOUNT, (System.AD,))
+            dormant.add(i)
+        for i in pick(rng, self._candidates(), quota(RECENT_NOISE_RATE, self.n), lambda i: i not in dormant,
+                      self._busy):
+            user = self.ad[i]
+            assert user is not None
+            days = rng.randrange(20, 41)
+            user.last_logon = self.now - timedelta(days=days)
+            truth.add_noise(("p", i), self.people[i].email, F.DORMANT_ACCOUNT,
+                            f"last logon: {days} days ago, within 45 (lastLogonTimestamp lags up to 14 days)")
+
+
+def plant_accounts(seed: int, people: list[Person], ad: list[AdUser | None], truth: Truth,
+                   now: datetime) -> tuple[list[AdUser], list[EntraUser]]:
+    """Plant dormancy on the workers' accounts; return the extra accounts (orphans, duplicates, look-alikes) to
+    append to the AD and Entra lists."""
+    planter = _AccountPlanter(seed, people, ad, truth, now)
+    duplicates = planter.duplicates()
+    planter.dormancy()
+    extra_ad, extra_entra = planter.orphans()
+    return [*duplicates, *extra_ad], extra_entra
+
+
+__all__ = ["plant_accounts"]
