@@ -18,8 +18,11 @@
   this client: callers make creation idempotent with :meth:`HelixClient.find_incidents` on a correlation value they
   store in ``Vendor Ticket Number`` (see :mod:`nexus.remediation`).
 
-Field names are the simulator's (see :mod:`nexus.sim.helix`): ``Serial Number``, ``Owner Email``,
-``AssetLifecycleStatus``, ``Incident Number``, ``Internet E-mail``, ``Tracking Number``, ``Submit Date``, ...
+Field names are those of BMC's contract as stored in ``nexus/sim/helix_rest_contract.json`` (sources cited there and
+in :mod:`nexus.sim.helix`): ``Serial Number``, ``AssetLifecycleStatus``, ``Manufacturer``, ``Model Number``,
+``Incident Number``, ``Internet E-mail``, ``Submit Date``, ``Vendor Ticket Number``; ``Owner Email`` and the
+incident's ``Serial Number``/``Tracking Number`` are site fields. Every value but the two keys (``Reconciliation
+Identity``, ``Serial Number``; ``Incident Number``) may be null or absent in an entry and reads as None.
 """
 
 from __future__ import annotations

@@ -1,5 +1,14 @@
 """FedEx simulator: OAuth client-credentials token and the Track API (``POST /track/v1/trackingnumbers``).
 
+Contract: FedEx's own OpenAPI documents from developer.fedex.com (Track API "Basic Integrated Visibility" 1.0.0,
+``TrackingNumbers-Resource.json``; ``APIAuthorization-Resource.json``), as mirrored unchanged in
+ShipStream/fedex-rest-php-sdk ``resources/models/.raw/``. The part Nexus uses is stored as JSON Schema in
+``nexus/sim/fedex_track_contract.json`` (its ``$comment`` cites the source): request and response property names,
+types and enums, the 1..30 limit on ``trackingInfo``, the error body. Every track request is validated against its
+``TrackRequest`` (``includeDetailedScans`` and ``trackingInfo`` required, ``trackingNumberInfo.trackingNumber``
+required, ``carrierCode`` from the vendor's enum), and ``Content-Type`` must be JSON (a required header in the
+vendor document); the tests validate this simulator's answers against ``TrackResponse``/``ErrorResponse``.
+
 Wire shapes (mounted under ``/fedex``, so ``FEDEX_BASE_URL`` is ``http://host:port/fedex``):
 
 - ``POST /oauth/token`` (form ``grant_type=client_credentials&client_id&client_secret``) ->
@@ -12,10 +21,21 @@ Wire shapes (mounted under ``/fedex``, so ``FEDEX_BASE_URL`` is ``http://host:po
   "dateTime"}], "serviceDetail"}]}]}}``. Times are local to the scan (rendered at US Central standard time,
   ``-06:00``). An unknown number is answered inside the 200: ``trackResults[0].error = {"code":
   "TRACKING.TRACKINGNUMBER.NOTFOUND", "message": ...}``.
-- Errors: ``{"transactionId", "errors": [{"code", "message"}]}`` -- 400 ``INVALID.INPUT.EXCEPTION`` (body not
-  JSON or not the request shape), ``TRACKING.TRACKINGNUMBER.EMPTY`` (no numbers), ``TRACKING.TRACKINGNUMBER.
-  LIMIT.EXCEEDED`` (more than 30); 401 ``NOT.AUTHORIZED.ERROR`` (bad or expired token); 429 ``TOO.MANY.REQUESTS``;
-  500 ``INTERNAL.SERVER.ERROR``; 503 ``SERVICE.UNAVAILABLE.ERROR``.
+- Errors: ``{"transactionId", "errors": [{"code", "message"}]}`` (``ErrorResponseVO``) -- 400
+  ``INVALID.INPUT.EXCEPTION`` (body not JSON, not JSON content, or not the request schema; the message names the
+  first violation), ``TRACKING.TRACKINGNUMBER.EMPTY`` (no numbers, or a blank one: the vendor's example error),
+  ``TRACKING.TRACKINGNUMBER.LIMIT.EXCEEDED`` (more than 30; the vendor documents the limit, not this code: it is
+  this simulator's name for it, and the client never sends more than 30); 401 ``NOT.AUTHORIZED.ERROR`` (bad or
+  expired token); 429 ``TOO.MANY.REQUESTS`` (not in the vendor document); 500 ``INTERNAL.SERVER.ERROR``; 503
+  ``SERVICE.UNAVAILABLE.ERROR`` (401/403/404/500/503 codes and messages are the vendor's examples).
+  ``TRACKING.TRACKINGNUMBER.NOTFOUND`` is not in the vendor document either; it is the code live answers carry (as
+  captured in public client tests); the client takes any ``error.code`` inside a track result as "not found".
+
+Not published, so not relied on: which exact code FedEx uses for each schema violation (the client treats every
+400 as a bad request, whatever its code); whether unknown request properties are refused (the vendor document does
+not forbid them, so neither does this simulator); how ``dateTime`` offsets are chosen (the client converts any ISO
+offset to UTC). An unknown number's ``trackingNumberInfo`` carries no ``carrierCode`` here: live answers show it as
+``""``, which the vendor's enum does not allow, and the client reads only ``trackingNumber`` and ``error``.
 
 The POSTed body is noted in the request log (``/_sim/requests?recent=1``) so tests can see what reached FedEx.
 Faults: ``expired_token`` -> the 401; ``truncated`` does not apply (FedEx has no listing).
@@ -34,6 +54,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from nexus.sim.base import SimContext, SystemSim
+from nexus.sim.contracts import problems
 from nexus.sim.org_model import FedexShipment
 from nexus.sim.tokens import TokenCheck
 
@@ -120,6 +141,9 @@ class FedexSim(SystemSim):
         raw = await request.body()
         text = raw.decode("utf-8", errors="replace")
         self.ctx.log.note(self.system, "/track/v1/trackingnumbers", text)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return fedex_error(400, "INVALID.INPUT.EXCEPTION", "Invalid field value in the input: content-type")
         numbers = self._numbers(text)
         if isinstance(numbers, Response):
             return numbers
@@ -133,28 +157,26 @@ class FedexSim(SystemSim):
         except ValueError:
             return fedex_error(400, "INVALID.INPUT.EXCEPTION", "Invalid field value in the input")
         infos = body.get("trackingInfo") if isinstance(body, dict) else None
-        if not isinstance(infos, list):
-            return fedex_error(400, "INVALID.INPUT.EXCEPTION", "Invalid field value in the input: trackingInfo")
-        if not infos:
+        if isinstance(infos, list) and not infos:
             return fedex_error(400, "TRACKING.TRACKINGNUMBER.EMPTY", "Please provide tracking number.")
-        if len(infos) > MAX_NUMBERS:
+        if isinstance(infos, list) and len(infos) > MAX_NUMBERS:
             return fedex_error(400, "TRACKING.TRACKINGNUMBER.LIMIT.EXCEEDED",
                                f"Tracking number limit exceeded. Please submit {MAX_NUMBERS} or fewer tracking "
                                "numbers.")
-        numbers = []
-        for info in infos:
-            number_info = info.get("trackingNumberInfo") if isinstance(info, dict) else None
-            number = number_info.get("trackingNumber") if isinstance(number_info, dict) else None
-            if not isinstance(number, str) or not number.strip():
-                return fedex_error(400, "TRACKING.TRACKINGNUMBER.EMPTY", "Please provide tracking number.")
-            numbers.append(number)
+        violations = problems("fedex_track", "TrackRequest", body)
+        if violations:
+            message = f"Invalid field value in the input: {violations[0]}"
+            return fedex_error(400, "INVALID.INPUT.EXCEPTION", message[:300])
+        numbers = [info["trackingNumberInfo"]["trackingNumber"] for info in body["trackingInfo"]]
+        if any(not n.strip() for n in numbers):
+            return fedex_error(400, "TRACKING.TRACKINGNUMBER.EMPTY", "Please provide tracking number.")
         return numbers
 
     def render(self, number: str) -> dict[str, Any]:
         shipment = self.by_number.get(number.strip())
         if shipment is None:
             return {"trackingNumber": number, "trackResults": [{
-                "trackingNumberInfo": {"trackingNumber": number, "trackingNumberUniqueId": "", "carrierCode": ""},
+                "trackingNumberInfo": {"trackingNumber": number, "trackingNumberUniqueId": ""},
                 "error": {"code": NOT_FOUND_CODE, "message": NOT_FOUND_MESSAGE},
             }]}
         times = []

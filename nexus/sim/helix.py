@@ -1,13 +1,31 @@
 """BMC Helix (AR System REST API) simulator: JWT login, form entries with qualifications, AR-style errors.
 
+Contract: BMC's AR System REST API documentation (docs.bmc.com: "Overview of the REST API" -- form login at
+``/api/jwt/login``, the bare JWT as the body, "A single JWT token is valid for an hour"; "General principles for
+using the REST API" -- ``q``, ``fields``, ``limit``, ``sort`` on ``/api/arsys/v1/entry/{formName}``, the qualification
+``'Incident Number' = "INC000000000701"``; "Operations on entry objects" -- the entry and entry-id endpoints and
+``fields=values(...)``), checked against vendor integrations that speak it (splunk-soar-connectors/bmcremedy:
+``AR-JWT``, ``HPD:IncidentInterface_Create`` and its fields, 201 + ``Location``, offset/limit paging ended by a
+missing ``_links.next``, error arrays). The part Nexus uses is stored as JSON Schema in
+``nexus/sim/helix_rest_contract.json`` (its ``$comment`` cites each source) with the forms' field names; the tests
+validate this simulator's answers and the client's requests against it.
+
+Not published (or not found), so the client does not depend on it: the exact ARERR number for each refusal (the
+client reports any error array whole and classifies by HTTP status); the server's "Max Entries Returned by GetList"
+(site-configured; :data:`MAX_LIMIT` here, and the client follows ``next`` links whatever the page size); whether
+``Manufacturer``/``Model Number`` are the names a given site's ``AST:ComputerSystem`` uses (BMC's CDM attributes are
+``ManufacturerName`` and ``Model``; the AST join form shows CDM attributes under spaced ITSM names, and these two
+are not verified against a published form definition). Owner e-mail, serial and tracking number are site fields.
+
 Wire shapes (mounted under ``/helix``, so ``HELIX_BASE_URL`` is ``http://host:port/helix``):
 
 - ``POST /api/jwt/login`` (form ``username``, ``password``) -> 200, ``text/plain`` body = the bare token. Every other
   call sends ``Authorization: AR-JWT <token>``. ``POST /api/jwt/logout`` -> 204 and the token is dead.
-- ``GET /api/arsys/v1/entry/{form}?q=<qualification>&offset=&limit=&fields=values(A,B)`` ->
+- ``GET /api/arsys/v1/entry/{form}?q=<qualification>&offset=&limit=&fields=values(A,B)&sort=A.asc,B.desc`` ->
   ``{"entries": [{"values": {...}, "_links": {"self": [{"href": ...}]}}], "_links": {"next": [{"href": ...}]}}``;
   ``next`` (same query, next offset) is present while more entries remain. ``limit`` is capped at
-  :data:`MAX_LIMIT` (the server's "Max Entries Returned by GetList"); without ``limit`` that cap applies.
+  :data:`MAX_LIMIT` (the server's "Max Entries Returned by GetList"); without ``limit`` that cap applies. ``sort``
+  orders by each ``Field.asc|desc`` in turn (NULLs first ascending); a malformed one or an unknown field is 400.
 - ``GET /api/arsys/v1/entry/{form}/{entryId}`` -> ``{"values": ..., "_links": ...}``; unknown id -> 404 (ARERR 302).
 - ``POST /api/arsys/v1/entry/HPD:IncidentInterface_Create[?fields=values(Incident Number,...)]`` with
   ``{"values": {"First_Name", "Last_Name", "Description", "Impact", "Urgency", "Status", "Reported Source",
@@ -15,8 +33,9 @@ Wire shapes (mounted under ``/helix``, so ``HELIX_BASE_URL`` is ``http://host:po
   (the body carries the requested ``values`` when ``fields`` is given). The new incident is stored in
   ``HPD:Help Desk`` (``INC`` + 12 digits), so it can be queried like any other; ``GET`` on the Location returns the
   interface entry with its ``Incident Number``. A required field left blank -> 400 ARERR 326; a selection value
-  outside its list -> 400 ARERR 306; ``z1D_Action`` other than ``CREATE`` -> 400 ARERR 1291; a POST to any other
-  form -> 403 ARERR 9352 (this simulator serves the asset and incident forms read-only).
+  outside its list, or a ``Description`` over 100 characters -> 400 ARERR 306; ``z1D_Action`` other than
+  ``CREATE`` -> 400 ARERR 1291; a POST to any other form -> 403 ARERR 9352 (this simulator serves the asset and
+  incident forms read-only).
 - Errors are a JSON array ``[{"messageType": "ERROR", "messageText", "messageAppendedText", "messageNumber"}]``:
   401 ARERR 623 "Authentication failed" (bad login, bad/expired/logged-out token), 400 ARERR 1587 for a
   qualification that does not parse or names a field the form lacks, 404 ARERR 303 for an unknown form,
@@ -84,6 +103,8 @@ _INCIDENT_COPY = {"Description": "Description", "Detailed_Decription": "Detailed
                   "Status": "Status", "Reported Source": "Reported Source", "Service_Type": "Service Type",
                   "Vendor Ticket Number": "Vendor Ticket Number", "Internet E-mail": "Internet E-mail"}
 MAX_INCIDENT_VALUE_CHARS = 4000
+#: Character fields with a shorter limit (HPD's Description, the incident summary, holds 100 characters).
+INCIDENT_MAX_CHARS = {"Description": 100}
 
 # (messageNumber, messageText) per HTTP status, for errors the middleware raises (down, flaky, throttle).
 _STATUS_MESSAGES: dict[int, tuple[int, str]] = {
@@ -262,6 +283,11 @@ class HelixSim(SystemSim):
             matches: list[int] | range = await run_in_threadpool(form.select, node)
         else:
             matches = range(len(form.rows))
+        order = _sort_keys(form, qp.get("sort"))
+        if isinstance(order, Response):
+            return order
+        if order:
+            matches = await run_in_threadpool(_sorted, form, list(matches), order)
         page = matches[offset:offset + limit]
         entries = []
         for i in page:
@@ -351,6 +377,36 @@ class HelixSim(SystemSim):
         return JSONResponse(answer, status_code=201, headers={"Location": location})
 
 
+def _sort_keys(form: Form, raw: str | None) -> list[tuple[str, bool]] | Response | None:
+    """``sort=Field.asc,Other.desc`` -> [(field, descending)]; a malformed sort or unknown field is refused."""
+    if raw is None or not raw.strip():
+        return None
+    keys = []
+    for part in raw.split(","):
+        name, _, direction = part.strip().rpartition(".")
+        if not name or direction.lower() not in ("asc", "desc"):
+            return ar_error(400, "Invalid sort parameter", part.strip()[:80], 9000)
+        if name not in form.fields:
+            return ar_error(400, "Field does not exist on current form", name[:80], 314)
+        keys.append((name, direction.lower() == "desc"))
+    return keys
+
+
+def _sorted(form: Form, numbers: list[int], keys: list[tuple[str, bool]]) -> list[int]:
+    """Row numbers ordered by ``keys`` (stable; NULLs sort first ascending, as AR's databases order them)."""
+    for name, descending in reversed(keys):
+        getter = form.fields[name]
+
+        def key(i: int, getter: Any = getter) -> tuple[int, Any]:
+            value = getter(form.rows[i])
+            if value is None or value == "":
+                return (0, "")
+            return (1, value.casefold() if isinstance(value, str) else value)
+
+        numbers.sort(key=key, reverse=descending)
+    return numbers
+
+
 def _check_incident(values: dict[str, Any]) -> Response | None:
     """The interface form's validation: required fields, selection values, the action, and value sizes."""
     for name in INCIDENT_REQUIRED:
@@ -362,6 +418,9 @@ def _check_incident(values: dict[str, Any]) -> Response | None:
             return ar_error(400, "Invalid value for the field", str(name)[:80], 306)
         if len(str(value)) > MAX_INCIDENT_VALUE_CHARS:
             return ar_error(400, "Value exceeds the maximum length of the field", name[:80], 306)
+    for name, most in INCIDENT_MAX_CHARS.items():
+        if len(str(values.get(name, ""))) > most:
+            return ar_error(400, "Value exceeds the maximum length of the field", name, 306)
     for name, allowed in INCIDENT_SELECTIONS.items():
         if values[name] not in allowed:
             return ar_error(400, "Value does not fall within the limits specified for the field", name, 306)
