@@ -24,12 +24,13 @@ from nexus.models import PersonRecord
 from nexus.settings import Settings
 from nexus.sim.org_model import Org, WorkdayWorker
 from nexus.sim.workday import WorkdaySim
-from nexus.workday_fields import parse_fields, report_fields
 from nexus.testing.sims import SimHarness
+from nexus.workday_fields import parse_fields, report_fields
 from tests._org_factory_wd import HOSTILE, TOKEN_LIFETIME_S, make_org, start_sim
 
 PEOPLE = 250
-#: The public staffing v6 workerSummary (Workday REST API reference; schemas.apis.io/schemas/workday/workday-workersummary)
+#: The public staffing v6 workerSummary (Workday REST API reference;
+#: schemas.apis.io/schemas/workday/workday-workersummary)
 PUBLIC_SUMMARY = {"id", "descriptor", "href", "businessTitle", "isManager", "primarySupervisoryOrganization",
                   "primaryWorkEmail", "primaryWorkPhone"}
 
