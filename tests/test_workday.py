@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+import fakeredis
 import httpx
 import pytest
 from pydantic import ValidationError
@@ -20,10 +21,16 @@ from nexus.errors import (
     ThrottledError,
     TransientError,
 )
+from nexus.fleet import codec
+from nexus.fleet.runner import SnapshotRunner
+from nexus.fleet.sources import Source, sources_for
+from nexus.fleet.store import SnapshotStore
 from nexus.models import PersonRecord
+from nexus.policy import RetryPolicy
 from nexus.settings import Settings
 from nexus.sim.org_model import Org, WorkdayWorker
 from nexus.sim.workday import WorkdaySim
+from nexus.systems import System
 from nexus.testing.sims import SimHarness
 from nexus.workday_fields import parse_fields, report_fields
 from tests._org_factory_wd import HOSTILE, TOKEN_LIFETIME_S, make_org, start_sim
@@ -408,3 +415,39 @@ def test_apostrophe_email_is_found_exactly() -> None:
     finally:
         h.stop()
 
+
+
+# -- the fleet snapshot stream ---------------------------------------------------------------------------------------
+
+def test_the_snapshot_stores_one_report_request_as_chunks_and_a_retried_task_restarts(
+        sim: SimHarness, org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("clients.workday.REPORT_CHUNK", 60)
+    store = SnapshotStore(fakeredis.FakeRedis(server=fakeredis.FakeServer()), ttl_s=600)
+    policy = RetryPolicy(max_attempts=3, backoff_base_s=0.25)
+    *_, report_path = tenant_paths(sim)
+
+    def source(client: WorkdayClient) -> Source:
+        (only,) = sources_for(System.WORKDAY, client)
+        return only
+
+    c = WorkdayClient(sim.settings(), clock=sim.clock)
+    result = SnapshotRunner(store, "a1", source(c), policy=policy).run()
+    assert result.status == "ok"
+    state = store.state("a1", "workday")
+    assert sorted(state.pages.values()) == [10, 60, 60, 60, 60] and state.fetches == 1
+    assert sim.counts()[report_path] == 1
+    decoder = codec.Decoder(codec.PERSON, "workday")
+    stored = [r for blob in store.iter_blobs("a1", "workday") for r in decoder.decode(blob)]
+    assert stored == [expected(w, names=True) for w in org.workday]
+
+    # a task that died after two chunks: its retry (another process) holds no report, restarts and reads it again
+    first = source(c)
+    page0 = first.fetch(None)
+    store.begin("a2", "workday")
+    store.save_page("a2", "workday", 0, codec.encode_page(codec.PERSON, page0.items), len(page0.items),
+                    cursor=page0.next_cursor, advance=True)
+    retried = SnapshotRunner(store, "a2", source(WorkdayClient(sim.settings(), clock=sim.clock)), policy=policy)
+    assert retried.run().status == "ok"
+    again = store.state("a2", "workday")
+    assert again.records == PEOPLE and sim.counts()[report_path] == 3
+    c.close()
