@@ -505,7 +505,8 @@ def test_truncated_listing_fails_the_system_instead_of_everyone_missing(fleet: C
 @pytest.mark.integration
 def test_a_long_bulk_list_is_audited_from_snapshots(fleet: Cluster) -> None:
     """After a fleet audit the people systems' sizes are known: 60 people cost more person by person than the
-    requests of a people snapshot (one Workday report), so the bulk audit runs on snapshots, with the bulk report's shape."""
+    requests of a people snapshot (one Workday report), so the bulk audit runs on snapshots, with the bulk report's
+    shape."""
     if snapshot_requests(SnapshotStore(fleet.redis())) is None:
         run_fleet(fleet)  # this test alone: learn the people systems' sizes first
     fleet.reset_requests()
