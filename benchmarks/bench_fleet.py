@@ -15,13 +15,15 @@ request budgets ON (``NEXUS_RATE_BUDGETS`` defaults), and ``--workers`` Celery w
 
    lower bound = the longest chain that cannot be parallelised + the comparison, where a system's chain is
      cursor listings (Graph, Lansweeper, LDAP):  pages x latency, or (requests - burst) / rate under a budget
-     offset listings (Workday, Helix):           ceil(pages / page concurrency) x latency, or its budget
+     Workday's RaaS report:                      ONE request x latency (its chunks are stored, not fetched)
+     offset listings (Helix):                    ceil(pages / page concurrency) x latency, or its budget
      Helix, then FedEx:                          the two chains one after the other
    and the comparison is the final compare task's own measured time (the device rules and the report: the people
    rules run earlier, while the device systems are still paging, so they are off the critical path);
 
 3. requests sent (listing requests from the simulators' request log; tokens, logins and LDAP binds excluded)
-   against the minimum number of pages (records / page size per listing, numbers / 30 for FedEx);
+   against the minimum number of pages (records / page size per listing, 1 for Workday's report, numbers / 30 for
+   FedEx);
 4. peak RSS of every worker process (``VmHWM`` of each Celery process, pool children included).
 
 Targets: wall <= 1.3 x lower bound, requests <= 1.05 x minimum, peak RSS <= 500 MB per worker process.
@@ -42,8 +44,10 @@ from nexus.settings import DEFAULT_RATE_BUDGETS
 from nexus.systems import System
 from nexus.testing.cluster import Cluster
 
-#: entra: Graph's page cap for listings with $expand (100 users a page; clients/_graph.py)
-PAGE_SIZES = {"workday": 100, "ad": 1000, "entra": 100, "intune": 999, "lansweeper": 500, "helix": 500,
+#: entra: Graph's page cap for listings with $expand (100 users a page; clients/_graph.py); Workday's listing is one
+#: report request whatever its size (no page size: see ONE_REQUEST)
+ONE_REQUEST = ("workday",)
+PAGE_SIZES = {"ad": 1000, "entra": 100, "intune": 999, "lansweeper": 500, "helix": 500,
               "helix_tickets": 500, "fedex": 30}
 CURSOR = ("ad", "entra", "intune", "lansweeper")
 AUTH_PATHS = ("token", "login", "logout", "bind", "unbind")
@@ -89,11 +93,12 @@ def listing_requests(log: dict[str, Any]) -> dict[str, int]:
 def minimum_pages(report: dict[str, Any], numbers: int) -> dict[str, int]:
     rows = report["systems"]
     per = {
-        "workday": rows["Workday"]["records"], "ad": rows["ActiveDirectory"]["records"],
+        "ad": rows["ActiveDirectory"]["records"],
         "entra": rows["Entra"]["records"], "intune": rows["Intune"]["records"],
         "lansweeper": rows["Lansweeper"]["records"],
     }
     out = {s: max(1, math.ceil(n / PAGE_SIZES[s])) for s, n in per.items()}
+    out.update({s: 1 for s in ONE_REQUEST})
     out["helix"] = max(1, math.ceil(rows["Helix"]["records"] / 500)) + max(1, math.ceil(rows["Helix"]["tickets"] / 500))
     out["fedex"] = math.ceil(numbers / 30)
     return out
@@ -103,7 +108,7 @@ def lower_bound(report: dict[str, Any], latency_s: float, concurrency: int) -> t
     """The longest chain that cannot be parallelised, plus the comparison (see the module docstring)."""
     budgets = parse_budgets(DEFAULT_RATE_BUDGETS)
     rows = report["systems"]
-    pages = {"workday": rows["Workday"]["pages"], "ad": rows["ActiveDirectory"]["pages"],
+    pages = {"workday": 1, "ad": rows["ActiveDirectory"]["pages"],  # Workday: one report request
              "entra": rows["Entra"]["pages"], "intune": rows["Intune"]["pages"],
              "lansweeper": rows["Lansweeper"]["pages"], "fedex": rows["FedEx"]["pages"]}
     helix_assets = math.ceil(rows["Helix"]["records"] / 500)
@@ -115,7 +120,8 @@ def lower_bound(report: dict[str, Any], latency_s: float, concurrency: int) -> t
         paced = max(0, n - budget.burst) / budget.rate if budget is not None else 0.0
         return max(latency, paced)
 
-    chains = {s: chain(s, pages[s], s not in CURSOR) for s in ("workday", "ad", "entra", "intune", "lansweeper")}
+    chains = {s: chain(s, pages[s], s not in CURSOR and s not in ONE_REQUEST)
+              for s in ("workday", "ad", "entra", "intune", "lansweeper")}
     chains["helix+fedex"] = (chain("helix", helix_assets, True) + chain("helix", helix_tickets, True)
                              + chain("fedex", pages["fedex"], True))
     longest = max(chains, key=lambda k: chains[k])

@@ -89,17 +89,19 @@ class HttpSystemClient:
         headers: Mapping[str, str] | None = None,
         auth: bool = True,
         not_found_ok: bool = False,
+        read_timeout_s: float | None = None,
     ) -> httpx.Response:
         """Send one request; re-authenticate once on 401; map failures into the error tree. Under a request guard
-        (:func:`clients.resilience.guarded`) each attempt is all of this, and the request is retried as a whole."""
+        (:func:`clients.resilience.guarded`) each attempt is all of this, and the request is retried as a whole.
+        ``read_timeout_s`` replaces ``NEXUS_HTTP_TIMEOUT_S`` for this request (a report that takes minutes)."""
 
         def attempt() -> httpx.Response:
             response = self._send_once(method, url, params=params, json_body=json_body, data=data, headers=headers,
-                                       auth=auth)
+                                       auth=auth, read_timeout_s=read_timeout_s)
             if auth and response.status_code == 401:
                 self.tokens.invalidate()
                 response = self._send_once(method, url, params=params, json_body=json_body, data=data,
-                                           headers=headers, auth=auth)
+                                           headers=headers, auth=auth, read_timeout_s=read_timeout_s)
             return self.check(response, not_found_ok=not_found_ok)
 
         return per_request(self.system, attempt)
@@ -114,13 +116,17 @@ class HttpSystemClient:
         data: Mapping[str, Any] | None,
         headers: Mapping[str, str] | None,
         auth: bool,
+        read_timeout_s: float | None = None,
     ) -> httpx.Response:
         self.rate_limiter.acquire()
         all_headers = dict(headers or {})
         if auth:
             all_headers["Authorization"] = f"{self.auth_scheme} {self.tokens.get()}"
+        timeout = self.http.timeout if read_timeout_s is None else httpx.Timeout(
+            read_timeout_s, connect=self.settings.http_connect_timeout_s)
         try:
-            return self.http.request(method, url, params=params, json=json_body, data=data, headers=all_headers)
+            return self.http.request(method, url, params=params, json=json_body, data=data, headers=all_headers,
+                                     timeout=timeout)
         except httpx.TransportError as exc:
             raise transport_error(exc, system=self.system) from exc
 

@@ -19,6 +19,7 @@ class Page(Generic[T]):
     items: list[T]
     next_cursor: str | None
     total: int | None = None
+    requests: int = 1  # requests this page sent (0: a chunk of a listing that read everything in one request)
 
 
 def iter_pages(fetch_page: Callable[[str | None], Page[T]], *, max_pages: int = 1_000_000) -> Iterator[Page[T]]:

@@ -7,9 +7,11 @@ client module in ``clients/`` (implementing the roles of :mod:`clients.roles`), 
 entry here, and its connection settings in :mod:`nexus.settings` (and ``.env.example``).
 
 Streams: ``cursor`` chains follow the page's own next cursor one page at a time (Graph's ``@odata.nextLink``,
-Lansweeper's ``pagination.next``, the LDAP paging cookie); ``offset`` pages are fetched with bounded concurrency
-(page ``i`` at offset ``i * page_size``: Workday REST, Helix AR REST); ``derived`` streams get their subjects from
-another system's snapshot (FedEx tracks the numbers of Helix's return tickets, so it runs ``after`` Helix).
+Lansweeper's ``pagination.next``, the LDAP paging cookie; Workday's RaaS report, ONE request whose records the
+listing hands out as chunks of ``page_size``, so a 100k-worker report is stored as 100 pages, not one); ``offset``
+pages are fetched with bounded concurrency (page ``i`` at offset ``i * page_size``: Helix AR REST); ``derived``
+streams get their subjects from another system's snapshot (FedEx tracks the numbers of Helix's return tickets, so
+it runs ``after`` Helix).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from clients.intune import PAGE_SIZE as INTUNE_PAGE_SIZE
 from clients.intune import IntuneClient
 from clients.lansweeper import MAX_PAGE_SIZE as LANSWEEPER_PAGE_SIZE
 from clients.lansweeper import LansweeperClient
-from clients.workday import PAGE_MAX as WORKDAY_PAGE_SIZE
+from clients.workday import REPORT_CHUNK as WORKDAY_CHUNK
 from clients.workday import WorkdayClient
 from nexus.models import KIND_DEVICE, KIND_PERSON, KIND_SHIPMENT, KIND_TICKET
 from nexus.settings import Settings
@@ -95,7 +97,7 @@ def _entry(system: System, build: Callable[[Settings], Any], *streams: StreamSpe
 
 
 SPECS: dict[System, SystemSpec] = {spec.system: spec for spec in (
-    _entry(System.WORKDAY, WorkdayClient, StreamSpec("workday", KIND_PERSON, OFFSET, WORKDAY_PAGE_SIZE)),
+    _entry(System.WORKDAY, WorkdayClient, StreamSpec("workday", KIND_PERSON, CURSOR, WORKDAY_CHUNK, listing="listing")),
     _entry(System.AD, ADClient, StreamSpec("ad", KIND_PERSON, CURSOR, None, listing="listing")),
     _entry(System.ENTRA, EntraClient, StreamSpec("entra", KIND_PERSON, CURSOR, ENTRA_PAGE_SIZE)),
     _entry(System.INTUNE, IntuneClient, StreamSpec("intune", KIND_DEVICE, CURSOR, INTUNE_PAGE_SIZE)),

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from nexus.budgets import parse_budgets
 from nexus.findings_policy import load_policy
 from nexus.systems import System
+from nexus.workday_fields import parse_fields
 
 #: The published limits (sources in :mod:`nexus.budgets`); Workday, AD and Helix publish none: unlimited.
 DEFAULT_RATE_BUDGETS = "lansweeper=150/60s,entra=1750/10s,intune=2000/20s,fedex=1400/10s"
@@ -43,6 +44,10 @@ class Settings(BaseSettings):
     workday_refresh_token: SecretStr = Field(SecretStr(""), alias="WORKDAY_REFRESH_TOKEN")
     workday_report_owner: str = Field("ISU_Nexus", alias="NEXUS_WORKDAY_REPORT_OWNER")
     workday_report_name: str = Field("Nexus_Workers", alias="NEXUS_WORKDAY_REPORT_NAME")
+    # The report's field names (nexus.workday_fields): a JSON object or role=Field pairs over the defaults.
+    workday_fields: str = Field("", alias="NEXUS_WORKDAY_FIELDS")
+    # The unprompted report (every worker, one request) may take minutes on a large tenant: its own read timeout.
+    workday_report_timeout_s: float = Field(300.0, gt=0, alias="NEXUS_WORKDAY_REPORT_TIMEOUT_S")
 
     azure_authority_url: str = Field("https://login.microsoftonline.com", alias="AZURE_AUTHORITY_URL")
     azure_tenant_id: str = Field("", alias="AZURE_TENANT_ID")
@@ -157,6 +162,12 @@ class Settings(BaseSettings):
         """A policy that cannot be used stops a worker or a submit at once (exit 2), not an audit half-way."""
         load_policy(value)  # PolicyError is a ValueError naming the file and line
         return value.strip()
+
+    @field_validator("workday_fields")
+    @classmethod
+    def _check_workday_fields(cls, value: str) -> str:
+        parse_fields(value)  # raises ValueError with a readable message
+        return value
 
     # Weekly fleet audit (celery beat + celery-redbeat; see workers/beat.py). Cron fields are in UTC.
     fleet_audit_enabled: bool = Field(True, alias="NEXUS_FLEET_AUDIT_ENABLED")

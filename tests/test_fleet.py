@@ -317,9 +317,9 @@ def test_bulk_audits_switch_to_snapshots_when_cheaper(store: SnapshotStore) -> N
     assert prefer_snapshot(1, "always", store) is True and prefer_snapshot(10**6, "never", store) is False
     for stream, records in (("workday", 2000), ("ad", 1984), ("entra", 1901)):
         store.set_last_good(stream, audit_id="f", records=records, pages=1, taken_at=0, kept=False, ttl_s=60)
-    assert snapshot_requests(store) == 20 + 2 + 20  # Entra: 100 users a page (Graph's $expand cap)
-    assert prefer_snapshot(15, "auto", store) is True  # 15 people x 3 requests > 42 pages
-    assert prefer_snapshot(14, "auto", store) is False
+    assert snapshot_requests(store) == 1 + 2 + 20  # Workday: one report; Entra: 100 users a page ($expand cap)
+    assert prefer_snapshot(8, "auto", store) is True  # 8 people x 3 requests > 23 requests
+    assert prefer_snapshot(7, "auto", store) is False
 
 
 def test_ldap_listing_pages_on_its_own_connection() -> None:
@@ -434,7 +434,10 @@ def test_fleet_audit_matches_ground_truth_with_progress_per_system(fleet: Cluste
 
     # requests: one per page (plus token requests); Helix's speculative window may overshoot its end a little
     sent = fleet.requests()
-    assert sent["workday"]["paths"]["/ccx/api/staffing/v6/acme/workers"] == rows["Workday"]["pages"] == 20
+    # Workday: ONE report request (no prompt), stored as chunks of 1,000 workers
+    assert sent["workday"]["paths"]["/ccx/service/customreport2/acme/ISU_Nexus/Nexus_Workers"] == 1
+    assert "/ccx/api/staffing/v6/acme/workers" not in sent["workday"]["paths"]
+    assert rows["Workday"]["pages"] == -(-len(org.workday) // 1000) and rows["Workday"]["fetches"] == 1
     assert sent["entra"]["paths"]["/v1.0/users"] == rows["Entra"]["pages"]
     assert sent["intune"]["total"] == rows["Intune"]["pages"]
     assert sent["lansweeper"]["total"] == rows["Lansweeper"]["pages"]
@@ -448,7 +451,7 @@ def test_fleet_audit_matches_ground_truth_with_progress_per_system(fleet: Cluste
     final = view["progress"]
     assert final["total"] == final["done"] == 7
     assert {name: p["pages"] for name, p in final["systems"].items()} == {
-        "workday": 20, "ad": rows["ActiveDirectory"]["pages"], "entra": rows["Entra"]["pages"],
+        "workday": rows["Workday"]["pages"], "ad": rows["ActiveDirectory"]["pages"], "entra": rows["Entra"]["pages"],
         "intune": rows["Intune"]["pages"], "lansweeper": rows["Lansweeper"]["pages"],
         "helix": rows["Helix"]["pages"], "fedex": rows["FedEx"]["pages"]}
     assert all(p["status"] == "ok" for p in final["systems"].values())
@@ -502,7 +505,8 @@ def test_truncated_listing_fails_the_system_instead_of_everyone_missing(fleet: C
 @pytest.mark.integration
 def test_a_long_bulk_list_is_audited_from_snapshots(fleet: Cluster) -> None:
     """After a fleet audit the people systems' sizes are known: 60 people cost more person by person than the
-    24 pages of a people snapshot, so the bulk audit runs on snapshots, with the bulk report's shape."""
+    requests of a people snapshot (one Workday report), so the bulk audit runs on snapshots, with the bulk report's
+    shape."""
     if snapshot_requests(SnapshotStore(fleet.redis())) is None:
         run_fleet(fleet)  # this test alone: learn the people systems' sizes first
     fleet.reset_requests()
@@ -525,4 +529,6 @@ def test_a_long_bulk_list_is_audited_from_snapshots(fleet: Cluster) -> None:
     assert all(e["workday_found"] is True for e in report["entries"])
     sent = fleet.requests()
     assert set(sent) <= {"workday", "ad", "entra"}  # no device system was read
-    assert not any("customreport2" in p for p in sent["workday"]["paths"])  # no per-person lookups
+    # Workday: the one unprompted report of the snapshot, no per-person lookups
+    assert {p: n for p, n in sent["workday"]["paths"].items() if "customreport2" in p} == {
+        "/ccx/service/customreport2/acme/ISU_Nexus/Nexus_Workers": 1}

@@ -1,29 +1,45 @@
-"""Workday simulator and client over a real socket: wire shapes, paging, tokens, errors, injection."""
+"""Workday simulator and client over a real socket: the RaaS report (listing and lookups), the field mapping, the
+public REST summary, tokens, errors, injection."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
+import fakeredis
 import httpx
 import pytest
+from pydantic import ValidationError
 
-from clients.workday import WorkdayClient
+from clients.workday import REPORT_CHUNK, ReportListing, WorkdayClient
 from nexus.errors import (
     AuthError,
-    BadRequestError,
+    ListingLost,
     MalformedResponseError,
     NotFoundError,
     ThrottledError,
     TransientError,
 )
+from nexus.fleet import codec
+from nexus.fleet.runner import SnapshotRunner
+from nexus.fleet.sources import Source, sources_for
+from nexus.fleet.store import SnapshotStore
 from nexus.models import PersonRecord
+from nexus.policy import RetryPolicy
+from nexus.settings import Settings
 from nexus.sim.org_model import Org, WorkdayWorker
 from nexus.sim.workday import WorkdaySim
+from nexus.systems import System
 from nexus.testing.sims import SimHarness
+from nexus.workday_fields import parse_fields, report_fields
 from tests._org_factory_wd import HOSTILE, TOKEN_LIFETIME_S, make_org, start_sim
 
 PEOPLE = 250
+#: The public staffing v6 workerSummary (Workday REST API reference;
+#: schemas.apis.io/schemas/workday/workday-workersummary)
+PUBLIC_SUMMARY = {"id", "descriptor", "href", "businessTitle", "isManager", "primarySupervisoryOrganization",
+                  "primaryWorkEmail", "primaryWorkPhone"}
 
 
 @pytest.fixture(scope="module")
@@ -69,66 +85,179 @@ def expected(w: WorkdayWorker, *, names: bool) -> PersonRecord:
     )
 
 
-# -- listing ---------------------------------------------------------------------------------------------------------
+# -- listing: the unprompted report ---------------------------------------------------------------------------------
 
-def test_every_worker_is_listed_over_pages_and_equals_the_org(sim: SimHarness, client: WorkdayClient,
-                                                              org: Org) -> None:
+def test_every_worker_is_listed_from_one_report_request_and_equals_the_org(sim: SimHarness, client: WorkdayClient,
+                                                                          org: Org) -> None:
+    records = client.list_workers()
+    assert records == [expected(w, names=True) for w in org.workday]
+    leavers = [r for r in records if not r.enabled]
+    assert leavers and all(r.status == "Terminated" for r in leavers)  # terminated workers are listed, as such
+    assert all(r.status == "Active" for r in records if r.enabled)
+    _, workers_path, report_path = tenant_paths(sim)
+    counts = sim.counts()
+    assert counts[report_path] == 1 and workers_path not in counts
+    assert sim.recent_params(report_path)[-1] == {"format": ["json"]}  # no prompt: the whole report
+    assert list(client.list_all()) == records
+
+
+def test_the_listing_hands_out_one_request_as_chunks(sim: SimHarness, client: WorkdayClient, org: Org) -> None:
+    listing = ReportListing(client, 100)
     pages = []
     cursor = None
     while True:
-        page = client.fetch_page(cursor)
+        page = listing.fetch_page(cursor)
         pages.append(page)
         cursor = page.next_cursor
         if cursor is None:
             break
-    assert len(pages) == 3 and [len(p.items) for p in pages] == [100, 100, 50]
+    assert [len(p.items) for p in pages] == [100, 100, 50] and [p.requests for p in pages] == [1, 0, 0]
     assert all(p.total == PEOPLE for p in pages)
-    records = [r for p in pages for r in p.items]
-    assert records == [expected(w, names=False) for w in org.workday]
-    assert any(not w.active for w in org.workday)  # terminated workers are part of the listing
-    _, workers_path, _ = tenant_paths(sim)
-    assert sim.counts()[workers_path] == 3
-    assert list(client.list_all()) == records
+    assert [r for p in pages for r in p.items] == [expected(w, names=True) for w in org.workday]
+    *_, report_path = tenant_paths(sim)
+    assert sim.counts()[report_path] == 1
+    stale = pages[0].next_cursor
+    assert stale is not None
+    with pytest.raises(ListingLost):  # the listing is done: its records are gone, the chain restarts
+        listing.fetch_page(stale)
+    with pytest.raises(ListingLost):  # another process's cursor
+        ReportListing(client, 100).fetch_page(stale)
+    # the registry's stream: the client's own chunk size, one request
+    first = client.fetch_page()
+    assert len(first.items) == min(PEOPLE, REPORT_CHUNK) and first.next_cursor is None and first.requests == 1
 
 
-def test_small_pages_and_limit_cap(sim: SimHarness, client: WorkdayClient) -> None:
-    page = client.fetch_page("240", page_size=7)
-    assert len(page.items) == 7 and page.next_cursor == "247"
-    last = client.fetch_page("247", page_size=7)
-    assert len(last.items) == 3 and last.next_cursor is None
-    with pytest.raises(BadRequestError) as info:
-        client.fetch_page(None, page_size=101)
-    assert info.value.status == 400 and "limit" in info.value.message
+def test_unprompted_report_gets_the_report_timeout() -> None:
+    seen: list[tuple[str, float | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/token"):
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+        seen.append((str(request.url.query, "ascii"), request.extensions["timeout"]["read"]))
+        return httpx.Response(200, json={"Report_Entry": [
+            {"Employee_ID": "1", "Active_Status": "1", "Email_-_Work": "a@corp.example"}]})
+
+    settings = Settings(_env_file=None, workday_report_timeout_s=321.0, http_timeout_s=4.0)
+    c = WorkdayClient(settings, transport=httpx.MockTransport(handler))
+    assert [r.key for r in c.list_workers()] == ["1"]
+    c.find_worker(employee_id="1")
+    c.close()
+    assert seen == [("format=json", 321.0), ("format=json&Employee_ID=1", 4.0)]
 
 
-def test_rest_wire_shape(sim: SimHarness, client: WorkdayClient, org: Org) -> None:
+def test_rest_summary_carries_only_the_public_fields(sim: SimHarness, client: WorkdayClient, org: Org) -> None:
     _, workers_path, _ = tenant_paths(sim)
     body = client.send("GET", workers_path, params={"limit": 100, "offset": 0}).json()
     active = [w for w in org.workday if w.active]
-    assert body["total"] == len(active)  # like Workday: terminated workers only on request
+    assert body["total"] == len(active)
     item = body["data"][1]
     w = active[1]
-    assert item["id"] == w.wid and item["descriptor"] == w.display_name and item["workerId"] == w.employee_id
+    assert set(item) <= PUBLIC_SUMMARY
+    assert item["id"] == w.wid and item["descriptor"] == w.display_name
     assert item["primaryWorkEmail"] == w.email and item["businessTitle"] == w.title
-    assert item["workerType"]["descriptor"] == w.worker_type
     assert item["primarySupervisoryOrganization"]["descriptor"] == w.department
-    assert item["primaryJob"]["location"]["descriptor"] == w.location
     assert item["href"].endswith(f"{workers_path}/{w.wid}") and item["href"].startswith(sim.base_url)
-    assert item["manager"]["workerId"] == w.manager_id and item["isActive"] is True
-    assert "terminationDate" not in item
+    assert isinstance(item["isManager"], bool)
+    one = client.send("GET", f"{workers_path}/{w.wid}").json()
+    assert one == item and set(one) <= PUBLIC_SUMMARY
     default = client.send("GET", workers_path).json()
     assert len(default["data"]) == 20  # Workday's default limit
     err = client.http.get(workers_path, params={"limit": 101},
                           headers={"Authorization": f"Bearer {client.tokens.get()}"})
     assert err.status_code == 400
     assert err.json()["errors"][0]["field"] == "limit" and "error" in err.json()
+    missing = client.http.get(f"{workers_path}/{'0' * 32}", headers={"Authorization": f"Bearer {client.tokens.get()}"})
+    assert missing.status_code == 404
 
 
-def test_get_worker_by_wid_and_404_is_none(client: WorkdayClient, org: Org) -> None:
-    w = org.workday[3]
-    assert client.get_worker(w.wid) == expected(w, names=False)
-    assert client.get_worker("0" * 32) is None
-    assert client.get_worker("../../token") is None
+def test_health_is_one_public_rest_request(sim: SimHarness, client: WorkdayClient) -> None:
+    assert client.health() >= 0.0
+    _, workers_path, report_path = tenant_paths(sim)
+    assert sim.counts()[workers_path] == 1 and report_path not in sim.counts()
+    assert sim.recent_params(workers_path)[-1] == {"limit": ["1"], "offset": ["0"]}
+
+
+# -- the field mapping -----------------------------------------------------------------------------------------------
+
+RENAMED = "employee_id=Emp_Num,active=Is_Active,email=Work_Email,worker=Preferred_Name,manager_employee_id=Boss_ID"
+
+
+def test_a_renamed_report_is_read_end_to_end_with_the_same_mapping(org: Org) -> None:
+    fields = parse_fields(RENAMED)
+    h = start_sim(lambda ctx: WorkdaySim(ctx, fields=fields), org)
+    try:
+        *_, report_path = tenant_paths(h)
+        raw = h.http.get(f"{h.base_url}{report_path}", params={"format": "json"},
+                         headers={"Authorization": f"Bearer {WorkdayClient(h.settings()).tokens.get()}"})
+        entry = raw.json()["Report_Entry"][0]
+        assert "Emp_Num" in entry and "Is_Active" in entry and "Employee_ID" not in entry
+        c = WorkdayClient(h.settings(workday_fields=RENAMED), clock=h.clock)
+        assert c.list_workers() == [expected(w, names=True) for w in org.workday]
+        leaver = next(w for w in org.workday if not w.active)
+        assert c.find_worker(email=leaver.email) == expected(leaver, names=True)
+        # the default mapping against the renamed report: one clear line, not everyone active
+        d = WorkdayClient(h.settings(), clock=h.clock)
+        with pytest.raises(MalformedResponseError) as info:
+            d.list_workers()
+        message = info.value.message
+        assert "'Email_-_Work'" in message and "ISU_Nexus/Nexus_Workers" in message
+        assert "NEXUS_WORKDAY_FIELDS" in message and "\n" not in message
+        c.close()
+        d.close()
+    finally:
+        h.stop()
+
+
+@pytest.mark.parametrize(("mapping", "field"), [("employee_id=Emp_Num", "Emp_Num"),
+                                                ("active=Is_Active", "Is_Active"),
+                                                ("email=Work_Email", "Work_Email")])
+def test_a_report_lacking_a_mapped_field_fails_in_one_line(sim: SimHarness, mapping: str, field: str) -> None:
+    c = WorkdayClient(sim.settings(workday_fields=mapping), clock=sim.clock)
+    with pytest.raises(MalformedResponseError) as info:
+        c.list_workers()
+    message = info.value.message
+    assert f"field {field!r}" in message and "Workday report ISU_Nexus/Nexus_Workers" in message
+    assert "\n" not in message and len(message) < 400
+    c.close()
+
+
+def test_report_answers_that_are_errors_not_workers(sim: SimHarness) -> None:
+    answers: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/token"):
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+        return httpx.Response(200, json=answers.pop(0))
+
+    c = WorkdayClient(sim.settings(), transport=httpx.MockTransport(handler))
+    for answer, words in (({"Report_Entry": []}, "no entries"),
+                          ({"entries": []}, "no Report_Entry"),
+                          ({"Report_Entry": ["x"]}, "not a list of entries"),
+                          ({"Report_Entry": [{"Employee_ID": "1", "Active_Status": "maybe",
+                                              "Email_-_Work": "a@corp.example"}]}, "not a boolean")):
+        answers.append(answer)
+        with pytest.raises(MalformedResponseError) as info:
+            c.list_workers()
+        assert words in info.value.message
+    answers.append({"Report_Entry": [{"Employee_ID": "7", "Active_Status": "0", "Email_-_Work": "a@corp.example",
+                                      "Worker": {"Descriptor": "Ann Lee", "ID": "abc"},
+                                      "Termination_Date": "2024-02-29-08:00"}]})
+    (leaver,) = c.list_workers()
+    assert leaver.status == "Terminated" and leaver.enabled is False and leaver.display_name == "Ann Lee"
+    assert leaver.termination_date == "2024-02-29"
+    c.close()
+
+
+def test_bad_field_settings_are_clear_errors() -> None:
+    for value, words in (("nope=X", "unknown role 'nope'"), ("employee_id", "is not role=Field"),
+                         ("{bad", "not valid JSON"), ('["Employee_ID"]', "JSON object"),
+                         ("employee_id=Has Space", "must name a report field"),
+                         ("email=Worker", "both read report field 'Worker'")):
+        with pytest.raises(ValidationError) as info:
+            Settings(_env_file=None, workday_fields=value)
+        assert words in str(info.value) and "NEXUS_WORKDAY_FIELDS" in str(info.value)
+    assert report_fields(Settings(_env_file=None, workday_fields='{"active": "Is_Active"}'))["active"] == "Is_Active"
+    assert report_fields(Settings(_env_file=None))["employee_id"] == "Employee_ID"
 
 
 # -- RaaS lookups ----------------------------------------------------------------------------------------------------
@@ -172,34 +301,33 @@ def test_unknown_report_is_raised_not_read_as_missing_worker(sim: SimHarness) ->
 # -- tokens ----------------------------------------------------------------------------------------------------------
 
 def test_token_is_cached_and_refreshed_before_expiry(sim: SimHarness, client: WorkdayClient) -> None:
-    token_path, workers_path, _ = tenant_paths(sim)
-    client.fetch_page(None, page_size=1)
-    client.fetch_page(None, page_size=1)
+    token_path, _, report_path = tenant_paths(sim)
+    client.find_worker(employee_id="1")
+    client.find_worker(employee_id="1")
     assert sim.counts()[token_path] == 1
     sim.clock.advance(TOKEN_LIFETIME_S - 30)  # inside the refresh margin: renewed before the server refuses it
-    client.fetch_page(None, page_size=1)
+    client.find_worker(employee_id="1")
     counts = sim.counts()
-    assert counts[token_path] == 2 and counts[workers_path] == 3  # no 401 round trip
+    assert counts[token_path] == 2 and counts[report_path] == 3  # no 401 round trip
 
 
 def test_server_side_expiry_gets_exactly_one_reauthentication(sim: SimHarness, client: WorkdayClient) -> None:
-    token_path, workers_path, _ = tenant_paths(sim)
-    client.fetch_page(None, page_size=1)
+    token_path, _, report_path = tenant_paths(sim)
+    client.find_worker(employee_id="1")
     sim.expire_tokens()
-    page = client.fetch_page(None, page_size=1)
-    assert len(page.items) == 1
+    assert len(client.list_workers()) == PEOPLE
     counts = sim.counts()
-    assert counts[token_path] == 2 and counts[workers_path] == 3  # ok, 401, ok
+    assert counts[token_path] == 2 and counts[report_path] == 3  # ok, 401, ok
 
 
 def test_expired_token_fault_is_auth_error_after_one_retry(sim: SimHarness, client: WorkdayClient) -> None:
-    token_path, workers_path, _ = tenant_paths(sim)
+    token_path, _, report_path = tenant_paths(sim)
     sim.fault("expired_token")
     with pytest.raises(AuthError) as info:
-        client.fetch_page()
+        client.list_workers()
     assert info.value.status == 401 and "invalid_token" in info.value.message
     counts = sim.counts()
-    assert counts[token_path] == 2 and counts[workers_path] == 2
+    assert counts[token_path] == 2 and counts[report_path] == 2
 
 
 def test_bad_credentials(sim: SimHarness) -> None:
@@ -208,7 +336,7 @@ def test_bad_credentials(sim: SimHarness) -> None:
                              ({"workday_refresh_token": "wrong-refresh-456"}, "invalid_grant")):
         c = WorkdayClient(sim.settings(**overrides), clock=sim.clock)
         with pytest.raises(AuthError) as info:
-            c.fetch_page()
+            c.list_workers()
         assert error in info.value.message
         assert "wrong-" not in info.value.message and sim.ctx.creds.workday_client_secret not in info.value.message
         c.close()
@@ -221,10 +349,10 @@ def test_bad_credentials(sim: SimHarness) -> None:
 # -- faults ----------------------------------------------------------------------------------------------------------
 
 def test_throttle_is_honoured(sim: SimHarness, client: WorkdayClient) -> None:
-    client.fetch_page(None, page_size=1)
+    client.find_worker(employee_id="1")
     sim.fault("throttle", retry_after=7)
     with pytest.raises(ThrottledError) as info:
-        client.fetch_page()
+        client.list_workers()
     assert info.value.retry_after == 7.0 and info.value.status == 429
 
 
@@ -239,37 +367,25 @@ def test_down_is_transient_in_workday_format(sim: SimHarness, client: WorkdayCli
 
 
 def test_malformed_body(sim: SimHarness, client: WorkdayClient) -> None:
-    client.fetch_page(None, page_size=1)
+    client.find_worker(employee_id="1")
     sim.fault("malformed")
     with pytest.raises(MalformedResponseError):
-        client.fetch_page()
+        client.list_workers()
     sim.reset()
     fresh = WorkdayClient(sim.settings(), clock=sim.clock)
     sim.fault("malformed")
     with pytest.raises(MalformedResponseError):  # the token endpoint answers the HTML too
-        fresh.fetch_page()
+        fresh.list_workers()
     fresh.close()
 
 
-def test_truncated_listing_is_detected(sim: SimHarness, client: WorkdayClient) -> None:
+def test_truncated_report_is_malformed_never_a_shorter_fleet(sim: SimHarness, client: WorkdayClient,
+                                                              org: Org) -> None:
     sim.fault("truncated")
-    first = client.fetch_page()
-    assert len(first.items) == 100 and first.total == PEOPLE
     with pytest.raises(MalformedResponseError) as info:
-        list(client.list_all())
-    assert "incomplete listing" in info.value.message
-
-
-def test_malformed_worker_summary(sim: SimHarness) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/token"):
-            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
-        return httpx.Response(200, json={"total": 1, "data": [{"descriptor": "No Id"}]})
-
-    c = WorkdayClient(sim.settings(), transport=httpx.MockTransport(handler))
-    with pytest.raises(MalformedResponseError):
-        c.fetch_page()
-    c.close()
+        client.list_workers()
+    assert "not JSON" in info.value.message
+    assert client.find_worker(employee_id=org.workday[0].employee_id) == expected(org.workday[0], names=True)
 
 
 # -- injection -------------------------------------------------------------------------------------------------------
@@ -300,5 +416,38 @@ def test_apostrophe_email_is_found_exactly() -> None:
         h.stop()
 
 
-def test_health_returns_elapsed_ms(client: WorkdayClient) -> None:
-    assert client.health() >= 0.0
+
+# -- the fleet snapshot stream ---------------------------------------------------------------------------------------
+
+def test_the_snapshot_stores_one_report_request_as_chunks_and_a_retried_task_restarts(
+        sim: SimHarness, org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("clients.workday.REPORT_CHUNK", 60)
+    store = SnapshotStore(fakeredis.FakeRedis(server=fakeredis.FakeServer()), ttl_s=600)
+    policy = RetryPolicy(max_attempts=3, backoff_base_s=0.25)
+    *_, report_path = tenant_paths(sim)
+
+    def source(client: WorkdayClient) -> Source:
+        (only,) = sources_for(System.WORKDAY, client)
+        return only
+
+    c = WorkdayClient(sim.settings(), clock=sim.clock)
+    result = SnapshotRunner(store, "a1", source(c), policy=policy).run()
+    assert result.status == "ok"
+    state = store.state("a1", "workday")
+    assert sorted(state.pages.values()) == [10, 60, 60, 60, 60] and state.fetches == 1
+    assert sim.counts()[report_path] == 1
+    decoder = codec.Decoder(codec.PERSON, "workday")
+    stored = [r for blob in store.iter_blobs("a1", "workday") for r in decoder.decode(blob)]
+    assert stored == [expected(w, names=True) for w in org.workday]
+
+    # a task that died after two chunks: its retry (another process) holds no report, restarts and reads it again
+    first = source(c)
+    page0 = first.fetch(None)
+    store.begin("a2", "workday")
+    store.save_page("a2", "workday", 0, codec.encode_page(codec.PERSON, page0.items), len(page0.items),
+                    cursor=page0.next_cursor, advance=True)
+    retried = SnapshotRunner(store, "a2", source(WorkdayClient(sim.settings(), clock=sim.clock)), policy=policy)
+    assert retried.run().status == "ok"
+    again = store.state("a2", "workday")
+    assert again.records == PEOPLE and sim.counts()[report_path] == 3
+    c.close()

@@ -156,7 +156,7 @@ class SnapshotRunner:
     def _stored(self, index: int, outcome: _Outcome, *, cursor: str | None = None, advance: bool = False) -> None:
         assert outcome.page is not None
         self.store.save_page(self.audit_id, self.source.stream, index, outcome.blob, len(outcome.page.items),
-                             cursor=cursor, advance=advance)
+                             cursor=cursor, advance=advance, fetches=outcome.page.requests)
 
     def _progress(self, pages: int, records: int) -> None:
         if self.on_page is not None:

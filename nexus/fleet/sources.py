@@ -3,17 +3,20 @@
 Two shapes:
 
 - ``cursor``: a chain, each page naming the next (Graph's ``@odata.nextLink``, Lansweeper's ``pagination.next``,
-  the LDAP paging cookie). Followed one page at a time; the checkpoint is the next page's cursor.
-- ``offset``: page ``i`` is at offset ``i * page_size`` (Workday REST, Helix AR REST, FedEx tracking chunks), so
-  pages are fetched with bounded concurrency once their count is known (Workday's ``total``; FedEx's number list)
-  or, when the system gives no count (Helix), with a speculative window that ends at the first page without a
-  ``next`` link.
+  the LDAP paging cookie, a chunk of Workday's one-request RaaS report). Followed one page at a time; the
+  checkpoint is the next page's cursor.
+- ``offset``: page ``i`` is at offset ``i * page_size`` (Helix AR REST, FedEx tracking chunks), so pages are
+  fetched with bounded concurrency once their count is known (FedEx's number list) or, when the system gives no
+  count (Helix), with a speculative window that ends at the first page without a ``next`` link.
 
 LDAP is the one chain whose cursor does not survive its connection (RFC 2696: the server keeps a paged search's
 state per connection; OpenLDAP and AD both do). Its stream opens a listing of its own per run
 (:meth:`clients.ad.ADClient.listing`), which owns that connection; a cursor presented to a listing that no longer
 holds it raises :class:`nexus.errors.ListingLost`, and the runner restarts that stream (cheap: AD pages are 1,000
-entries on a LAN). Which shape each system's streams have is its registry entry (:mod:`nexus.registry`).
+entries on a LAN). Workday's report listing (:class:`clients.workday.ReportListing`) is the same kind of chain: its
+records live in the process that read the report, so a retried task's cursor raises ``ListingLost`` and the stream
+restarts with the one report request. Which shape each system's streams have is its registry entry
+(:mod:`nexus.registry`).
 """
 
 from __future__ import annotations

@@ -108,8 +108,9 @@ class SnapshotStore:
         return StreamState.parse(self.r.hgetall(self.key(audit_id, stream)))
 
     def save_page(self, audit_id: str, stream: str, page: int, blob: bytes, records: int, *,
-                  cursor: str | None = None, advance: bool = False) -> None:
-        """Store page ``page`` and, for a chain (``advance``), move the checkpoint to the page after it."""
+                  cursor: str | None = None, advance: bool = False, fetches: int = 1) -> None:
+        """Store page ``page`` and, for a chain (``advance``), move the checkpoint to the page after it.
+        ``fetches``: the requests the page took (0 for a chunk of a one-request listing: Workday's report)."""
         key = self.key(audit_id, stream)
         pipe = self.r.pipeline(transaction=True)
         pipe.set(self.key(audit_id, stream, page), blob, ex=self.ttl_s)
@@ -118,7 +119,8 @@ class SnapshotStore:
             mapping["next"] = page + 1
             mapping["cursor"] = cursor or ""
         pipe.hset(key, mapping=mapping)
-        pipe.hincrby(key, "fetches", 1)
+        if fetches:
+            pipe.hincrby(key, "fetches", fetches)
         pipe.execute()
 
     def failed_attempt(self, audit_id: str, stream: str, page: int) -> int:

@@ -33,6 +33,7 @@ tenant's empty pages (none), and the credentials (the simulators' own, as for a 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -50,7 +51,7 @@ from nexus.sim.org_import_devices import (
 )
 from nexus.sim.org_import_json import Notes, OrgImportError, load_records
 from nexus.sim.org_import_ldif import load_ad
-from nexus.sim.org_import_people import entra_users, workday_workers
+from nexus.sim.org_import_people import entra_users, raas_fields, workday_workers
 from nexus.sim.org_model import (
     AdUser,
     EntraUser,
@@ -63,6 +64,7 @@ from nexus.sim.org_model import (
     WorkdayWorker,
 )
 from nexus.sim.orggen_people import BASE_DN, DOMAIN
+from nexus.workday_fields import parse_fields
 
 R = TypeVar("R")
 
@@ -108,7 +110,9 @@ def load_org(directory: str | Path, *, exported_at: datetime | None = None,
         except OSError as exc:
             raise OrgImportError(name, 0, f"cannot be read: {exc.strerror or exc}") from None
 
-    workday: list[WorkdayWorker] = read("workday.json", workday_workers, [])
+    # the report's field names as the clients are told them (NEXUS_WORKDAY_FIELDS), like the Workday simulator
+    names = raas_fields(parse_fields(os.environ.get("NEXUS_WORKDAY_FIELDS", "")))
+    workday: list[WorkdayWorker] = read("workday.json", lambda doc: workday_workers(doc, names), [])
     ad: list[AdUser] = []
     base_dn: str | None = None
     if (root / "ad.ldif").is_file():

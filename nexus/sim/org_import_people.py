@@ -22,6 +22,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from nexus import workday_fields as wf
 from nexus.sim.org_import_json import (
     EntryError,
     JsonPath,
@@ -37,25 +38,34 @@ from nexus.sim.org_import_json import (
     unique,
 )
 from nexus.sim.org_model import EntraUser, WorkdayWorker
+from nexus.workday_fields import DEFAULT_FIELDS, ReportFields
+
 
 #: Report field of each worker attribute (the RaaS report's default names; ONE mapping, swappable for a
 #: configured one).
-RAAS_FIELDS: dict[str, str] = {
-    "employee_id": "Employee_ID",
-    "active": "Active_Status",
-    "hire_date": "Hire_Date",
-    "termination_date": "Termination_Date",
-    "email": "Email_-_Work",
-    "display_name": "Worker",
-    "first_name": "First_Name",
-    "last_name": "Last_Name",
-    "title": "Business_Title",
-    "department": "Supervisory_Organization",
-    "manager_id": "Manager_Employee_ID",
-    "worker_type": "Worker_Type",
-    "wid": "Workday_ID",
-    "location": "Location",
-}
+def raas_fields(report: ReportFields = DEFAULT_FIELDS) -> dict[str, str]:
+    """The importer's names for the report's fields, from the mapping the clients use (nexus.workday_fields,
+    ``NEXUS_WORKDAY_FIELDS``), plus the two optional fields the simulator also serves."""
+    return {
+        "employee_id": report[wf.EMPLOYEE_ID],
+        "active": report[wf.ACTIVE],
+        "hire_date": report[wf.HIRE_DATE],
+        "termination_date": report[wf.TERMINATION_DATE],
+        "email": report[wf.EMAIL],
+        "display_name": report[wf.WORKER],
+        "first_name": report[wf.FIRST_NAME],
+        "last_name": report[wf.LAST_NAME],
+        "title": report[wf.BUSINESS_TITLE],
+        "department": report[wf.SUPERVISORY_ORG],
+        "manager_id": report[wf.MANAGER_EMPLOYEE_ID],
+        "worker_type": report[wf.WORKER_TYPE],
+        "wid": "Workday_ID",
+        "location": "Location",
+    }
+
+
+#: The default names (``NEXUS_WORKDAY_FIELDS`` unset).
+RAAS_FIELDS: dict[str, str] = raas_fields()
 _TRUE, _FALSE = frozenset({"1", "true"}), frozenset({"0", "false"})
 
 
@@ -140,4 +150,4 @@ def entra_users(document: Any, notes: Notes | None = None) -> list[EntraUser]:
     return out
 
 
-__all__ = ["RAAS_FIELDS", "entra_users", "workday_workers"]
+__all__ = ["RAAS_FIELDS", "entra_users", "raas_fields", "workday_workers"]

@@ -31,8 +31,13 @@ def http_simulators(ctx: SimContext) -> list[SystemSim]:
     from nexus.sim.helix import HelixSim
     from nexus.sim.lansweeper import LansweeperSim
     from nexus.sim.workday import WorkdaySim
+    from nexus.workday_fields import parse_fields
 
-    return [WorkdaySim(ctx), AzureTokenSim(ctx), GraphSim(ctx), LansweeperSim(ctx), HelixSim(ctx), FedexSim(ctx)]
+    # The report's field names as the clients are told them (NEXUS_WORKDAY_FIELDS), so a renamed report is served
+    # the way the client expects it.
+    fields = parse_fields(os.environ.get("NEXUS_WORKDAY_FIELDS", ""))
+    return [WorkdaySim(ctx, fields=fields), AzureTokenSim(ctx), GraphSim(ctx), LansweeperSim(ctx), HelixSim(ctx),
+            FedexSim(ctx)]
 
 
 def parse_latency(spec: str | int | None) -> dict[str, int]:

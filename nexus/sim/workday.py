@@ -1,4 +1,4 @@
-"""Workday simulator: OAuth refresh-token grant, the Staffing v6 REST worker listing and a RaaS custom report.
+"""Workday simulator: OAuth refresh-token grant, the Staffing v6 REST worker summary and the RaaS worker report.
 
 Wire shapes, as a Workday tenant answers them (mounted under ``/workday``, so ``WORKDAY_BASE_URL`` is
 ``http://host:port/workday`` and the paths below are the tenant host's own):
@@ -7,31 +7,33 @@ Wire shapes, as a Workday tenant answers them (mounted under ``/workday``, so ``
   ``client_id:client_secret``) -> ``{"access_token", "token_type": "Bearer", "expires_in", "refresh_token"}``.
   Bad client credentials -> 401 ``{"error": "invalid_client"}``; bad refresh token or grant -> 400
   ``{"error": "invalid_grant" | "unsupported_grant_type" | "invalid_request"}`` (RFC 6749 section 5.2).
-- ``GET /ccx/api/staffing/v6/{tenant}/workers?limit=&offset=&includeTerminatedWorkers=`` ->
-  ``{"total": N, "data": [worker summary, ...]}``. ``limit`` is 1..100 (default 20), anything else is a 400 in
-  Workday's REST error shape ``{"error": "...", "errors": [{"error": "...", "field": "limit"}]}``. Like the real
-  resource, terminated workers are listed only with ``includeTerminatedWorkers=true``.
-  ``GET .../workers/{ID}`` returns one summary (404 when the WID is unknown).
+- ``GET /ccx/api/staffing/v6/{tenant}/workers?limit=&offset=`` -> ``{"total": N, "data": [worker summary, ...]}``;
+  ``GET .../workers/{ID}`` one summary (404 when the WID is unknown). ``limit`` is 1..100 (default 20), anything
+  else is a 400 in Workday's REST error shape ``{"error": "...", "errors": [{"error": "...", "field": "limit"}]}``.
+  The summary carries ONLY the public ``workerSummary`` fields (Workday REST API reference, as republished in
+  schemas.apis.io/schemas/workday/workday-workersummary): ``id`` (WID), ``descriptor``, ``href``,
+  ``businessTitle``, ``isManager``, ``primarySupervisoryOrganization`` (a reference), ``primaryWorkEmail``,
+  ``primaryWorkPhone`` (omitted: the org has no phones). No employee id, status, dates or manager: the client
+  reads none of it except as a health check. Which workers the public listing includes (terminated ones or not)
+  is not published: the simulator lists the active ones, and nothing depends on it.
 - ``GET /ccx/service/customreport2/{tenant}/{owner}/{report}?format=json[&Employee_ID=..][&Email=..]`` ->
-  ``{"Report_Entry": [...]}``. The report's prompts filter the entries (Email case-insensitively). As RaaS does,
-  empty fields are omitted from an entry, booleans are ``"1"``/``"0"`` and dates carry the tenant's UTC offset
-  (``2021-03-15-08:00``). An unknown owner/report is a 404 in the REST error shape.
+  ``{"Report_Entry": [...]}`` (the RaaS ``ReportResponse``: apis.io's "Workday Report-as-a-Service API"
+  description; prompts as query parameters: Workato's "Workday RaaS" connector docs). Without prompts the report
+  is every worker, terminated ones included (a report on "All Active and Terminated Workers", as VersionForge's
+  RaaS set-up describes); the prompts filter the entries (Email case-insensitively). As RaaS does, empty fields are
+  omitted from an entry, booleans are ``"1"``/``"0"`` and dates carry the tenant's UTC offset
+  (``2021-03-15-08:00``). The field names are the tenant's report's: :mod:`nexus.workday_fields` (the same mapping
+  the client is configured with; ``fields=`` renames them). An unknown owner/report is a 404 in the REST error
+  shape.
 - A missing, invalid or expired bearer token -> 401 ``{"error": "invalid_token", "error_description": ...}`` with
   ``WWW-Authenticate: Bearer error="invalid_token"``.
 
-The worker summary carries what Workday's staffing v6 summary does (``id`` = WID, ``descriptor``, ``href``,
-``workerId`` = employee id, ``businessTitle``, ``primaryWorkEmail``, ``workerType``, ``isManager``,
-``primaryJob`` with ``location`` and ``supervisoryOrganization``, ``primarySupervisoryOrganization``) plus the
-fields this tenant's API client is granted: ``manager`` (a reference whose ``workerId`` is the manager's employee id,
-so a single page can name managers without a second lookup), ``isActive``/``terminated``, ``hireDate`` and
-``terminationDate`` (omitted while employed).
+Faults: ``expired_token`` answers the 401 above; ``truncated`` cuts the unprompted report's body in half (a
+connection dropped mid-report behind a proxy that already sent its headers: the body is not JSON), which a client
+must report as malformed, never as a shorter fleet.
 
-Faults: ``expired_token`` answers the 401 above; ``truncated`` makes the listing claim its full ``total`` while serving
-only the first half of the workers (offsets past that return an empty ``data``), which a client must detect as an
-incomplete listing.
-
-Scale: indexes (listing order, active subset, WID, employee id, email) are built once at construction; a page renders
-only its own workers (O(page size)), so 100k workers cost nothing per request beyond the page.
+Scale: indexes (listing order, active subset, WID, employee id, email) are built once at construction; a REST
+page renders only its own workers, and the whole report is rendered off the event loop.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from nexus import workday_fields as F
 from nexus.settings import Settings
 from nexus.sim.base import SimContext, SystemSim
 from nexus.sim.org_model import WorkdayWorker
@@ -97,10 +100,11 @@ class WorkdaySim(SystemSim):
     system = "workday"
 
     def __init__(self, ctx: SimContext, *, report_owner: str = _DEFAULT_REPORT_OWNER,
-                 report_name: str = _DEFAULT_REPORT_NAME) -> None:
+                 report_name: str = _DEFAULT_REPORT_NAME, fields: F.ReportFields = F.DEFAULT_FIELDS) -> None:
         super().__init__(ctx)
         self.report_owner = report_owner
         self.report_name = report_name
+        self.fields = fields
         self.index = _Index.build(ctx.org.workday)
 
     def routes(self) -> list[BaseRoute]:
@@ -212,11 +216,9 @@ class WorkdaySim(SystemSim):
         offset = self._int_param(request, "offset", 0, 0, None)
         if isinstance(offset, Response):
             return offset
-        include_terminated = request.query_params.get("includeTerminatedWorkers", "false").lower() == "true"
-        pool = self.index.workers if include_terminated else self.index.active
+        pool = self.index.active
         total = len(pool)
-        served = total // 2 if self.truncated(self.system) else total
-        end = min(offset + limit, served)
+        end = min(offset + limit, total)
         base = self._base(request)
         tenant = request.path_params["tenant"]
         data = [self.render_summary(w, base, tenant) for w in pool[offset:end]] if offset < end else []
@@ -233,39 +235,16 @@ class WorkdaySim(SystemSim):
         return JSONResponse(self.render_summary(w, self._base(request), request.path_params["tenant"]))
 
     def render_summary(self, w: WorkdayWorker, base: str, tenant: str) -> dict[str, Any]:
-        """One worker as the staffing v6 summary (plus the granted manager/status/date fields)."""
-        org = {"id": _ref_id("org", w.department), "descriptor": w.department}
-        out: dict[str, Any] = {
+        """One worker as the public staffing v6 ``workerSummary`` (and nothing else)."""
+        return {
             "id": w.wid,
             "descriptor": w.display_name,
             "href": f"{base}/ccx/api/staffing/v6/{tenant}/workers/{w.wid}",
-            "workerId": w.employee_id,
-            "primaryWorkEmail": w.email,
             "businessTitle": w.title,
-            "workerType": {"id": _ref_id("workerType", w.worker_type), "descriptor": w.worker_type},
             "isManager": w.employee_id in self.index.managers,
-            "primaryJob": {
-                "id": _ref_id("job", w.wid),
-                "descriptor": f"{w.title} - {w.display_name}",
-                "businessTitle": w.title,
-                "location": {"id": _ref_id("location", w.location), "descriptor": w.location},
-                "supervisoryOrganization": org,
-            },
-            "primarySupervisoryOrganization": org,
-            "isActive": w.active,
-            "terminated": not w.active,
-            "hireDate": w.hire_date.isoformat(),
+            "primarySupervisoryOrganization": {"id": _ref_id("org", w.department), "descriptor": w.department},
+            "primaryWorkEmail": w.email,
         }
-        if w.termination_date is not None:
-            out["terminationDate"] = w.termination_date.isoformat()
-        manager = self.index.by_eid.get(w.manager_id) if w.manager_id else None
-        if manager is not None:
-            out["manager"] = {"id": manager.wid, "descriptor": manager.display_name,
-                              "workerId": manager.employee_id,
-                              "href": f"{base}/ccx/api/staffing/v6/{tenant}/workers/{manager.wid}"}
-        elif w.manager_id:  # a manager outside the tenant's data: the id is all there is
-            out["manager"] = {"descriptor": w.manager_id, "workerId": w.manager_id}
-        return out
 
     # -- RaaS ----------------------------------------------------------------------------------------------------
     async def raas(self, request: Request) -> Response:
@@ -292,27 +271,31 @@ class WorkdaySim(SystemSim):
             entries = await run_in_threadpool(lambda: [self.render_entry(w) for w in candidates])
         else:
             entries = [self.render_entry(w) for w in candidates]
+        if employee_id is None and email is None and self.truncated(self.system):
+            body = JSONResponse({"Report_Entry": entries}).body
+            return Response(body[:len(body) // 2], status_code=200, media_type="application/json")
         return JSONResponse({"Report_Entry": entries})
 
     def render_entry(self, w: WorkdayWorker) -> dict[str, str]:
-        """One worker as a Report_Entry: empty fields left out, as RaaS does."""
-        manager = self.index.by_eid.get(w.manager_id) if w.manager_id else None
-        entry: dict[str, str | None] = {
-            "Employee_ID": w.employee_id,
-            "Workday_ID": w.wid,
-            "Worker": w.display_name,
-            "First_Name": w.first_name,
-            "Last_Name": w.last_name,
-            "Email_-_Work": w.email,
-            "Business_Title": w.title,
-            "Supervisory_Organization": w.department,
-            "Location": w.location,
-            "Manager": manager.display_name if manager is not None else None,
-            "Manager_Employee_ID": w.manager_id,
-            "Worker_Type": w.worker_type,
-            "Active_Status": "1" if w.active else "0",
-            "Hire_Date": f"{w.hire_date.isoformat()}{RAAS_DATE_OFFSET}",
-            "Termination_Date": (f"{w.termination_date.isoformat()}{RAAS_DATE_OFFSET}"
-                                 if w.termination_date is not None else None),
+        """One worker as a Report_Entry under the mapped field names: empty fields left out, as RaaS does."""
+        f = self.fields
+        mapped: dict[str, str | None] = {
+            f[F.EMPLOYEE_ID]: w.employee_id,
+            f[F.WORKER]: w.display_name,
+            f[F.FIRST_NAME]: w.first_name,
+            f[F.LAST_NAME]: w.last_name,
+            f[F.EMAIL]: w.email,
+            f[F.BUSINESS_TITLE]: w.title,
+            f[F.SUPERVISORY_ORG]: w.department,
+            f[F.MANAGER_EMPLOYEE_ID]: w.manager_id,
+            f[F.WORKER_TYPE]: w.worker_type,
+            f[F.ACTIVE]: "1" if w.active else "0",
+            f[F.HIRE_DATE]: f"{w.hire_date.isoformat()}{RAAS_DATE_OFFSET}",
+            f[F.TERMINATION_DATE]: (f"{w.termination_date.isoformat()}{RAAS_DATE_OFFSET}"
+                                    if w.termination_date is not None else None),
         }
+        # Columns the report carries that Nexus maps to nothing (a report author's extras), unless a mapped name
+        # took their place.
+        extras = {"Workday_ID": w.wid, "Location": w.location}
+        entry = {**{k: v for k, v in extras.items() if k not in mapped}, **mapped}
         return {k: v for k, v in entry.items() if v not in (None, "")}

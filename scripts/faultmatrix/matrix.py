@@ -191,9 +191,9 @@ _expect(System.WORKDAY, {
     Fault.THROTTLE_PERSISTENT: _throttled(429, (_RA, _RA)),
     Fault.EXPIRED_TOKEN: _auth(401, 3),
     Fault.MALFORMED: _malformed(),
-    Fault.TRUNCATED: _truncated(Fleet(True, "MalformedResponseError", "malformed", 5, 1, 6, "closed", 1)),
+    Fault.TRUNCATED: _truncated(Fleet(True, "MalformedResponseError", "malformed", 0, 1, 1, "closed", 1)),
 }, {
-    Fault.TRUNCATED: "Workday states its total: a listing that stops short is an incomplete listing, not a short "
+    Fault.TRUNCATED: "the fleet listing is one RaaS report: a body cut short is not JSON, an error, never a short "
                      "fleet",
 })
 
