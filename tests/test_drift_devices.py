@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from nexus.drift import PersonIndex, audit_devices, compare_device, device_report
+from nexus.findings_policy import parse_policy
 from nexus.models import DeviceRecord, Discrepancy, ReturnTicket, ShipmentRecord
 from tests._drift_fixtures import (
     EMP_DN,
@@ -273,3 +274,35 @@ def test_device_report_failed_systems_are_null() -> None:
     assert report["helix_found"] is None and report["fedex_found"] is None
     assert report["errors"]["Helix"] == error
     assert report["discrepancy_count"] == 0
+
+
+def test_a_machine_on_the_network_that_intune_does_not_manage_nor_helix_register() -> None:
+    intune, lansweeper, helix = clean_devices()
+    people = [r for recs in clean_people() for r in recs]
+    rogue = replace(lansweeper[0], key="lsw-9", serial="NX0000000001", name="DESKTOP-ROGUE", owner=None,
+                    last_seen=days_ago(3))
+    found = audit_devices(intune, [*lansweeper, rogue], helix, [], [], people, DEVICE_SYSTEMS, NOW).discrepancies
+    assert {(d.field, d.subject, d.system_a, d.system_b) for d in found} == {
+        ("unmanaged_device", "NX0000000001", "Lansweeper", "Intune"),
+        ("unregistered_device", "NX0000000001", "Helix", "Lansweeper")}
+    assert {d.to_dict()["control"] for d in found} == {"CIS 1.2", "CIS 1.1"}
+    # a machine Lansweeper last saw long ago is gone from the network: neither finding
+    gone = replace(rogue, last_seen=days_ago(300))
+    assert audit_devices(intune, [*lansweeper, gone], helix, [], [], people, DEVICE_SYSTEMS, NOW).discrepancies == []
+    # the window is the policy's
+    wide = parse_policy("[thresholds]\nunmanaged_seen_within_days = 400\n")
+    assert len(audit_devices(intune, [*lansweeper, gone], helix, [], [], people, DEVICE_SYSTEMS, NOW,
+                             policy=wide).discrepancies) == 2
+    # without Intune read, "Intune does not manage it" is unknown: only the register's finding
+    read = ["Lansweeper", "Helix", "Workday", "ActiveDirectory", "Entra", "FedEx"]
+    no_intune = audit_devices([], [*lansweeper, rogue], helix, [], [], people, read, NOW).discrepancies
+    assert {d.field for d in no_intune} == {"unregistered_device"}
+
+
+def test_an_enrolled_laptop_the_register_does_not_hold_is_unregistered() -> None:
+    intune, lansweeper, _helix = clean_devices()
+    people = [r for recs in clean_people() for r in recs]
+    found = audit_devices(intune, lansweeper, [], [], [], people, DEVICE_SYSTEMS, NOW).discrepancies
+    assert {(d.field, d.system_a, d.system_b) for d in found} == {("unregistered_device", "Helix", "Intune"),
+                                                                  ("unregistered_device", "Helix", "Lansweeper")}
+    assert all(d.severity == "medium" for d in found)

@@ -51,9 +51,12 @@ DRIFT_KINDS = {
     (F.ORPHANED_ACCOUNT, ("Entra",)),
     (F.AMBIGUOUS_ACCOUNT, ("Workday", "ActiveDirectory")),
     (F.DORMANT_ACCOUNT, ("ActiveDirectory",)),
+    (F.UNMANAGED_DEVICE, ("Lansweeper", "Intune")),
+    (F.UNREGISTERED_DEVICE, ("Helix", "Intune")),
+    (F.UNREGISTERED_DEVICE, ("Helix", "Lansweeper")),
 }
 NOISE_KINDS = {"case", "spacing", "unicode", "manager_format", "mail alias vs UPN", "disabled account of no worker",
-               "service account", "service account (svc-*)", "last logon"}
+               "service account", "service account (svc-*)", "last logon", "last seen"}
 #: Non-person accounts under the default findings policy (nexus.findings_policy), read independently here.
 SERVICE_NAMES = ("svc-", "svc_")
 
@@ -201,6 +204,16 @@ def _reference_findings(org: Org) -> Counter[tuple[str, str, tuple[str, ...]]]:
             assert owner.termination_date is not None
             if device.last_sync.date() > owner.termination_date:
                 found[(asset.serial, F.DEVICE_ACTIVE, ("Workday", "Intune"))] += 1
+    registered = {a.serial.strip().upper() for a in org.helix_assets}
+    recent = org.generated_at - timedelta(days=14)
+    for serial, seen in lansweeper.items():
+        if seen.last_seen >= recent and serial not in intune:
+            found[(seen.serial, F.UNMANAGED_DEVICE, ("Lansweeper", "Intune"))] += 1
+        if seen.last_seen >= recent and serial not in registered:
+            found[(seen.serial, F.UNREGISTERED_DEVICE, ("Helix", "Lansweeper"))] += 1
+    for serial, device in intune.items():
+        if serial not in registered:
+            found[(device.serial, F.UNREGISTERED_DEVICE, ("Helix", "Intune"))] += 1
     for ticket in org.helix_tickets:
         shipment = shipments.get(ticket.tracking_number)
         overdue = ticket.submit_date < org.generated_at - timedelta(days=F.RETURN_OVERDUE_DAYS)
@@ -356,6 +369,11 @@ def test_noise_differs_raw_but_not_after_normalisation(orgs: dict[int, Org], n: 
             last = ad[workers[e["subject"]].employee_id].last_logon
             assert last is not None and timedelta(days=14) < org.generated_at - last <= timedelta(days=45), e
             continue
+        if e["field"] == F.UNMANAGED_DEVICE:  # a machine Lansweeper last saw long ago, nobody else knows
+            seen = next(a for a in org.lansweeper if a.serial == e["subject"])
+            assert org.generated_at - seen.last_seen > timedelta(days=14)
+            assert e["subject"] not in intune and e["subject"] not in helix
+            continue
         if e["field"] == F.DEVICE_OWNER:
             device, asset = intune[e["subject"]], helix[e["subject"]]
             assert device.upn != asset.owner_email
@@ -473,9 +491,13 @@ def test_structure_is_realistic(orgs: dict[int, Org]) -> None:
 def test_devices_tickets_and_shipments_are_well_formed(orgs: dict[int, Org]) -> None:
     org = orgs[2000]
     serial = re.compile(r"[0-9BCDFGHJKLMNPQRSTVWXYZ]{7}|5CG\d{4}[A-Z]{3}|PF[0-9A-Z]{6}|C02[0-9A-Z]{9}")
-    assert all(serial.fullmatch(d.serial) for d in org.intune)
-    assert [d.serial for d in org.intune] == [a.serial for a in org.lansweeper] == [h.serial for h in org.helix_assets]
-    assert org.truth["devices"] == len(org.intune)
+    registered = len(org.helix_assets)
+    assert all(serial.fullmatch(d.serial) for d in org.intune[:registered])
+    assert all(re.fullmatch(r"NX[0-9A-F]{10}", d.serial) for d in [*org.intune, *org.lansweeper][registered:]
+               if d.serial not in {h.serial for h in org.helix_assets})  # planted machines of no register
+    assert ([d.serial for d in org.intune[:registered]] == [a.serial for a in org.lansweeper[:registered]]
+            == [h.serial for h in org.helix_assets])
+    assert org.truth["devices"] == registered
     per_owner = Counter(h.owner_email for h in org.helix_assets)
     for w in org.workday:
         assert per_owner[w.email] <= 2

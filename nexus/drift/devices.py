@@ -172,6 +172,29 @@ def compare_device(
     # rule 4: return shipments
     if RETURNS.runs(avail):
         out.extend(_returns(tickets, shipments, now, subject, thresholds.return_overdue_days))
+
+    # rules 5 and 6: the inventories against each other (the other direction: from what is on the network)
+    out.extend(_inventory(intune, lansweeper, helix, avail, now, subject, thresholds.unmanaged_seen_within_days))
+    return out
+
+
+def _inventory(intune: Sequence[DeviceRecord], lansweeper: Sequence[DeviceRecord], helix: Sequence[DeviceRecord],
+               avail: frozenset[System], now: datetime, subject: str, seen_within_days: int) -> list[Discrepancy]:
+    """``unmanaged_device``: Lansweeper saw it within ``seen_within_days`` and Intune (read) does not manage it.
+    ``unregistered_device``: Intune, or Lansweeper within the same window, knows it and the Helix register (read)
+    does not. A device Lansweeper last saw long ago is gone from the network: neither."""
+    out: list[Discrepancy] = []
+    seen_after = now - timedelta(days=seen_within_days)
+    recent = [r for r in lansweeper if (seen := parse_time(r.last_seen)) is not None and seen >= seen_after]
+    if recent and System.INTUNE in avail and not intune:
+        out.append(_disc(F.UNMANAGED_DEVICE, "Lansweeper", recent[0].last_seen, "Intune", None, subject))
+    if System.HELIX in avail and not helix:
+        if intune:
+            out.append(_disc(F.UNREGISTERED_DEVICE, "Helix", None, "Intune", intune[0].name or intune[0].key,
+                             subject))
+        if recent:
+            out.append(_disc(F.UNREGISTERED_DEVICE, "Helix", None, "Lansweeper", recent[0].name or recent[0].key,
+                             subject))
     return out
 
 

@@ -36,6 +36,8 @@ LAST_SYNC = "last_sync"  # Intune has not seen the device for more than the stal
 COMPLIANCE = "compliance"  # Intune says noncompliant
 DEVICE_ACTIVE = "device_active"  # owner terminated in Workday, device still checking in to Intune after that
 RETURN_SHIPMENT = "return_shipment"  # Helix return ticket's FedEx shipment not delivered
+UNMANAGED_DEVICE = "unmanaged_device"  # Lansweeper saw it recently, Intune does not manage it (CIS 1.2)
+UNREGISTERED_DEVICE = "unregistered_device"  # Intune or Lansweeper knows it, the Helix register does not (CIS 1.1)
 
 SEVERITY: dict[str, Severity] = {
     JOB_TITLE: Severity.MEDIUM,
@@ -52,11 +54,14 @@ SEVERITY: dict[str, Severity] = {
     COMPLIANCE: Severity.MEDIUM,
     DEVICE_ACTIVE: Severity.CRITICAL,
     RETURN_SHIPMENT: Severity.CRITICAL,
+    UNMANAGED_DEVICE: Severity.HIGH,
+    UNREGISTERED_DEVICE: Severity.MEDIUM,
 }
 
 PERSON_FIELDS = (JOB_TITLE, DEPARTMENT, MANAGER, DISPLAY_NAME, ACCOUNT_ENABLED, ACCOUNT_EXISTS, ORPHANED_ACCOUNT,
                  AMBIGUOUS_ACCOUNT, DORMANT_ACCOUNT)
-DEVICE_FIELDS = (DEVICE_OWNER, LAST_SYNC, COMPLIANCE, DEVICE_ACTIVE, RETURN_SHIPMENT)
+DEVICE_FIELDS = (DEVICE_OWNER, LAST_SYNC, COMPLIANCE, DEVICE_ACTIVE, RETURN_SHIPMENT, UNMANAGED_DEVICE,
+                 UNREGISTERED_DEVICE)
 
 #: Pseudo-system named as ``system_b`` of single-system findings (stale, noncompliant).
 POLICY = "Policy"

@@ -91,6 +91,11 @@ RULES: tuple[Rule, ...] = (
     Rule("device rule 2 (Intune health of a device in use)", frozenset({F.LAST_SYNC, F.COMPLIANCE}),
          _pair(System.INTUNE, F.POLICY), requires=frozenset({System.INTUNE}), inputs=_OWNER, needs=_DEVICE_NEEDS),
     RETURNS,
+    Rule("device rule 5 (unmanaged: Lansweeper sees it, Intune does not manage it)", frozenset({F.UNMANAGED_DEVICE}),
+         _pair(System.LANSWEEPER, System.INTUNE), requires=frozenset({System.LANSWEEPER, System.INTUNE})),
+    *(Rule(f"device rule 6 (unregistered: {other.display} knows it, Helix does not)",
+           frozenset({F.UNREGISTERED_DEVICE}), _pair(System.HELIX, other), requires=frozenset({System.HELIX, other}))
+      for other in (System.INTUNE, System.LANSWEEPER)),
 )
 
 _BY_KIND: dict[tuple[str, frozenset[str]], Rule] = {(f, r.pair): r for r in RULES for f in r.fields}

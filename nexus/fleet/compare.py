@@ -37,14 +37,14 @@ class Comparison:
 
 
 #: The fields the drift engine reads, per stream (nexus.drift.people / devices / correlate): a comparison decodes
-#: only these. Names, models and the systems' own device ids never reach a finding; only Intune's last sync does.
+#: only these. Device names and ids reach only the unregistered_device finding (which machine it is).
 _PERSON_FIELDS = ("key", "employee_id", "email", "upn", "username", "display_name", "title", "department",
                   "manager_ref", "manager_employee_id", "manager_email", "enabled", "status", "termination_date",
                   "aliases", "last_logon")
 ENGINE_FIELDS: dict[str, tuple[str, ...] | None] = {
     "workday": _PERSON_FIELDS, "ad": _PERSON_FIELDS, "entra": _PERSON_FIELDS,
-    "intune": ("serial", "owner", "last_seen", "compliance"),
-    "lansweeper": ("serial", "owner"),
+    "intune": ("key", "serial", "name", "owner", "last_seen", "compliance"),
+    "lansweeper": ("key", "serial", "name", "owner", "last_seen"),
     "helix": ("serial", "owner", "status"),
     "helix_tickets": None,
     "fedex": None,

@@ -45,6 +45,7 @@ from nexus.sim.orggen_ad import age_accounts, relocate
 from nexus.sim.orggen_devices import build_devices, device_counts
 from nexus.sim.orggen_graph import roughen_graph
 from nexus.sim.orggen_ids import IdSource
+from nexus.sim.orggen_inventory import plant_inventory
 from nexus.sim.orggen_people import (
     BASE_DN,
     DOMAIN,
@@ -99,12 +100,14 @@ def _generate(people: int, seed: int, now: datetime) -> Org:
     counts = device_counts(rng, staff, leaver_devices_needed(people))
     dev = build_devices(rng, ids, staff, counts, now)
     plant_devices(rng, staff, dev, truth, now)
+    extra = plant_inventory(seed, ids, staff, {d.serial for d in dev.intune}, truth, now)
+    intune = [*dev.intune, *extra.intune]
 
     extra_ad, extra_entra = plant_accounts(seed, staff, ad, truth, now)
     ad_users: list[AdUser] = [*(u for u in ad if u is not None), *extra_ad]
     entra_users: list[EntraUser] = [*(u for u in entra if u is not None), *extra_entra]
     subjects = [e["subject"] for e in (*truth.drift, *truth.noise)]
-    empty_pages = roughen_graph(seed, entra_users, dev.intune, subjects)
+    empty_pages = roughen_graph(seed, entra_users, intune, subjects)
     return Org(
         seed=seed,
         people=people,
@@ -114,12 +117,12 @@ def _generate(people: int, seed: int, now: datetime) -> Org:
         workday=workday,
         ad=ad_users,
         entra=entra_users,
-        intune=dev.intune,
-        lansweeper=dev.lansweeper,
+        intune=intune,
+        lansweeper=[*dev.lansweeper, *extra.lansweeper],
         helix_assets=dev.helix,
         helix_tickets=[t for t in dev.ticket if t is not None],
         fedex=[s for s in dev.shipment if s is not None],
-        truth={"seed": seed, "people": people, "devices": len(dev.intune), "drift": truth.drift, "noise": truth.noise},
+        truth={"seed": seed, "people": people, "devices": len(dev.helix), "drift": truth.drift, "noise": truth.noise},
         graph_empty_pages=empty_pages,
     )
 
