@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from clients._graph import EXPAND_PAGE_SIZE, GraphClient, as_str, odata_quote, require_str
 from clients.paging import Page, iter_all
-from clients.roles import EMAIL, EMPLOYEE_ID, ref_kind
+from clients.roles import EMAIL, EMPLOYEE_ID, ref_kind, same_person
 from nexus.errors import MalformedResponseError
 from nexus.models import PersonRecord
 
@@ -96,7 +96,7 @@ class EntraClient(GraphClient):
                 return 2
             return 3
 
-        return sorted(people, key=rank)
+        return same_person(sorted(people, key=rank))
 
     def find_person(self, ref: str) -> PersonRecord | None:
         """PeopleDirectory: an address (mail, alias or UPN) or an employee id; no Windows user names in Entra."""

@@ -69,3 +69,13 @@ class PagedListing(Protocol):
 
 __all__ = ["EMAIL", "EMPLOYEE_ID", "OTHER", "USERNAME", "DeviceInventory", "HealthCheck", "PagedListing",
            "PeopleDirectory", "ReturnRegister", "ShipmentTracker", "ref_kind"]
+
+
+def same_person(ranked: list[PersonRecord]) -> list[PersonRecord]:
+    """A lookup's matches, strongest first, without the accounts that carry ANOTHER employee id than the strongest
+    match: an alias or shared mailbox of someone else (``smtp:alice@`` on Bob's account) is Bob's, not a second
+    account of Alice's. Accounts without an employee id stay (they may be hers)."""
+    if not ranked:
+        return []
+    top = (ranked[0].employee_id or "").strip().casefold()
+    return [r for r in ranked if not top or not r.employee_id or r.employee_id.strip().casefold() == top]

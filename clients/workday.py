@@ -58,6 +58,9 @@ _TRUE = frozenset({"1", "true", "y", "yes"})
 _FALSE = frozenset({"0", "false", "n", "no"})
 
 
+#: An employee id no tenant has: the health probe's prompt (answers no entry, costs nothing).
+HEALTH_PROBE_ID = "NEXUS-HEALTH-0"
+
 def _iso_date(value: Any) -> str | None:
     """``2021-03-15`` from RaaS's ``2021-03-15-08:00`` (or a plain ISO date); blank -> None."""
     if value is None or value == "":
@@ -160,6 +163,13 @@ class WorkdayClient(HttpSystemClient):
     # -- lookups ---------------------------------------------------------------------------------------------
     def find_worker(self, *, email: str | None = None, employee_id: str | None = None) -> PersonRecord | None:
         """The worker with this work email or employee id (via the RaaS report's prompts), or None."""
+        found = self.find_workers(email=email, employee_id=employee_id)
+        return found[0] if found else None
+
+    def find_workers(self, *, email: str | None = None, employee_id: str | None = None) -> list[PersonRecord]:
+        """Every worker the prompts select that really has this email or employee id (two workers may share a work
+        email: a contingent worker converted to an employee keeps both records). A report that answers entries of
+        which none matches ignored its prompts: an error, never somebody else audited in the subject's name."""
         if not email and not employee_id:
             raise ValueError("find_worker needs an email or an employee_id")
         prompts: dict[str, str] = {}
@@ -168,23 +178,35 @@ class WorkdayClient(HttpSystemClient):
         if employee_id:
             prompts["Employee_ID"] = employee_id
         entries = self.report_entries(prompts)
-        if not entries:
-            return None
-        return self._from_entry(entries[0])
+        people = [self._from_entry(e) for e in entries]
+        fold = str.casefold
+        wanted = [p for p in people if (email and p.email and fold(p.email) == fold(email))
+                  or (employee_id and p.employee_id and fold(p.employee_id) == fold(employee_id))]
+        if people and not wanted:
+            raise self._malformed(f"the report answered {len(people)} entries for the prompts "
+                                  f"{', '.join(sorted(prompts))} and none matches them: does the report define "
+                                  "these prompts?")
+        return wanted
 
     def find_person(self, ref: str) -> PersonRecord | None:
         """PeopleDirectory: a work email or an employee id; Workday knows no Windows user name (None)."""
+        found = self.find_people(ref)
+        return found[0] if found else None
+
+    def find_people(self, ref: str) -> list[PersonRecord]:
+        """Every worker :meth:`find_person` chooses from."""
         kind = ref_kind(ref)
         if kind == EMAIL:
-            return self.find_worker(email=ref)
+            return self.find_workers(email=ref)
         if kind == EMPLOYEE_ID:
-            return self.find_worker(employee_id=ref)
-        return None
+            return self.find_workers(employee_id=ref)
+        return []
 
     def health(self) -> float:
-        """Elapsed ms of one authenticated one-worker REST listing request (public, cheap on any tenant)."""
+        """Elapsed ms of one authenticated report request whose prompt matches nobody: the path the audits use
+        (the integration user may be granted the report and nothing else)."""
         start = time.perf_counter()
-        self.send("GET", self._workers_path, params={"limit": 1, "offset": 0})
+        self.report_entries({"Employee_ID": HEALTH_PROBE_ID})
         return (time.perf_counter() - start) * 1000
 
     # -- parsing ---------------------------------------------------------------------------------------------

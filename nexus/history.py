@@ -195,9 +195,12 @@ class HistoryStore:
         now: datetime | float,
         *,
         available: Iterable[str] | None = None,
+        not_looked_for: Collection[str] = (),
+        policy_hash: str | None = None,
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(annotated, resolved); see :meth:`annotate_full` (which also returns the unknown ones)."""
-        result = self.annotate_full(audit_id, discrepancies, now, available=available)
+        result = self.annotate_full(audit_id, discrepancies, now, available=available,
+                                    not_looked_for=not_looked_for, policy_hash=policy_hash)
         return result.annotated, result.resolved
 
     def annotate_full(
@@ -208,11 +211,15 @@ class HistoryStore:
         *,
         available: Iterable[str] | None = None,
         not_looked_for: Collection[str] = (),
+        policy_hash: str | None = None,
     ) -> HistoryResult:
         """Label the current discrepancies against the previous fleet audit and record this audit (idempotent).
 
-        ``not_looked_for``: kinds this audit's findings policy turned off; earlier findings of those kinds are
-        ``unknown``, never resolved."""
+        ``not_looked_for``: kinds this audit did not look for (turned off by its findings policy, or not judged:
+        a mapping gives each one's reason);
+        earlier findings of those kinds are ``unknown``, never resolved. ``policy_hash``: the findings policy's; when
+        it differs from the previous audit's, a finding that is gone may be gone because a threshold, a severity or
+        an exclusion moved, not because anything was fixed: ``unknown`` too."""
         with self.r.lock(LOCK, timeout=self.lock_timeout_s, blocking_timeout=self.lock_timeout_s):
             own_meta, own = self.recorded(audit_id)
             first_time = own_meta is None
@@ -220,11 +227,16 @@ class HistoryStore:
             prev_id = self.last_fleet() if own_meta is None else own_meta.get("prev")
             if prev_id == audit_id:
                 prev_id = None
-            _, prev = self.recorded(prev_id) if prev_id else (None, {})
-            result, records = _compare(discrepancies, prev, own, iso(now), _normalise_available(available),
-                                       frozenset(not_looked_for))
+            prev_meta, prev = self.recorded(prev_id) if prev_id else (None, {})
+            before = (prev_meta or {}).get("policy")
+            changed = before is not None and policy_hash is not None and before != policy_hash
+            why = (dict(not_looked_for) if isinstance(not_looked_for, Mapping)
+                   else {k: f"the findings policy turns {k} off" for k in not_looked_for})
+            result, records = _compare(discrepancies, prev, own, iso(now), _normalise_available(available), why,
+                                       f"the findings policy changed ({before} -> {policy_hash})" if changed else None)
             result.previous_audit_id = prev_id
-            meta = {"prev": prev_id, "recorded_at": (own_meta or {}).get("recorded_at") or iso(now)}
+            meta = {"prev": prev_id, "recorded_at": (own_meta or {}).get("recorded_at") or iso(now),
+                    "policy": policy_hash}
             self._write(audit_id, meta, records, move_pointer=first_time)
         return result
 
@@ -254,7 +266,8 @@ def _compare(
     own: Mapping[str, dict[str, Any]],
     now_iso: str,
     available: set[System] | None,
-    not_looked_for: frozenset[str] = frozenset(),
+    not_looked_for: Mapping[str, str] | None = None,
+    policy_changed: str | None = None,
 ) -> tuple[HistoryResult, dict[str, dict[str, Any]]]:
     """Pure part of :meth:`HistoryStore.annotate_full`: labels, and the records to store for this audit.
 
@@ -282,8 +295,10 @@ def _compare(
     for k, rec in prev.items():
         if k in records:
             continue
-        if rec.get("field") in not_looked_for:
-            reason: str | None = f"not looked for: the findings policy turns {rec.get('field')} off"
+        if not_looked_for and str(rec.get("field")) in not_looked_for:
+            reason: str | None = f"not looked for: {not_looked_for[str(rec.get('field'))]}"
+        elif policy_changed is not None:
+            reason = f"not re-judged: {policy_changed}"
         else:
             reason = undecided(rec, available)
         if reason is None:

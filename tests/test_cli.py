@@ -35,7 +35,7 @@ WAIT = 90.0
 VIEW_KEYS = {"audit_id", "kind", "status", "description", "created_at", "updated_at", "progress"}
 USER_REPORT_KEYS = {"audit_id", "kind", "generated_at", "email", "systems_checked", "systems_available",
                     "systems_failed", "workday_found", "ad_found", "entra_found", "discrepancy_count",
-                    "discrepancies", "errors", "waived", "waived_count"}
+                    "discrepancies", "errors", "waived", "waived_count", "policy"}
 DISCREPANCY_KEYS = {"field", "system_a", "value_a", "system_b", "value_b", "severity"}
 
 

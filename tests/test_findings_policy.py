@@ -152,3 +152,34 @@ def test_workers_apply_the_policy_and_every_report_records_it(rig: Cluster) -> N
     assert all(d["severity"] == "low" for d in after["discrepancies"] if d["field"] == "department")
     assert after["policy"]["changed"] == {"kinds": {"job_title": False}, "severities": {"department": "low"}}
     assert after["policy"]["hash"] != before["policy"]["hash"]
+
+
+def test_history_never_resolves_what_a_changed_policy_stopped_reporting() -> None:
+    store = HistoryStore(fakeredis.FakeRedis(server=fakeredis.FakeServer()), ttl_s=3600)
+    stale = {"subject": "5CG1234XYZ", "field": "last_sync", "system_a": "Intune", "value_a": "2026-01-01T00:00:00Z",
+             "system_b": "Policy", "value_b": "within 30 days", "severity": "medium"}
+    store.annotate_full("a1", [stale], NOW, policy_hash=DEFAULT_POLICY.hash)
+    wider = parse_policy("[thresholds]\nstale_after_days = 400\n")
+    second = store.annotate_full("a2", [], NOW, policy_hash=wider.hash)  # the finding is gone: the bar moved
+    assert second.resolved == []
+    assert second.unknown[0]["reason"] == f"not re-judged: the findings policy changed ({DEFAULT_POLICY.hash} -> " \
+                                          f"{wider.hash})"
+    third = store.annotate_full("a3", [], NOW, policy_hash=wider.hash)  # same policy again: now it is resolved
+    assert [r["field"] for r in third.resolved] == ["last_sync"]
+
+
+@pytest.mark.parametrize("status", ["stale", "degraded"])
+def test_accounts_of_no_worker_are_not_judged_from_an_incomplete_workday(status: str) -> None:
+    """A stale or shrunken Workday lacks the recent hires: every one of them would look orphaned."""
+    from nexus.fleet.assess import Assessment, SystemStatus
+    from nexus.fleet.compare import FleetComparer
+    from nexus.fleet.store import SnapshotStore
+    from nexus.systems import System
+
+    systems = {System.WORKDAY: SystemStatus(System.WORKDAY, status), System.AD: SystemStatus(System.AD, "ok")}
+    store = SnapshotStore(fakeredis.FakeRedis(server=fakeredis.FakeServer()), ttl_s=60)
+    comparer = FleetComparer(store, Assessment({}, systems), NOW)
+    assert "Workday was " + status in comparer.not_judged["orphaned_account"]
+    assert not comparer.engine_policy.is_on("orphaned_account") and comparer.policy is DEFAULT_POLICY
+    fresh = FleetComparer(store, Assessment({}, {**systems, System.WORKDAY: SystemStatus(System.WORKDAY, "ok")}), NOW)
+    assert fresh.not_judged == {} and fresh.engine_policy is DEFAULT_POLICY

@@ -170,11 +170,29 @@ def test_rest_summary_carries_only_the_public_fields(sim: SimHarness, client: Wo
     assert missing.status_code == 404
 
 
-def test_health_is_one_public_rest_request(sim: SimHarness, client: WorkdayClient) -> None:
+def test_health_is_one_report_request_that_selects_nobody(sim: SimHarness, client: WorkdayClient) -> None:
     assert client.health() >= 0.0
     _, workers_path, report_path = tenant_paths(sim)
-    assert sim.counts()[workers_path] == 1 and report_path not in sim.counts()
-    assert sim.recent_params(workers_path)[-1] == {"limit": ["1"], "offset": ["0"]}
+    assert sim.counts()[report_path] == 1 and workers_path not in sim.counts()  # the path the audits use
+    assert sim.recent_params(report_path)[-1] == {"format": ["json"], "Employee_ID": ["NEXUS-HEALTH-0"]}
+
+
+def test_a_report_that_ignores_its_prompts_is_an_error_not_somebody_else(
+    client: WorkdayClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = client.report_entries()  # what a report that defines no Email prompt answers to any lookup
+    monkeypatch.setattr(client, "report_entries", lambda prompts=None, **kw: whole[:3])
+    with pytest.raises(MalformedResponseError, match="none matches them: does the report define these prompts"):
+        client.find_worker(email="nobody.here@corp.example")
+
+
+def test_two_workers_with_one_work_email_are_both_returned(client: WorkdayClient,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    first = client.report_entries()[0]
+    email = first["Email_-_Work"]
+    converted = {**first, "Employee_ID": "C" + first["Employee_ID"]}  # a contingent worker hired as an employee
+    monkeypatch.setattr(client, "report_entries", lambda prompts=None, **kw: [first, converted])
+    assert [p.employee_id for p in client.find_people(email)] == [first["Employee_ID"], converted["Employee_ID"]]
 
 
 # -- the field mapping -----------------------------------------------------------------------------------------------

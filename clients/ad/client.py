@@ -28,7 +28,7 @@ from clients.ad.schema import ATTRIBUTES, PERSON_FILTER, SYSTEM
 from clients.paging import Page
 from clients.ratelimit import NO_LIMIT, RateLimiter
 from clients.resilience import per_request
-from clients.roles import EMAIL, EMPLOYEE_ID, USERNAME, ref_kind
+from clients.roles import EMAIL, EMPLOYEE_ID, USERNAME, ref_kind, same_person
 from nexus.errors import NotFoundError
 from nexus.models import PersonRecord
 from nexus.settings import Settings, get_settings
@@ -234,7 +234,7 @@ class ADClient:
         ranked = sorted(records, key=lambda r: rank(r, email=email, upn=upn, employee_id=employee_id,
                                                     username=username))
         managers: dict[str, Manager | None] = {}
-        return [self._resolve_manager(r, managers) for r in ranked]
+        return [self._resolve_manager(r, managers) for r in same_person(ranked)]
 
     def find_person(self, ref: str) -> PersonRecord | None:
         """PeopleDirectory: an address, ``DOMAIN\\sam`` or an employee id."""

@@ -79,8 +79,11 @@ RULES: tuple[Rule, ...] = (
     *(Rule(f"people rules 1-2 (Workday vs {other.display})", _PERSON_FIELDS, _pair(System.WORKDAY, other),
            requires=frozenset({System.WORKDAY, other})) for other in (System.AD, System.ENTRA)),
     PEOPLE_FALLBACK,
-    *(Rule(f"account rules (orphaned, dormant {other.display} accounts)", _ACCOUNT_HYGIENE,
-           _pair(other, F.POLICY), requires=frozenset({System.WORKDAY, other})) for other in (System.AD, System.ENTRA)),
+    # dormancy is judged on AD's lastLogonTimestamp only (Entra's signInActivity is not read: never "covered")
+    Rule("account rules (orphaned, dormant ActiveDirectory accounts)", _ACCOUNT_HYGIENE,
+         _pair(System.AD, F.POLICY), requires=frozenset({System.WORKDAY, System.AD})),
+    Rule("account rules (orphaned Entra accounts)", frozenset({F.ORPHANED_ACCOUNT}),
+         _pair(System.ENTRA, F.POLICY), requires=frozenset({System.WORKDAY, System.ENTRA})),
     *(Rule(f"device rule 1 (Helix vs {other.display} owner)", frozenset({F.DEVICE_OWNER}),
            _pair(System.HELIX, other), requires=frozenset({System.HELIX, other}), inputs=_PEOPLE,
            needs="the owners resolved across Workday, AD and Entra") for other in (System.INTUNE, System.LANSWEEPER)),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from nexus.drift import fields as F
 from nexus.drift.engine import audit_devices, audit_people, user_report
 from nexus.findings_policy import DEFAULT_POLICY, FindingsPolicy
 from nexus.fleet.assess import Assessment, StreamInput
@@ -109,7 +110,16 @@ class FleetComparer:
     def __init__(self, store: SnapshotStore, assessment: Assessment, now: datetime, *,
                  policy: FindingsPolicy = DEFAULT_POLICY) -> None:
         self.store = store
-        self.policy = policy
+        self.policy = policy  # as configured (the report's stamp)
+        #: kinds this audit cannot judge, and why: an account "of no worker" is only known from a fresh, whole
+        #: Workday (a stale or degraded one lacks the recent hires, who would all look orphaned)
+        self.not_judged: dict[str, str] = {}
+        workday = assessment.systems.get(System.WORKDAY)
+        if workday is not None and workday.status in ("stale", "degraded") and policy.is_on(F.ORPHANED_ACCOUNT):
+            self.not_judged[F.ORPHANED_ACCOUNT] = (f"Workday was {workday.status}: accounts of no worker are not "
+                                                  "judged from an incomplete list of workers")
+        self.engine_policy = policy if not self.not_judged else policy.model_copy(
+            update={"kinds": {**policy.kinds, **dict.fromkeys(self.not_judged, False)}})
         self.assessment = assessment
         self.now = now
         self.available = assessment.available
@@ -145,7 +155,7 @@ class FleetComparer:
         out.timings["load_people_s"] = round(time.perf_counter() - started, 3)
         mark = time.perf_counter()
         result = audit_people(people[System.WORKDAY], people[System.AD], people[System.ENTRA], self.available,
-                              policy=self.policy, now=self.now)
+                              policy=self.engine_policy, now=self.now)
         out.people = len(result.matches)
         if subjects is not None:
             out.entries = self._entries(result, people, subjects)
@@ -170,7 +180,7 @@ class FleetComparer:
         out.timings["load_devices_s"] = round(time.perf_counter() - started, 3)
         mark = time.perf_counter()
         result = audit_devices(intune, lansweeper, helix, tickets, shipments, owners, self.available, self.now,
-                               policy=self.policy)
+                               policy=self.engine_policy)
         out.devices = len(result.serials)
         out.discrepancies = [d.to_dict() for d in result.discrepancies]
         del result
@@ -200,7 +210,7 @@ class FleetComparer:
                     records[system.value] = None
                 else:
                     records[system.value] = list(match.records(system)) if match is not None else []
-            entries.append(user_report(email, records, errors, policy=self.policy, now=self.now))
+            entries.append(user_report(email, records, errors, policy=self.engine_policy, now=self.now))
         return entries
 
 

@@ -48,11 +48,13 @@ def compare_people_early(ctx: FleetContext, audit_id: str) -> dict[str, Any]:
     """The people part of a fleet comparison, stored for the final part (which redoes it if this one failed)."""
     try:
         assessment = judge(ctx, audit_id, "fleet", datetime.now(UTC), USER_SYSTEMS)
-        part = FleetComparer(ctx.snaps, assessment, datetime.now(UTC),
-                             policy=load_policy(ctx.settings.policy_file)).people()
+        comparer = FleetComparer(ctx.snaps, assessment, datetime.now(UTC),
+                                 policy=load_policy(ctx.settings.policy_file))
+        part = comparer.people()
         ctx.snaps.put_result(audit_id, PEOPLE_RESULT, {
             "discrepancies": part.discrepancies, "people": part.people, "timings": part.timings,
-            "rss_mb": round(peak_rss_mb(), 1), "available": sorted(assessment.available)})
+            "rss_mb": round(peak_rss_mb(), 1), "available": sorted(assessment.available),
+            "policy": comparer.engine_policy.hash})
     except Exception as exc:  # the final part compares the people itself
         log.warning("fleet audit %s: people comparison failed early (%s): redone at the end", audit_id, exc,
                     extra={"audit_id": audit_id})
@@ -97,10 +99,12 @@ def _judge_and_settle(ctx: FleetContext, audit_id: str, kind: str) -> None:
 
 
 def _people_part(ctx: FleetContext, comparer: FleetComparer, audit_id: str) -> tuple[Comparison, float | None]:
-    """The stored people part when it judged the same systems available, else the people compared here."""
+    """The stored people part when it judged the same systems available under the same policy (the file may have
+    changed in between: one audit is graded by one policy), else the people compared here."""
     stored = ctx.snaps.get_result(audit_id, PEOPLE_RESULT)
     people_available = sorted(comparer.available & {s.value for s in USER_SYSTEMS})
-    if stored is not None and stored.get("available") == people_available:
+    if (stored is not None and stored.get("available") == people_available
+            and stored.get("policy") == comparer.engine_policy.hash):
         return Comparison(stored["discrepancies"], None, stored["people"], 0, dict(stored["timings"])), \
             stored.get("rss_mb")
     return comparer.people(), None
@@ -124,7 +128,11 @@ def _compare(ctx: FleetContext, audit_id: str,
         comparison.timings["final_s"] = round(time.perf_counter() - started, 3)
         annotators = Annotators(HistoryStore(store.r, ttl_s=ctx.settings.report_ttl_s), WaiverStore(store.r))
         report = fleet_report(audit_id, assessment, comparison, now, annotators=annotators,
-                              kinds_off=comparer.policy.kinds_off)
+                              kinds_off={**{k: f"the findings policy turns {k} off" for k in comparer.policy.kinds_off},
+                                         **comparer.not_judged},
+                              policy_hash=comparer.policy.hash)
+        if comparer.not_judged:
+            report["not_judged"] = dict(comparer.not_judged)
     report["stats"]["compare_peak_rss_mb"] = round(max(peak_rss_mb(), people_rss or 0.0), 1)
     for system, status in assessment.systems.items():
         if status.status in ("degraded", "stale"):

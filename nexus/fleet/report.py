@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -105,9 +106,11 @@ class Annotators:
 
 
 def _annotate(annotators: Annotators, audit_id: str, active: list[dict[str, Any]], available: list[str],
-              now: datetime, kinds_off: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+              now: datetime, kinds_off: Mapping[str, str], policy_hash: str | None) -> tuple[list[dict[str, Any]],
+                                                                                    dict[str, Any]]:
     """History first (so a waived finding keeps its since), then waivers (nexus.history, nexus.waivers)."""
-    result = annotators.history.annotate_full(audit_id, active, now, available=available, not_looked_for=kinds_off)
+    result = annotators.history.annotate_full(audit_id, active, now, available=available, not_looked_for=kinds_off,
+                                              policy_hash=policy_hash)
     counted, waived = annotators.waivers.apply(result.annotated, now)
     extra = {
         "waived": waived,
@@ -120,9 +123,10 @@ def _annotate(annotators: Annotators, audit_id: str, active: list[dict[str, Any]
 
 
 def fleet_report(audit_id: str, assessment: Assessment, comparison: Comparison, now: datetime, *,
-                 annotators: Annotators | None = None, kinds_off: list[str] | None = None) -> dict[str, Any]:
+                 annotators: Annotators | None = None, kinds_off: Mapping[str, str] | None = None,
+                 policy_hash: str | None = None) -> dict[str, Any]:
     """The fleet report; with ``annotators``, each discrepancy labelled new/persisting and waivers applied.
-    ``kinds_off``: kinds the findings policy turned off (history calls their earlier findings unknown)."""
+    ``kinds_off``: kinds not looked for, with why (history calls their earlier findings unknown)."""
     frame = _frame(assessment)
     kept, dropped = suppress(comparison.discrepancies, assessment.degraded)
     extra: dict[str, Any] = {}
@@ -131,7 +135,7 @@ def fleet_report(audit_id: str, assessment: Assessment, comparison: Comparison, 
         # its absence findings), a stale one not read at all this time (nexus.history.read_systems, for diffs).
         unread = {*frame["systems_degraded"], *frame["systems_stale"]}
         judged = [s for s in frame["systems_available"] if s not in unread]
-        kept, extra = _annotate(annotators, audit_id, kept, judged, now, kinds_off or [])
+        kept, extra = _annotate(annotators, audit_id, kept, judged, now, kinds_off or {}, policy_hash)
     report: dict[str, Any] = {"scope": "fleet", **frame, "people": comparison.people, "devices": comparison.devices,
                               "discrepancy_count": len(kept), "summary": summarize(kept), "discrepancies": kept,
                               **extra}

@@ -7,7 +7,7 @@ Runs after the AD accounts are aged (:func:`nexus.sim.orggen_ad.age_accounts`), 
   new account next to the old one), and dormant AD accounts of active workers (``lastLogonTimestamp`` 46-400 days
   old);
 - noise: a disabled orphan (it cannot sign in), service accounts the default policy excludes (``svc-*``/``svc_*``
-  names, an entry under ``OU=Service Accounts``, an Entra ``svc-`` member), and accounts whose last logon is 20-40
+  names, an entry under ``OU=Service Accounts``, an Entra ``svc-`` member), and accounts whose last logon is 20-30
   days old (inside the threshold: AD's replication lag is up to 14 days).
 """
 
@@ -112,20 +112,23 @@ class _AccountPlanter:
         whatever else was planted on the first account."""
         out = []
         taken = {u.sam.casefold() for u in self.ad if u is not None}
+        names = {n.casefold() for u in self.ad if u is not None for n in (u.dn, u.upn)}
         self.twinned: set[int] = set()
         for i in pick(self.rng, self._candidates(), quota(DUPLICATE_RATE, self.n), lambda _i: True, self._busy):
             p, user = self.people[i], self.ad[i]
             assert user is not None
             sam = f"{user.sam[:18]}2"
-            if sam.casefold() in taken:
-                continue
+            cn = f"{p.cn} (2)"
+            dn = f"CN={escape_dn_value(cn)},{split_rdn(user.dn)[1]}"
+            upn = f"{sam}@{DOMAIN}"
+            if sam.casefold() in taken or dn.casefold() in names or upn.casefold() in names:
+                continue  # never two entries with one name (a directory refuses the second)
             taken.add(sam.casefold())
+            names |= {dn.casefold(), upn.casefold()}
             boss = self.people[p.manager] if p.manager is not None else None
-            cn = f"{p.cn} 2"
-            twin = replace(user, dn=f"CN={escape_dn_value(cn)},{split_rdn(user.dn)[1]}", cn=cn, sam=sam,
-                           upn=f"{sam}@{DOMAIN}", mail=p.email, display_name=p.display, given_name=p.first,
-                           sn=p.last, title=p.title, department=p.dept, manager_dn=boss.dn if boss else None,
-                           proxy_addresses=[], object_guid=_guid(self.rng),
+            twin = replace(user, dn=dn, cn=cn, sam=sam, upn=upn, mail=p.email, display_name=p.display,
+                           given_name=p.first, sn=p.last, title=p.title, department=p.dept,
+                           manager_dn=boss.dn if boss else None, proxy_addresses=[], object_guid=_guid(self.rng),
                            last_logon=self.now - timedelta(days=self.rng.randrange(1, 14)))
             out.append(twin)
             self.twinned.add(i)
@@ -146,7 +149,7 @@ class _AccountPlanter:
                       self._busy):
             user = self.ad[i]
             assert user is not None
-            days = rng.randrange(20, 41)
+            days = rng.randrange(20, 31)  # 15 days of room: a simulator runs on after it generated the org
             user.last_logon = self.now - timedelta(days=days)
             truth.add_noise(("p", i), self.people[i].email, F.DORMANT_ACCOUNT,
                             f"last logon: {days} days ago, within 45 (lastLogonTimestamp lags up to 14 days)")
