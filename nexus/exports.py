@@ -7,7 +7,8 @@ Every section of a report is exported, for every kind of audit (user, device, bu
   be re-checked, with the ``reason``); ``history`` and ``since`` for each. The columns of :data:`CSV_COLUMNS` come
   first, always; any other field the findings carry (``control``, ``changed_from``, ...) follows, sorted by name.
 * Markdown: the systems (status per system: ok, failed, degraded, stale, skipped, each with its reason), a summary
-  (counts, history, waived, suppressed), then one table per kind of finding, then remediation.
+  (counts, history, waived, suppressed, policy), then the findings grouped by the control they evidence (one
+  table per control, with its remediation hints), then remediation.
 
 Values render as JSON scalars in every text format (:func:`text_of`): ``true``/``false``, numbers as JSON writes
 them, objects as JSON; an absent value (``null``) is an empty cell. Timestamps are the report's own ISO 8601 strings
@@ -22,6 +23,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from nexus.controls import CONTROL_TITLES, control_of, remediation_of
 from nexus.systems import System
 
 FORMATS = ("json", "csv", "md")
@@ -175,7 +177,8 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
     lines = [f"- Discrepancies (counted): {len(discrepancies_of(report))}"]
     summary = report.get("summary")
     if summary:
-        for label, key in (("By severity", "by_severity"), ("By field", "by_field"), ("By system", "by_system")):
+        for label, key in (("By severity", "by_severity"), ("By control", "by_control"), ("By field", "by_field"),
+                           ("By system", "by_system")):
             lines.append(f"- {label}: " + ", ".join(f"{k} {_md(v)}" for k, v in (summary.get(key) or {}).items()))
     waived = findings_of(report, "waived")
     if waived or "waived_count" in report:
@@ -196,7 +199,28 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
                                                          else ""))
     if isinstance(report.get("devices"), int):
         lines.append(f"- Devices: {report['devices']}")
+    policy = report.get("policy")
+    if isinstance(policy, Mapping):
+        changed = policy.get("changed") or {}
+        lines.append(f"- Findings policy: `{_md(policy.get('hash'))}` ("
+                     + ("the defaults" if not changed else "changed: " + _md(json.dumps(changed, sort_keys=True)))
+                     + ")")
+    for kind, why in (report.get("not_judged") or {}).items():
+        lines.append(f"- Not judged: {_md(kind)}: {_md(why)}")
     return lines
+
+
+def _by_control(items: Iterable[Mapping[str, Any]]) -> list[tuple[str, list[Mapping[str, Any]]]]:
+    """Findings grouped by the control they evidence (safeguard order); kinds without one last."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for d in items:
+        groups.setdefault(str(d.get("control") or control_of(str(d.get("field"))) or ""), []).append(d)
+
+    def order(control: str) -> tuple[int, tuple[int, ...]]:
+        numbers = tuple(int(p) for p in control.split()[-1].split(".") if p.isdigit()) if control else ()
+        return (0 if control else 1, numbers)
+
+    return [(c, groups[c]) for c in sorted(groups, key=order)]
 
 
 _FINDING = ("Severity", "Subject", "Field", "System A", "Value A", "System B", "Value B")
@@ -245,13 +269,21 @@ def to_markdown(report: Mapping[str, Any]) -> str:
 
     counted = discrepancies_of(report)
     with_history = any("history" in d or "since" in d for d in counted)
-    lines += ["", "## Discrepancies", ""]
+    lines += ["", "## Discrepancies by control", ""]
     if not counted:
         lines.append("No discrepancies.")
     else:
         header = [*_FINDING, *(("History", "Since") if with_history else ())]
-        lines += _table(header, ([*_finding(d), *((d.get("history"), d.get("since")) if with_history else ())]
-                                 for d in counted))
+        for control, items in _by_control(counted):
+            title = f"{control}: {CONTROL_TITLES.get(control, '')}" if control else "No control"
+            hints = sorted({str(d.get("remediation") or remediation_of(str(d.get("field"))) or "") for d in items}
+                           - {""})
+            lines += [f"### {_md(title)} ({len(items)})", ""]
+            lines += [f"Remediation: {_md(h)}" for h in hints] + ([""] if hints else [])
+            lines += _table(header, ([*_finding(d), *((d.get("history"), d.get("since")) if with_history else ())]
+                                     for d in items))
+            lines.append("")
+        lines.pop()
     sections = (
         ("waived", "Waived (not counted)", ("History", "Since", "Waiver"),
          lambda d: [d.get("history"), d.get("since"), _waiver_text(d)]),

@@ -185,7 +185,7 @@ def test_result_formats_carry_every_discrepancy(rig: Cluster, bulk: dict[str, An
 
     as_md = run_cli(rig, "audit", "result", audit_id, "--format", "md")
     assert as_md.returncode == 0, as_md.stderr
-    section = as_md.stdout.split("\n## Discrepancies\n", 1)[1].split("\n## ", 1)[0]
+    section = as_md.stdout.split("\n## Discrepancies by control\n", 1)[1].split("\n## ", 1)[0]
     table = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| Severity")]
     assert len(table) == len(expected)
     for d in expected:

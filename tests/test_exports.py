@@ -192,8 +192,17 @@ def _section(md: str, title: str) -> str:
 
 
 def _table_rows(text: str) -> list[list[str]]:
-    lines = [line for line in text.splitlines() if line.startswith("|")]
-    return [[c.strip() for c in line.strip("|").split(" | ")] for line in lines[2:]]
+    """The body rows of every table in ``text`` (header and separator rows left out)."""
+    rows, header_next = [], False
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            header_next = True
+            continue
+        if header_next or set(line) <= set("|- "):
+            header_next = False
+            continue
+        rows.append([c.strip() for c in line.strip("|").split(" | ")])
+    return rows
 
 
 def test_fleet_markdown_has_every_section() -> None:
@@ -207,9 +216,13 @@ def test_fleet_markdown_has_every_section() -> None:
     assert systems["Lansweeper"][1] == "stale" and "0ld1d" in systems["Lansweeper"][3]
     assert "HTTP 401 from Lansweeper" in systems["Lansweeper"][3]
 
-    counted = _table_rows(_section(md, "Discrepancies"))
+    by_control = _section(md, "Discrepancies by control")
+    counted = _table_rows(by_control)
     assert len(counted) == 2
-    assert counted[0][:9] == ["critical", "ann@corp.example", "account_enabled", "Workday", "false",
+    # grouped by the control each evidences, in safeguard order, each group with its remediation
+    assert by_control.index("### CIS 4.1") < by_control.index("### CIS 6.2: Establish an Access Revoking Process (1)")
+    assert "Remediation: Disable the account: its owner is terminated in Workday." in by_control
+    assert counted[1][:9] == ["critical", "ann@corp.example", "account_enabled", "Workday", "false",
                               "ActiveDirectory", "true", "persisting", SINCE]
     waived = _table_rows(_section(md, "Waived (not counted)"))
     assert len(waived) == 1 and "w-1f2e" in waived[0][-1] and "HR-1234" in waived[0][-1]
@@ -232,7 +245,7 @@ def test_user_markdown_shows_found_failed_and_waived() -> None:
     assert systems["Workday"][1] == "failed" and "circuit breaker is OPEN" in systems["Workday"][-1]
     assert systems["ActiveDirectory"][1] == "ok" and systems["Entra"][1] == "ok"
     assert "found: true" in systems["ActiveDirectory"][-1] and "found: false" in systems["Entra"][-1]
-    assert _table_rows(_section(md, "Discrepancies"))[0][4:7] == ["true", "Entra", "false"]
+    assert _table_rows(_section(md, "Discrepancies by control"))[0][4:7] == ["true", "Entra", "false"]
     assert len(_table_rows(_section(md, "Waived (not counted)"))) == 1
     assert "True" not in md and "False" not in md and "None" not in md
 
@@ -247,14 +260,14 @@ def test_bulk_markdown_says_for_how_many_people_a_system_failed() -> None:
     systems = {row[0]: row for row in _table_rows(_section(md, "Systems"))}
     assert systems["Workday"][1] == "failed" and "for 2 people" in systems["Workday"][-1]
     assert "People: 2 (1 with drift)" in _section(md, "Summary")
-    assert len(_table_rows(_section(md, "Discrepancies"))) == 1
+    assert len(_table_rows(_section(md, "Discrepancies by control"))) == 1
     assert len(_table_rows(_section(md, "Waived (not counted)"))) == 1
 
 
 def test_a_report_without_findings_says_so() -> None:
     report = device_report()
     report.update(discrepancies=[], discrepancy_count=0)
-    assert "No discrepancies." in _section(to_markdown(report), "Discrepancies")
+    assert "No discrepancies." in _section(to_markdown(report), "Discrepancies by control")
     assert "## Waived" not in to_markdown(report)  # a section the report does not have is not invented
 
 

@@ -122,6 +122,8 @@ def test_tools_are_listed_with_pinned_input_and_output_schemas(server: FastMCP) 
             assert "get_audit" in description and "wait_s" in description, name
             assert tools[name].annotations is not None and tools[name].annotations.read_only_hint is False
         assert tools["get_audit"].annotations.read_only_hint is True
+        fleet = tools["audit_fleet_drift"].description or ""
+        assert all(kind in fleet for kind in ("orphaned", "ambiguous", "dormant", "unmanaged", "unregistered"))
         assert set(tools["list_audits"].output_schema["properties"]) == {"audits", "count"}
 
     run(body)

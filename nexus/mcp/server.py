@@ -56,7 +56,12 @@ Nexus audits identity and device drift across Workday, Active Directory, Entra I
 FedEx (for example a terminated worker whose AD account is still enabled, or a laptop assigned to different people).
 Audits run asynchronously on background workers: an audit_* tool returns an audit_id immediately; call get_audit with
 that id every few seconds until status is "done" or "failed". Pass wait_s (up to 30) to wait for a quick audit and get
-its report in one call. A report lists discrepancies with a severity; systems that could not be read are listed in
+its report in one call. A report lists discrepancies with a severity, the CIS control each evidences ("control") and a
+remediation hint. Kinds: account_enabled (terminated but enabled), account_exists, orphaned_account (an enabled
+account of no worker), ambiguous_account (two accounts for one worker, or one matching two), dormant_account (no
+sign-in for 45 days), job_title, department, manager, display_name, device_owner, last_sync, compliance,
+device_active, return_shipment, unmanaged_device (on the network, not in Intune), unregistered_device (not in the
+Helix register). Systems that could not be read are listed in
 systems_failed (their *_found is null: not looked at). An audit in which no system could be read has status
 "failed" and an error starting "no system could be read" (each system's reason follows): it says nothing about
 drift. Run check_system_health first if results look partial or failed.
@@ -108,7 +113,8 @@ def build_server(
         wait_s: WaitSeconds = 0,
     ) -> AuditView:
         """Audit one person for identity drift across Workday, Active Directory and Entra ID (a terminated worker
-        still enabled, job title, department, manager or employee id that disagree). Asynchronous: returns audit_id
+        still enabled, job title, department, manager or employee id that disagree, a second or dormant account; an
+        address no worker has reports the orphaned account it finds). Asynchronous: returns audit_id
         and status at once; poll get_audit(audit_id) until finished, or set wait_s (up to 30) to get the report in
         this call when the audit is quick (usually a few seconds)."""
         return await enqueue(wait_s, email=email)
@@ -119,7 +125,8 @@ def build_server(
         wait_s: WaitSeconds = 0,
     ) -> AuditView:
         """Audit one device across Intune, Lansweeper and BMC Helix, with its owner in Workday/AD/Entra and any
-        return shipment in FedEx (owner mismatches, devices of departed people, returns that never arrived).
+        return shipment in FedEx (owner mismatches, devices of departed people, returns that never arrived, a device
+        Intune does not manage or the Helix register does not hold).
         Asynchronous: returns audit_id at once; poll get_audit(audit_id), or set wait_s (up to 30)."""
         return await enqueue(wait_s, serial=serial)
 
@@ -138,7 +145,9 @@ def build_server(
 
     @server.tool(annotations=ENQUEUE)
     async def audit_fleet_drift(wait_s: WaitSeconds = 0) -> AuditView:
-        """Audit everyone and every device (the weekly fleet audit, on demand). Long-running: returns audit_id at
+        """Audit everyone and every device in both directions (workers to accounts and accounts to workers:
+        orphaned, ambiguous and dormant accounts; register to devices and network to register: unmanaged and
+        unregistered devices), the weekly fleet audit on demand. Long-running: returns audit_id at
         once; poll get_audit(audit_id) every few seconds or minutes and watch progress (wait_s rarely helps here)."""
         return await enqueue(wait_s, fleet=True)
 
