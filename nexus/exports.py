@@ -295,9 +295,9 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         present = status in report or any(status in e for e, _ in _scopes(report)[1:])
         if not present:
             continue
-        items = findings_of(report, status)
+        found = findings_of(report, status)
         lines += ["", f"## {heading}", ""]
-        lines += _table([*_FINDING, *extra], ([*_finding(d), *cells(d)] for d in items)) if items else ["None."]
+        lines += _table([*_FINDING, *extra], ([*_finding(d), *cells(d)] for d in found)) if found else ["None."]
     remediation = report.get("remediation")
     if isinstance(remediation, Mapping):
         lines += ["", "## Remediation", "", *_remediation_lines(remediation)]
