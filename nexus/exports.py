@@ -26,7 +26,7 @@ from typing import Any
 from nexus.controls import CONTROL_TITLES, control_of, remediation_of
 from nexus.systems import System
 
-FORMATS = ("json", "csv", "md")
+FORMATS = ("json", "csv", "md", "html")  # html: nexus.exports_html (it also reads the drift history)
 #: The stable CSV columns, in order (a report's other finding fields follow them, sorted).
 CSV_COLUMNS = ("subject", "field", "severity", "system_a", "value_a", "system_b", "value_b", "matched_on", "status",
                "history", "since", "resolved_at", "reason", "waiver_id", "waiver_reason", "waiver_expires_at")

@@ -187,6 +187,27 @@ class HistoryStore:
                 records[name] = json.loads(v)
         return meta, records
 
+    def trend(self, limit: int = 12, *, until: str | None = None) -> list[dict[str, Any]]:
+        """The last ``limit`` recorded fleet audits, oldest first, ending at ``until`` (default: the last one):
+        ``{"audit_id", "recorded_at", "by_severity"}`` counting the findings each audit observed (new or
+        persisting; ``unknown`` ones were carried, not seen)."""
+        out: list[dict[str, Any]] = []
+        audit_id = until or self.last_fleet()
+        seen: set[str] = set()
+        while audit_id and audit_id not in seen and len(out) < limit:
+            seen.add(audit_id)
+            meta, records = self.recorded(audit_id)
+            if meta is None:
+                break
+            counts = dict.fromkeys(("critical", "high", "medium", "low"), 0)
+            for rec in records.values():
+                if rec.get("history") in ("new", "persisting"):
+                    severity = str(rec.get("severity"))
+                    counts[severity] = counts.get(severity, 0) + 1
+            out.append({"audit_id": audit_id, "recorded_at": meta.get("recorded_at"), "by_severity": counts})
+            audit_id = meta.get("prev")
+        return out[::-1]
+
     # -- recording ----------------------------------------------------------------------------------------------------
     def annotate(
         self,

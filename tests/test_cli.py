@@ -183,6 +183,11 @@ def test_result_formats_carry_every_discrepancy(rig: Cluster, bulk: dict[str, An
 
     assert sorted(row_key(r) for r in rows) == sorted(row_key(d) for d in expected)
 
+    as_html = run_cli(rig, "audit", "result", audit_id, "--format", "html")
+    assert as_html.returncode == 0, as_html.stderr
+    assert as_html.stdout.startswith("<!doctype html>") and f"<code>{audit_id}</code>" in as_html.stdout
+    assert f'<strong class="total-count">{len(expected)}</strong>' in as_html.stdout
+
     as_md = run_cli(rig, "audit", "result", audit_id, "--format", "md")
     assert as_md.returncode == 0, as_md.stderr
     section = as_md.stdout.split("\n## Discrepancies by control\n", 1)[1].split("\n## ", 1)[0]

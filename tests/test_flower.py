@@ -28,14 +28,13 @@ import httpx
 import pytest
 
 from nexus.settings import Settings
+from nexus.testing.browser import headless_chrome, missing_browser
 from nexus.testing.cluster import Cluster
 from nexus.testing.redis_server import free_port
 from workers.flower import BASIC_AUTH_ENV, UNAUTHENTICATED_ENV, flower_credentials, run_flower
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 TASK_EVENTS_ON = "Events of group {task} enabled by remote"  # celery/worker/control.py
 USER_FETCHES = {"nexus.fetch_workday", "nexus.fetch_ad", "nexus.fetch_entra"}
 
@@ -214,21 +213,11 @@ def test_api_lists_the_audit_tasks_with_readable_args_and_no_secret(flower_rig: 
 
 
 def _chrome(user_data_dir: Path) -> Any:
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not (os.path.exists(p) and os.access(p, os.X_OK))]
+    missing = missing_browser()
     if missing:
         pytest.fail(f"{', '.join(missing)} missing: install Debian's chromium and chromium-driver "
                     "(apt-get install chromium chromium-driver; .ci/run does it)")
-    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager download anything
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={user_data_dir}"):
-        options.add_argument(flag)
-    return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    return headless_chrome(user_data_dir)
 
 
 @pytest.mark.integration

@@ -211,10 +211,24 @@ def status(
             print(f"error: {view['error']}")
 
 
+def _html(report: dict[str, Any]) -> str:
+    """The HTML page, with the trend of the fleet audits up to this one (a fleet report) or the latest ones."""
+    from nexus.exports_html import to_html
+    from nexus.history import HistoryStore
+    from nexus.runtime import current
+
+    rt = current()
+    history = HistoryStore(rt.redis, ttl_s=rt.settings.report_ttl_s)
+    until = str(report["audit_id"]) if report.get("kind") == "fleet" and report.get("audit_id") else None
+    trend = history.trend(until=until) if until is None or history.recorded(until)[0] else history.trend()
+    return to_html(report, trend)
+
+
 @audit_app.command("result", epilog=EXIT_CODES_EPILOG)
 def result(
     audit_id: Annotated[str, typer.Argument(help="The audit id.")],
-    fmt: Annotated[str, typer.Option("--format", help="json, csv or md.")] = "json",
+    fmt: Annotated[str, typer.Option("--format", help="json, csv, md or html (one self-contained page with the "
+                                     "last fleet audits' trend).")] = "json",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
     fail_on: Annotated[str | None, typer.Option(
         "--fail-on", metavar="SEVERITY", help="Exit 3 when a discrepancy (not waived) at or above SEVERITY was "
@@ -233,7 +247,7 @@ def result(
         fail(f"audit {audit_id} failed" + (f": {view['error']}" if view.get("error") else ""), EXIT_FAILED)
     if view["status"] != "done" or "report" not in view:
         fail(f"audit {audit_id} is {view['status']}; no report yet", EXIT_FAILED)
-    text = render(view["report"], fmt)
+    text = _html(view["report"]) if fmt == "html" else render(view["report"], fmt)
     if output is not None:
         from nexus.fileutil import atomic_write
 
