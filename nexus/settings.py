@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     # Accounts that are never people (clients.ad.exclusions): sAMAccountName patterns (fnmatch, case-insensitive,
     # comma separated) and OUs (DNs, semicolon separated) whose entries are skipped; the bind account always is.
     ad_exclude_accounts: str = Field(
-        "krbtgt,Guest,Administrator,DefaultAccount,WDAGUtilityAccount", alias="NEXUS_AD_EXCLUDE_ACCOUNTS"
+        "krbtgt,Guest,Administrator,DefaultAccount,WDAGUtilityAccount,dns-*", alias="NEXUS_AD_EXCLUDE_ACCOUNTS"
     )
     ad_exclude_ous: str = Field("", alias="NEXUS_AD_EXCLUDE_OUS")
 

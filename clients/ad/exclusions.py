@@ -6,8 +6,9 @@ the account Nexus binds as, and whatever service accounts the domain has. Counti
 each one as an AD account without a Workday worker. Skipped, in the listing and in lookups alike:
 
 - ``sAMAccountName`` matching one of ``NEXUS_AD_EXCLUDE_ACCOUNTS`` (fnmatch patterns, case-insensitive, comma
-  separated; default ``krbtgt,Guest,Administrator,DefaultAccount,WDAGUtilityAccount``: ``svc-*`` style patterns
-  name a domain's service accounts);
+  separated; default ``krbtgt,Guest,Administrator,DefaultAccount,WDAGUtilityAccount,dns-*``; ``dns-<DC name>``
+  is the account a Samba DC's internal DNS server runs as, which the Samba drill found on a real DC; ``svc-*``
+  style patterns name a domain's service accounts);
 - entries under one of ``NEXUS_AD_EXCLUDE_OUS`` (DNs, semicolon separated: a DN holds commas);
 - the bind account itself, however ``AD_BIND_DN`` names it: a DN, ``user@realm`` (its UPN) or ``DOMAIN\\user``.
 """
