@@ -92,7 +92,7 @@ class WorkdayClient(HttpSystemClient):
         self._report_name = f"{s.workday_report_owner}/{s.workday_report_name}"
         self._report_path = (f"/ccx/service/customreport2/{tenant}/{quote(s.workday_report_owner, safe='')}/"
                              f"{quote(s.workday_report_name, safe='')}")
-        self.fields = F.report_fields(s)
+        self.fields = s.workday_report_fields()
         self._listing: ReportListing | None = None
 
     # -- auth ------------------------------------------------------------------------------------------------

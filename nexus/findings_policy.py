@@ -18,6 +18,9 @@ and validated here; without a file the defaults apply, and they are today's beha
     accounts = ["Administrator", "Guest", "krbtgt", "svc-*", "svc_*"]
     ous = ["Service Accounts"]       # an OU name (any depth) or a full OU DN
 
+    [workday.fields]                 # the RaaS report's field names (or NEXUS_WORKDAY_FIELDS; not both)
+    employee_id = "Emp_Num"
+
 Every report records the policy's ``hash`` (of its effective content, so two audits can be compared honestly) and a
 short ``summary`` (what differs from the defaults).
 """
@@ -35,6 +38,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nexus.controls import known_kinds
+from nexus.workday_fields import ReportFields, parse_fields
 
 SeverityName = Literal["critical", "high", "medium", "low"]
 
@@ -76,11 +80,28 @@ def _known(kinds: dict[str, Any]) -> dict[str, Any]:
     return kinds
 
 
+class WorkdayReport(_Strict):
+    """The RaaS report's field names (roles of nexus.workday_fields); the same as ``NEXUS_WORKDAY_FIELDS``, kept
+    with the rest of an organisation's conventions. Set it in one place: both is a settings error."""
+
+    fields: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("fields")
+    @classmethod
+    def _valid_mapping(cls, value: dict[str, str]) -> dict[str, str]:
+        parse_fields(json.dumps(value))  # ValueError naming the role or field
+        return value
+
+    def mapping(self) -> ReportFields:
+        return parse_fields(json.dumps(self.fields))
+
+
 class FindingsPolicy(_Strict):
     thresholds: Thresholds = Thresholds()
     severities: dict[str, SeverityName] = Field(default_factory=dict)
     kinds: dict[str, bool] = Field(default_factory=dict)
     exclusions: Exclusions = Exclusions()
+    workday: WorkdayReport = WorkdayReport()
 
     @field_validator("severities", "kinds")
     @classmethod
@@ -189,5 +210,5 @@ def _load_cached(path: str, mtime_ns: int, size: int) -> FindingsPolicy:
     return parse_policy(text, path)
 
 
-__all__ = ["DEFAULT_POLICY", "Exclusions", "FindingsPolicy", "PolicyError", "Thresholds", "load_policy",
-           "parse_policy"]
+__all__ = ["DEFAULT_POLICY", "Exclusions", "FindingsPolicy", "PolicyError", "Thresholds", "WorkdayReport",
+           "load_policy", "parse_policy"]

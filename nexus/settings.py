@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from nexus.budgets import parse_budgets
 from nexus.findings_policy import load_policy
 from nexus.systems import System
-from nexus.workday_fields import parse_fields
+from nexus.workday_fields import ReportFields, parse_fields
 
 #: The published limits (sources in :mod:`nexus.budgets`); Workday, AD and Helix publish none: unlimited.
 DEFAULT_RATE_BUDGETS = "lansweeper=150/60s,entra=1750/10s,intune=2000/20s,fedex=1400/10s"
@@ -168,6 +168,20 @@ class Settings(BaseSettings):
     def _check_workday_fields(cls, value: str) -> str:
         parse_fields(value)  # raises ValueError with a readable message
         return value
+
+    @model_validator(mode="after")
+    def _one_workday_mapping(self) -> Settings:
+        if self.workday_fields.strip() and load_policy(self.policy_file).workday.fields:
+            raise ValueError("the Workday report's field names are set twice: NEXUS_WORKDAY_FIELDS and "
+                             f"[workday.fields] in {self.policy_file}; keep one")
+        return self
+
+    def workday_report_fields(self) -> ReportFields:
+        """The report's field names: NEXUS_WORKDAY_FIELDS, else the findings policy's [workday.fields], else the
+        defaults (nexus.workday_fields)."""
+        if self.workday_fields.strip():
+            return parse_fields(self.workday_fields)
+        return load_policy(self.policy_file).workday.mapping()
 
     # Weekly fleet audit (celery beat + celery-redbeat; see workers/beat.py). Cron fields are in UTC.
     fleet_audit_enabled: bool = Field(True, alias="NEXUS_FLEET_AUDIT_ENABLED")

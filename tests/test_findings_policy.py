@@ -54,6 +54,7 @@ def test_a_policy_records_what_differs_and_hashes_its_content() -> None:
     ('[severities]\n# x\njob_title = "urgent"\n', "line 3: severities.job_title: Input should be"),
     ("[thresholds]\nstale_days = 3\n", "line 2: thresholds.stale_days: Extra inputs are not permitted"),
     ("colour = 1\n", "line 1: colour: Extra inputs are not permitted"),
+    ('[workday.fields]\nemployee = "Emp"\n', "workday.fields: Value error, NEXUS_WORKDAY_FIELDS: unknown role"),
 ])
 def test_a_bad_policy_is_one_clear_error_with_the_line(text: str, message: str) -> None:
     with pytest.raises(PolicyError) as caught:

@@ -200,7 +200,8 @@ def test_two_workers_with_one_work_email_are_both_returned(client: WorkdayClient
 RENAMED = "employee_id=Emp_Num,active=Is_Active,email=Work_Email,worker=Preferred_Name,manager_employee_id=Boss_ID"
 
 
-def test_a_renamed_report_is_read_end_to_end_with_the_same_mapping(org: Org) -> None:
+def test_a_renamed_report_is_read_end_to_end_with_the_same_mapping(org: Org, tmp_path: Any) -> None:
+    h_tmp = tmp_path
     fields = parse_fields(RENAMED)
     h = start_sim(lambda ctx: WorkdaySim(ctx, fields=fields), org)
     try:
@@ -222,6 +223,15 @@ def test_a_renamed_report_is_read_end_to_end_with_the_same_mapping(org: Org) -> 
         assert "NEXUS_WORKDAY_FIELDS" in message and "\n" not in message
         c.close()
         d.close()
+        # the same mapping kept in the findings policy file instead of the environment
+        policy = h_tmp / "policy.toml"
+        policy.write_text("[workday.fields]\n" + "".join(f'{kv.split("=")[0]} = "{kv.split("=")[1]}"\n'
+                                                         for kv in RENAMED.split(",")))
+        p = WorkdayClient(h.settings(policy_file=str(policy)), clock=h.clock)
+        assert p.list_workers() == [expected(w, names=True) for w in org.workday]
+        p.close()
+        with pytest.raises(ValidationError, match="set twice"):
+            h.settings(policy_file=str(policy), workday_fields=RENAMED)
     finally:
         h.stop()
 
