@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC
 
 import httpx
@@ -15,7 +14,7 @@ from nexus.models import ShipmentRecord
 from nexus.sim.fedex import NOT_FOUND_CODE, FedexSim
 from nexus.sim.org_model import FedexShipment, Org
 from nexus.testing.sims import SimHarness
-from tests._org_factory_wd import HOSTILE, TOKEN_LIFETIME_S, make_org, start_sim
+from tests._org_factory_wd import HOSTILE, TOKEN_LIFETIME_S, make_org, system_fixtures
 
 TOKEN_PATH = "/oauth/token"
 
@@ -25,25 +24,7 @@ def org() -> Org:
     return make_org(300, seed=31)
 
 
-@pytest.fixture(scope="module")
-def harness(org: Org) -> Iterator[SimHarness]:
-    h = start_sim(FedexSim, org)
-    yield h
-    h.stop()
-
-
-@pytest.fixture()
-def sim(harness: SimHarness) -> Iterator[SimHarness]:
-    harness.reset()
-    yield harness
-    harness.reset()
-
-
-@pytest.fixture()
-def client(sim: SimHarness) -> Iterator[FedexClient]:
-    c = FedexClient(sim.settings(), clock=sim.clock)
-    yield c
-    c.close()
+harness, sim, client = system_fixtures(FedexSim, FedexClient)
 
 
 def expected(s: FedexShipment) -> ShipmentRecord:

@@ -9,7 +9,6 @@ exactly the requests the vendor's request schema refuses.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -22,7 +21,7 @@ from nexus.sim.contracts import contract, problems
 from nexus.sim.fedex import FedexSim
 from nexus.sim.org_model import Org
 from nexus.testing.sims import SimHarness
-from tests._org_factory_wd import make_org, start_sim
+from tests._org_factory_wd import make_org, system_fixtures
 
 TOKEN_PATH = "/oauth/token"
 DOC = "fedex_track"
@@ -33,25 +32,7 @@ def org() -> Org:
     return make_org(120, seed=41)
 
 
-@pytest.fixture(scope="module")
-def harness(org: Org) -> Iterator[SimHarness]:
-    h = start_sim(FedexSim, org)
-    yield h
-    h.stop()
-
-
-@pytest.fixture()
-def sim(harness: SimHarness) -> Iterator[SimHarness]:
-    harness.reset()
-    yield harness
-    harness.reset()
-
-
-@pytest.fixture()
-def client(sim: SimHarness) -> Iterator[FedexClient]:
-    c = FedexClient(sim.settings(), clock=sim.clock)
-    yield c
-    c.close()
+harness, sim, client = system_fixtures(FedexSim, FedexClient)
 
 
 def strict(definition: str) -> Draft202012Validator:

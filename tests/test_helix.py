@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -16,7 +15,7 @@ from nexus.sim.helix import ASSET_FORM, TICKET_FORM, HelixSim
 from nexus.sim.helix_qualification import parse_qualification
 from nexus.sim.org_model import HelixAsset, HelixReturnTicket, Org
 from nexus.testing.sims import SimHarness
-from tests._org_factory_wd import HOSTILE, make_org, start_sim
+from tests._org_factory_wd import HOSTILE, make_org, system_fixtures
 
 ODD_SERIAL = 'Q"7\\X\'Z'  # a serial with a double quote, a backslash and a single quote
 ODD_OWNER = "o'brien@corp.example"
@@ -35,25 +34,7 @@ def org() -> Org:
     return replace(base, helix_assets=[*base.helix_assets, odd], helix_tickets=[*base.helix_tickets, odd_ticket])
 
 
-@pytest.fixture(scope="module")
-def harness(org: Org) -> Iterator[SimHarness]:
-    h = start_sim(HelixSim, org)
-    yield h
-    h.stop()
-
-
-@pytest.fixture()
-def sim(harness: SimHarness) -> Iterator[SimHarness]:
-    harness.reset()
-    yield harness
-    harness.reset()
-
-
-@pytest.fixture()
-def client(sim: SimHarness) -> Iterator[HelixClient]:
-    c = HelixClient(sim.settings(), clock=sim.clock)
-    yield c
-    c.close()
+harness, sim, client = system_fixtures(HelixSim, HelixClient)
 
 
 def asset_record(a: HelixAsset) -> DeviceRecord:

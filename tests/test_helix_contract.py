@@ -10,7 +10,6 @@ and that the forms' field names are the contract's.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -23,7 +22,7 @@ from nexus.sim.contracts import contract, problems
 from nexus.sim.helix import ASSET_FORM, INCIDENT_CREATE_FORM, TICKET_FORM, HelixSim
 from nexus.sim.org_model import Org
 from nexus.testing.sims import SimHarness
-from tests._org_factory_wd import HOSTILE, make_org, start_sim
+from tests._org_factory_wd import HOSTILE, make_org, system_fixtures
 
 DOC = "helix_rest"
 ENTRY_ROOT = "/api/arsys/v1/entry/"
@@ -36,25 +35,7 @@ def org() -> Org:
     return make_org(120, seed=23)
 
 
-@pytest.fixture(scope="module")
-def harness(org: Org) -> Iterator[SimHarness]:
-    h = start_sim(HelixSim, org)
-    yield h
-    h.stop()
-
-
-@pytest.fixture()
-def sim(harness: SimHarness) -> Iterator[SimHarness]:
-    harness.reset()
-    yield harness
-    harness.reset()
-
-
-@pytest.fixture()
-def client(sim: SimHarness) -> Iterator[HelixClient]:
-    c = HelixClient(sim.settings(), clock=sim.clock)
-    yield c
-    c.close()
+harness, sim, client = system_fixtures(HelixSim, HelixClient)
 
 
 def conforms(definition: str, instance: Any) -> None:

@@ -24,13 +24,14 @@ import fakeredis
 import pytest
 
 from clients import breaker as breaker_mod
+from clients.workday import WorkdayClient
 from nexus import runtime
 from nexus.sim.org_model import Org
 from nexus.sim.workday import WorkdaySim
 from nexus.systems import System
 from nexus.testing.breakers import Transitions
 from nexus.testing.sims import SimHarness
-from tests._org_factory_wd import make_org, start_sim
+from tests._org_factory_wd import make_org, system_fixtures
 
 _names = itertools.count()
 
@@ -53,18 +54,7 @@ def org() -> Org:
     return make_org(120, seed=7)
 
 
-@pytest.fixture(scope="module")
-def harness(org: Org) -> Iterator[SimHarness]:
-    h = start_sim(WorkdaySim, org)
-    yield h
-    h.stop()
-
-
-@pytest.fixture()
-def sim(harness: SimHarness) -> Iterator[SimHarness]:
-    harness.reset()
-    yield harness
-    harness.reset()
+harness, sim, _client = system_fixtures(WorkdaySim, WorkdayClient)
 
 
 @pytest.fixture()

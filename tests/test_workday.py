@@ -3,7 +3,6 @@ public REST summary, tokens, errors, injection."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -33,7 +32,7 @@ from nexus.sim.workday import WorkdaySim
 from nexus.systems import System
 from nexus.testing.sims import SimHarness
 from nexus.workday_fields import parse_fields, report_fields
-from tests._org_factory_wd import HOSTILE, TOKEN_LIFETIME_S, make_org, start_sim
+from tests._org_factory_wd import HOSTILE, TOKEN_LIFETIME_S, make_org, start_sim, system_fixtures
 
 PEOPLE = 250
 #: The public staffing v6 workerSummary (Workday REST API reference;
@@ -47,25 +46,7 @@ def org() -> Org:
     return make_org(PEOPLE, seed=11)
 
 
-@pytest.fixture(scope="module")
-def harness(org: Org) -> Iterator[SimHarness]:
-    h = start_sim(WorkdaySim, org)
-    yield h
-    h.stop()
-
-
-@pytest.fixture()
-def sim(harness: SimHarness) -> Iterator[SimHarness]:
-    harness.reset()
-    yield harness
-    harness.reset()
-
-
-@pytest.fixture()
-def client(sim: SimHarness) -> Iterator[WorkdayClient]:
-    c = WorkdayClient(sim.settings(), clock=sim.clock)
-    yield c
-    c.close()
+harness, sim, client = system_fixtures(WorkdaySim, WorkdayClient)
 
 
 def tenant_paths(sim: SimHarness) -> tuple[str, str, str]:

@@ -32,6 +32,7 @@ from nexus.sim.org_import_json import (
     JsonPath,
     Notes,
     collection,
+    graph_collection,
     items,
     obj,
     opt_str,
@@ -47,9 +48,7 @@ GRAPH_UNKNOWN_DATE = datetime(1, 1, 1, tzinfo=UTC)
 
 
 def intune_devices(document: Any, notes: Notes | None = None) -> list[IntuneDevice]:
-    devices = collection(document, "value")
-    if notes is not None and isinstance(document, dict) and document.get("@odata.nextLink"):
-        notes.add("intune.json: has @odata.nextLink: it may hold only the first page of the managed devices")
+    devices = graph_collection(document, notes, "intune.json", "the managed devices")
     seen: dict[str, int] = {}
     out: list[IntuneDevice] = []
     for i, raw in enumerate(devices):

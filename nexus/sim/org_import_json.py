@@ -147,6 +147,15 @@ def collection(document: Any, key: str, *, allowed: frozenset[str] = frozenset()
     return items(top[key], (key,))
 
 
+def graph_collection(document: Any, notes: Notes | None, file: str, what: str) -> Sequence[Any]:
+    """A Graph collection's ``value``; an export that kept its ``@odata.nextLink`` may hold only the first page:
+    noted, not refused (the operator may have paged it together)."""
+    values = collection(document, "value")
+    if notes is not None and isinstance(document, dict) and document.get("@odata.nextLink"):
+        notes.add(f"{file}: has @odata.nextLink: it may hold only the first page of {what}")
+    return values
+
+
 def opt_str(record: Mapping[str, Any], name: str, path: JsonPath) -> str | None:
     """A text field; absent, null and "" are None; anything but text is an error."""
     value = record.get(name)

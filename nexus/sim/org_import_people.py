@@ -28,6 +28,7 @@ from nexus.sim.org_import_json import (
     JsonPath,
     Notes,
     collection,
+    graph_collection,
     items,
     obj,
     opt_bool,
@@ -116,9 +117,7 @@ def _day(entry: Mapping[str, Any], name: str, path: JsonPath) -> Any:
 
 def entra_users(document: Any, notes: Notes | None = None) -> list[EntraUser]:
     """The collection's users (guests included: the Entra client tells them apart, as it must on a tenant)."""
-    users = collection(document, "value")
-    if notes is not None and isinstance(document, dict) and document.get("@odata.nextLink"):
-        notes.add("entra.json: has @odata.nextLink: it may hold only the first page of the tenant's users")
+    users = graph_collection(document, notes, "entra.json", "the tenant's users")
     seen: dict[str, int] = {}
     out: list[EntraUser] = []
     for i, raw in enumerate(users):
