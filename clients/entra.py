@@ -16,23 +16,41 @@ What a tenant really holds, and what the client makes of it:
 * Members without ``mail`` or without ``employeeId``: kept, with the missing value None; the engine then correlates
   them by whatever they still have (employee id, UPN, aliases), and a manager without mail is named by UPN.
 * An empty page that still has a nextLink: an empty :class:`~clients.paging.Page` whose cursor goes on.
+
+Sign-ins (dormancy, CIS 5.3): ``signInActivity`` is selected unless ``ENTRA_SIGN_IN_ACTIVITY=false``. Graph returns it
+only when selected, caps such pages at 120 users (below the ``$expand`` cap of 100, so the plan is unchanged), and
+needs an Entra ID P1/P2 tenant and ``AuditLog.Read.All``; without the licence Graph answers 403
+``Authentication_RequestFromNonPremiumTenantOrB2CTenant``, which the client turns into an error naming the setting
+(sources: nexus.sim.graph). A user's last sign-in is the latest of its interactive, non-interactive and successful
+sign-in times (a token refreshed by a desktop client is use of the account too); Graph's ``0001-01-01T00:00:00Z``
+means "none". ``get_user`` selects it only by object id: Graph refuses ``$select=signInActivity`` on a user addressed by
+userPrincipalName.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
+
+import httpx
 
 from clients._graph import EXPAND_PAGE_SIZE, GraphClient, as_str, odata_quote, require_str
 from clients.paging import Page, iter_all
 from clients.roles import EMAIL, EMPLOYEE_ID, ref_kind, same_person
-from nexus.errors import MalformedResponseError
+from nexus.errors import AuthError, MalformedResponseError
 from nexus.models import PersonRecord
 
 USERS_PATH = "/v1.0/users"
 USER_SELECT = ("id", "displayName", "givenName", "surname", "mail", "userPrincipalName", "jobTitle", "department",
                "employeeId", "accountEnabled", "otherMails", "userType")
+SIGN_IN_ACTIVITY = "signInActivity"
+#: The properties of ``signInActivity`` that say when the account was last used.
+SIGN_IN_TIMES = ("lastSignInDateTime", "lastNonInteractiveSignInDateTime", "lastSuccessfulSignInDateTime")
+#: What Graph answers for signInActivity in a tenant without Entra ID P1/P2.
+NOT_PREMIUM = "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
 #: Graph's ``userType`` of B2B guests: accounts of other organisations' people, never this organisation's people.
 GUEST = "Guest"
 MANAGER_EXPAND = "manager($select=id,employeeId,userPrincipalName,mail)"
@@ -43,9 +61,25 @@ PAGE_SIZE = EXPAND_PAGE_SIZE
 class EntraClient(GraphClient):
     system = "entra"
 
+    @property
+    def reads_sign_ins(self) -> bool:
+        """Whether ``signInActivity`` is read (``ENTRA_SIGN_IN_ACTIVITY``): without it there is no Entra dormancy."""
+        return bool(self.settings.entra_sign_in_activity)
+
+    def _select(self, *, sign_ins: bool = True) -> str:
+        return ",".join((*USER_SELECT, SIGN_IN_ACTIVITY) if sign_ins and self.reads_sign_ins else USER_SELECT)
+
     def _params(self, page_size: int | None = None) -> dict[str, str]:
         top = min(max(page_size or PAGE_SIZE, 1), PAGE_SIZE)
-        return {"$select": ",".join(USER_SELECT), "$expand": MANAGER_EXPAND, "$top": str(top)}
+        return {"$select": self._select(), "$expand": MANAGER_EXPAND, "$top": str(top)}
+
+    def check(self, response: httpx.Response, *, not_found_ok: bool = False) -> httpx.Response:
+        if response.status_code == 403 and self._error_body(response)[0] == NOT_PREMIUM:
+            raise AuthError(f"HTTP 403: {self._error_message(response)}: reading signInActivity (for dormant "
+                            "accounts) needs an Entra ID P1/P2 tenant and AuditLog.Read.All; without them set "
+                            "ENTRA_SIGN_IN_ACTIVITY=false (Entra dormancy is then not looked for)",
+                            system=self.system, status=403)
+        return super().check(response, not_found_ok=not_found_ok)
 
     def fetch_page(self, cursor: str | None = None, page_size: int | None = None) -> Page[PersonRecord]:
         """One page of users; ``cursor`` is the previous page's ``@odata.nextLink`` (its page size is kept)."""
@@ -115,7 +149,7 @@ class EntraClient(GraphClient):
 
     def get_user(self, key: str) -> PersonRecord | None:
         """The user with this object id or userPrincipalName, or None (Graph's 404)."""
-        params = {"$select": ",".join(USER_SELECT), "$expand": MANAGER_EXPAND}
+        params = {"$select": self._select(sign_ins=_is_object_id(key)), "$expand": MANAGER_EXPAND}
         body = self.get_json(f"{USERS_PATH}/{quote(key, safe='@')}", params, not_found_ok=True)
         return None if body is None or is_guest(body) else self.to_person(body)
 
@@ -147,7 +181,38 @@ class EntraClient(GraphClient):
             manager_email=as_str(manager.get("mail")) or as_str(manager.get("userPrincipalName")),
             enabled=enabled if isinstance(enabled, bool) else None,
             aliases=tuple(a for a in aliases if isinstance(a, str)),
+            last_logon=self._last_sign_in(user.get(SIGN_IN_ACTIVITY)),
         )
+
+    def _last_sign_in(self, activity: Any) -> str | None:
+        """The latest sign-in time in ``signInActivity`` as ISO 8601 UTC (``...Z``); None when there is none."""
+        if activity is None:
+            return None
+        if not isinstance(activity, dict):
+            raise MalformedResponseError("a user's 'signInActivity' is not an object", system=self.system)
+        latest: datetime | None = None
+        for name in SIGN_IN_TIMES:
+            text = activity.get(name)
+            if text is None or text == "":
+                continue
+            try:
+                moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+            except ValueError:
+                raise MalformedResponseError(f"signInActivity.{name} {str(text)[:40]!r} is not a date-time",
+                                             system=self.system) from None
+            if moment.year <= 1:  # Graph's 0001-01-01T00:00:00Z: no such sign-in
+                continue
+            moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+            latest = moment if latest is None or moment > latest else latest
+        return latest.strftime("%Y-%m-%dT%H:%M:%SZ") if latest is not None else None
+
+
+def _is_object_id(key: str) -> bool:
+    try:
+        uuid.UUID(key)
+    except ValueError:
+        return False
+    return True
 
 
 def is_guest(user: Mapping[str, Any]) -> bool:

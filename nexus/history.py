@@ -55,7 +55,7 @@ from typing import Any
 
 import redis
 
-from nexus.drift.fields import SEVERITY_ORDER, Severity
+from nexus.drift.fields import SEVERITY_ORDER, Severity, scoped
 from nexus.drift.rules import undecided
 from nexus.exports import discrepancies_of
 from nexus.systems import System
@@ -316,8 +316,9 @@ def _compare(
     for k, rec in prev.items():
         if k in records:
             continue
-        if not_looked_for and str(rec.get("field")) in not_looked_for:
-            reason: str | None = f"not looked for: {not_looked_for[str(rec.get('field'))]}"
+        why_not = _not_looked_for(rec, not_looked_for)
+        if why_not is not None:
+            reason: str | None = f"not looked for: {why_not}"
         elif policy_changed is not None:
             reason = f"not re-judged: {policy_changed}"
         else:
@@ -330,6 +331,15 @@ def _compare(
     resolved.sort(key=_sort_key)
     unknown.sort(key=_sort_key)
     return HistoryResult(annotated, resolved, unknown), records
+
+
+def _not_looked_for(rec: Mapping[str, Any], not_looked_for: Mapping[str, str] | None) -> str | None:
+    """Why ``rec``'s kind was not looked for: by kind, or by kind in its system (``dormant_account@Entra``)."""
+    if not not_looked_for:
+        return None
+    kind = str(rec.get("field"))
+    scoped_why = not_looked_for.get(scoped(kind, _system_name(str(rec.get("system_a") or ""))))
+    return scoped_why if scoped_why is not None else not_looked_for.get(kind)
 
 
 def _audited_subjects(report: Mapping[str, Any]) -> set[str] | None:

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     azure_client_id: str = Field("", alias="AZURE_CLIENT_ID")
     azure_client_secret: SecretStr = Field(SecretStr(""), alias="AZURE_CLIENT_SECRET")
     graph_base_url: str = Field("https://graph.microsoft.com", alias="GRAPH_BASE_URL")
+    # Read Entra users' signInActivity (dormant accounts; needs Entra ID P1/P2 and AuditLog.Read.All: clients.entra).
+    entra_sign_in_activity: bool = Field(True, alias="ENTRA_SIGN_IN_ACTIVITY")
 
     ad_ldap_url: str = Field("ldap://127.0.0.1:389", alias="AD_LDAP_URL")
     ad_bind_dn: str = Field("", alias="AD_BIND_DN")

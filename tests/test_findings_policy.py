@@ -107,6 +107,41 @@ def test_history_never_resolves_a_kind_the_policy_turned_off() -> None:
     assert [r["field"] for r in third.resolved] == ["job_title"]  # looked for again, and gone: resolved
 
 
+def test_entra_dormancy_not_looked_for_leaves_ad_dormancy_judged() -> None:
+    """``dormant_account@Entra`` (ENTRA_SIGN_IN_ACTIVITY=false) keeps the Entra finding unknown, not the AD one."""
+    from nexus.drift.fields import scoped
+
+    store = HistoryStore(fakeredis.FakeRedis(server=fakeredis.FakeServer()), ttl_s=3600)
+    found = [{"subject": f"{who}@corp.example", "field": "dormant_account", "system_a": system,
+              "value_a": "2026-01-01T00:00:00Z", "system_b": "Policy", "value_b": "within 45 days",
+              "severity": "medium"}
+             for who, system in (("ada", "Entra"), ("alan", "ActiveDirectory"))]
+    store.annotate_full("a1", found, NOW)
+    why = "Entra sign-ins are not read"
+    second = store.annotate_full("a2", [], NOW, not_looked_for={scoped("dormant_account", "Entra"): why})
+    assert [(r["subject"], r["system_a"]) for r in second.resolved] == [("alan@corp.example", "ActiveDirectory")]
+    assert [(u["subject"], u["reason"]) for u in second.unknown] == [("ada@corp.example", f"not looked for: {why}")]
+    assert second.unknown[0]["since"] == second.resolved[0]["since"]  # the Entra finding keeps its since
+
+
+def test_the_comparer_says_entra_dormancy_is_not_judged_without_sign_ins() -> None:
+    from nexus.fleet.assess import Assessment, SystemStatus
+    from nexus.fleet.compare import FleetComparer
+    from nexus.fleet.store import SnapshotStore
+    from nexus.systems import System
+
+    systems = {s: SystemStatus(s, "ok") for s in (System.WORKDAY, System.AD, System.ENTRA)}
+    store = SnapshotStore(fakeredis.FakeRedis(server=fakeredis.FakeServer()), ttl_s=60)
+    off = FleetComparer(store, Assessment({}, systems), NOW, entra_sign_ins=False)
+    assert list(off.not_judged) == ["dormant_account@Entra"] and "ENTRA_SIGN_IN_ACTIVITY=false" in \
+        off.not_judged["dormant_account@Entra"]
+    assert off.engine_policy.is_on("dormant_account")  # AD dormancy is still judged
+    quiet = FleetComparer(store, Assessment({}, systems), NOW, entra_sign_ins=False,
+                          policy=parse_policy("[kinds]\ndormant_account = false\n"))
+    assert quiet.not_judged == {}  # turned off by the policy: that is its own reason
+    assert FleetComparer(store, Assessment({}, systems), NOW).not_judged == {}
+
+
 # -- the command ------------------------------------------------------------------------------------------------------
 def _nexus(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     import os

@@ -92,6 +92,8 @@ def expected_person(org: Org, user_id: str) -> PersonRecord:
         manager_employee_id=boss.employee_id if boss else None,
         manager_email=(boss.mail or boss.upn) if boss else None, enabled=user.account_enabled,
         aliases=tuple(user.other_mails),
+        last_logon=iso(max((t for t in (user.last_sign_in, user.last_non_interactive_sign_in) if t is not None),
+                           default=None)),
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -26,12 +27,13 @@ from msgraph.generated.device_management.managed_devices.managed_devices_request
 )
 from msgraph.generated.models.managed_device import ManagedDevice
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.models.sign_in_activity import SignInActivity
 from msgraph.generated.models.user import User
 from msgraph.generated.models.user_collection_response import UserCollectionResponse
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 from msgraph_core.tasks.page_iterator import PageIterator
 
-from nexus.sim.graph import EXPAND_PAGE_CAP, graph_sims
+from nexus.sim.graph import EXPAND_PAGE_CAP, SIGN_IN_PAGE_CAP, graph_sims
 from nexus.sim.graph_data import DEVICE_PROPS, USER_PROPS
 from nexus.sim.org_model import Org
 from nexus.sim.orggen import generate_org
@@ -177,6 +179,36 @@ def test_the_sdk_sees_the_expand_page_cap() -> None:
         size, users, pages = run(listing, running)
         assert size == EXPAND_PAGE_CAP and pages == 3 and len(users) == 230
         assert all(u.manager is not None for u in users[1:])
+    finally:
+        running.stop()
+
+
+def test_the_sdk_reads_sign_in_activity_and_sees_its_page_cap() -> None:
+    org = make_bulk_org(users=250, devices=0)
+    base = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+    for n, user in enumerate(org.entra):
+        user.last_sign_in = base - timedelta(days=n) if n % 5 else None
+        user.last_non_interactive_sign_in = base + timedelta(hours=n) if n % 3 == 0 else None
+    running = start(org)
+    try:
+        async def listing(client: GraphServiceClient) -> tuple[int, list[Any], int]:
+            first = await client.users.get(users_config(select=["id", "signInActivity"], top=999))
+            assert first is not None and first.value is not None
+            items, pages = await iterate(client, first)
+            return len(first.value), items, pages
+
+        size, users, pages = run(listing, running)
+        assert size == SIGN_IN_PAGE_CAP and pages == 3 and len(users) == 250
+        for got, want in zip(users, org.entra, strict=True):
+            activity = got.sign_in_activity
+            if want.last_sign_in is None and want.last_non_interactive_sign_in is None:
+                assert activity is None
+                continue
+            assert isinstance(activity, SignInActivity)
+            interactive = activity.last_sign_in_date_time
+            assert interactive == (want.last_sign_in or datetime(1, 1, 1, tzinfo=UTC))
+            other = activity.last_non_interactive_sign_in_date_time
+            assert other == (want.last_non_interactive_sign_in or datetime(1, 1, 1, tzinfo=UTC))
     finally:
         running.stop()
 

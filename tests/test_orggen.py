@@ -51,12 +51,14 @@ DRIFT_KINDS = {
     (F.ORPHANED_ACCOUNT, ("Entra",)),
     (F.AMBIGUOUS_ACCOUNT, ("Workday", "ActiveDirectory")),
     (F.DORMANT_ACCOUNT, ("ActiveDirectory",)),
+    (F.DORMANT_ACCOUNT, ("Entra",)),
     (F.UNMANAGED_DEVICE, ("Lansweeper", "Intune")),
     (F.UNREGISTERED_DEVICE, ("Helix", "Intune")),
     (F.UNREGISTERED_DEVICE, ("Helix", "Lansweeper")),
 }
 NOISE_KINDS = {"case", "spacing", "unicode", "manager_format", "mail alias vs UPN", "disabled account of no worker",
-               "service account", "service account (svc-*)", "last logon", "last seen"}
+               "service account", "service account (svc-*)", "last logon", "last seen",
+               "last Entra sign-in", "Entra account that never signed in"}
 #: Non-person accounts under the default findings policy (nexus.findings_policy), read independently here.
 SERVICE_NAMES = ("svc-", "svc_")
 
@@ -173,6 +175,9 @@ def _reference_findings(org: Org) -> Counter[tuple[str, str, tuple[str, ...]]]:
         else:
             boss = people.by_entra_id.get(e.manager_id or "")
             views.append(("Entra", e.manager_id, boss, e.job_title, e.department, e.display_name))
+            signed_in = [t for t in (e.last_sign_in, e.last_non_interactive_sign_in) if t is not None]
+            if w.active and e.account_enabled and signed_in and max(signed_in) < now - timedelta(days=45):
+                found[(w.email, F.DORMANT_ACCOUNT, ("Entra",))] += 1
         for system, raw_boss, boss, title, dept, display in views:
             if norm(title) != norm(w.title):
                 found[(w.email, F.JOB_TITLE, ("Workday", system))] += 1
@@ -364,6 +369,14 @@ def test_noise_differs_raw_but_not_after_normalisation(orgs: dict[int, Org], n: 
             upns = [a.upn for a in org.ad] + [x.upn for x in org.entra]
             upn = next(u for u in upns if u.lower() == e["subject"])
             assert upn.casefold() not in {w.casefold() for w in workers}
+            continue
+        if e["field"] == F.DORMANT_ACCOUNT and kind.startswith(("last Entra", "Entra")):
+            member = entra[workers[e["subject"]].employee_id]
+            times = [t for t in (member.last_sign_in, member.last_non_interactive_sign_in) if t is not None]
+            if kind == "Entra account that never signed in":
+                assert not times, e
+            else:
+                assert times and timedelta(days=14) < org.generated_at - max(times) <= timedelta(days=45), e
             continue
         if e["field"] == F.DORMANT_ACCOUNT:
             last = ad[workers[e["subject"]].employee_id].last_logon

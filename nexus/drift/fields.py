@@ -66,6 +66,12 @@ DEVICE_FIELDS = (DEVICE_OWNER, LAST_SYNC, COMPLIANCE, DEVICE_ACTIVE, RETURN_SHIP
 #: Pseudo-system named as ``system_b`` of single-system findings (stale, noncompliant).
 POLICY = "Policy"
 
+
+def scoped(kind: str, system: str) -> str:
+    """A kind as judged in one system only (``dormant_account@Entra``), where "not judged" is narrower than a kind:
+    with Entra's sign-ins not read, AD dormancy is still judged. ``system`` is the display name (``system_a``)."""
+    return f"{kind}@{system}"
+
 #: Days without a sync after which a device is stale.
 STALE_AFTER_DAYS = 30
 #: Days after which an undelivered return shipment is drift (younger ones are still legitimately in transit).

@@ -79,11 +79,10 @@ RULES: tuple[Rule, ...] = (
     *(Rule(f"people rules 1-2 (Workday vs {other.display})", _PERSON_FIELDS, _pair(System.WORKDAY, other),
            requires=frozenset({System.WORKDAY, other})) for other in (System.AD, System.ENTRA)),
     PEOPLE_FALLBACK,
-    # dormancy is judged on AD's lastLogonTimestamp only (Entra's signInActivity is not read: never "covered")
-    Rule("account rules (orphaned, dormant ActiveDirectory accounts)", _ACCOUNT_HYGIENE,
-         _pair(System.AD, F.POLICY), requires=frozenset({System.WORKDAY, System.AD})),
-    Rule("account rules (orphaned Entra accounts)", frozenset({F.ORPHANED_ACCOUNT}),
-         _pair(System.ENTRA, F.POLICY), requires=frozenset({System.WORKDAY, System.ENTRA})),
+    # dormancy: AD's lastLogonTimestamp, Entra's signInActivity (unless ENTRA_SIGN_IN_ACTIVITY=false: not judged)
+    *(Rule(f"account rules (orphaned, dormant {system.display} accounts)", _ACCOUNT_HYGIENE,
+           _pair(system, F.POLICY), requires=frozenset({System.WORKDAY, system}))
+      for system in (System.AD, System.ENTRA)),
     *(Rule(f"device rule 1 (Helix vs {other.display} owner)", frozenset({F.DEVICE_OWNER}),
            _pair(System.HELIX, other), requires=frozenset({System.HELIX, other}), inputs=_PEOPLE,
            needs="the owners resolved across Workday, AD and Entra") for other in (System.INTUNE, System.LANSWEEPER)),

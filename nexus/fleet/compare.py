@@ -108,7 +108,7 @@ class FleetComparer:
     """
 
     def __init__(self, store: SnapshotStore, assessment: Assessment, now: datetime, *,
-                 policy: FindingsPolicy = DEFAULT_POLICY) -> None:
+                 policy: FindingsPolicy = DEFAULT_POLICY, entra_sign_ins: bool = True) -> None:
         self.store = store
         self.policy = policy  # as configured (the report's stamp)
         #: kinds this audit cannot judge, and why: an account "of no worker" is only known from a fresh, whole
@@ -118,8 +118,13 @@ class FleetComparer:
         if workday is not None and workday.status in ("stale", "degraded") and policy.is_on(F.ORPHANED_ACCOUNT):
             self.not_judged[F.ORPHANED_ACCOUNT] = (f"Workday was {workday.status}: accounts of no worker are not "
                                                   "judged from an incomplete list of workers")
-        self.engine_policy = policy if not self.not_judged else policy.model_copy(
-            update={"kinds": {**policy.kinds, **dict.fromkeys(self.not_judged, False)}})
+        engine_off = dict.fromkeys(self.not_judged, False)
+        if not entra_sign_ins and policy.is_on(F.DORMANT_ACCOUNT):
+            # scoped to one system (history keys it "kind@System"): AD dormancy is still judged
+            self.not_judged[F.scoped(F.DORMANT_ACCOUNT, System.ENTRA.display)] = (
+                "Entra sign-ins are not read (ENTRA_SIGN_IN_ACTIVITY=false): dormant Entra accounts are not looked for")
+        self.engine_policy = policy if not engine_off else policy.model_copy(
+            update={"kinds": {**policy.kinds, **engine_off}})
         self.assessment = assessment
         self.now = now
         self.available = assessment.available

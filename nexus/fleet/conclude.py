@@ -49,7 +49,8 @@ def compare_people_early(ctx: FleetContext, audit_id: str) -> dict[str, Any]:
     try:
         assessment = judge(ctx, audit_id, "fleet", datetime.now(UTC), USER_SYSTEMS)
         comparer = FleetComparer(ctx.snaps, assessment, datetime.now(UTC),
-                                 policy=load_policy(ctx.settings.policy_file))
+                                 policy=load_policy(ctx.settings.policy_file),
+                                 entra_sign_ins=ctx.settings.entra_sign_in_activity)
         part = comparer.people()
         ctx.snaps.put_result(audit_id, PEOPLE_RESULT, {
             "discrepancies": part.discrepancies, "people": part.people, "timings": part.timings,
@@ -116,7 +117,8 @@ def _compare(ctx: FleetContext, audit_id: str,
     meta = store.meta(audit_id)
     now = datetime.now(UTC)
     assessment = judge(ctx, audit_id, meta["kind"], now)
-    comparer = FleetComparer(ctx.snaps, assessment, now, policy=load_policy(ctx.settings.policy_file))
+    comparer = FleetComparer(ctx.snaps, assessment, now, policy=load_policy(ctx.settings.policy_file),
+                             entra_sign_ins=ctx.settings.entra_sign_in_activity)
     started = time.perf_counter()
     people_rss: float | None = None
     if meta["kind"] == "bulk":

@@ -32,6 +32,20 @@ parameter", 2023, and "Graph API with expand only bringing max 100 rows even tho
 confused with the other documented limit, the 20 items of an expanded collection-valued relationship (irrelevant
 for the single-valued ``manager``).
 
+``signInActivity`` (what dormancy is judged from): returned only when selected ("You must specify
+``$select=signInActivity`` ... as the signInActivity property is not returned by default"), and "when you specify
+``$select=signInActivity`` ... while listing users, the maximum page size for ``$top`` is 120. Requests with ``$top``
+set higher than 120 will return pages with up to 120 users" (api-reference/v1.0/api/user-list.md of
+microsoftgraph/microsoft-graph-docs-contrib, Example 11: :data:`SIGN_IN_PAGE_CAP`; with ``$expand`` too the lower
+cap, 100, wins). It needs an Entra ID P1/P2 tenant: without one Graph answers 403
+``Authentication_RequestFromNonPremiumTenantOrB2CTenant`` "Neither tenant is B2C or tenant doesn't have premium
+license" (microsoftgraph/microsoft-graph-docs#12772, MicrosoftDocs/azure-docs#77948); the simulator does so when its
+context says ``extra["entra_premium"] = False``. A single user addressed by userPrincipalName with
+``$select=signInActivity`` is refused with 400 ("Selecting the 'signInActivity' resource using UPN is not supported.
+You need to use the GUID of the user": Microsoft Q&A 1311910, 2023; the message text is as users report it, not from
+a published contract). Its shape is msgraph-sdk's ``SignInActivity``
+(:func:`nexus.sim.graph_data.sign_in_activity`).
+
 Pages may be empty: "A page of results may contain zero or more results" (concepts/paging.md of
 microsoftgraph/microsoft-graph-docs-contrib). The org names the offsets of the unfiltered listings where the
 directory answers an empty page that still has a nextLink (``Org.graph_empty_pages``); a page that would span such
@@ -96,6 +110,9 @@ _GENERIC_CODES = {"ServiceUnavailable": "serviceNotAvailable"}  # the framework'
 _SKIPTOKEN_MAGIC = b"DSpt\x01"  # real Graph user skiptokens start with base64("DSpt")
 #: Graph's page cap for directory listings that use ``$expand`` (see the module docstring for the sources).
 EXPAND_PAGE_CAP = 100
+#: Users per page when ``signInActivity`` is selected (user-list.md, Example 11).
+SIGN_IN_PAGE_CAP = 120
+SIGN_IN_ACTIVITY = "signInActivity"
 _USER_OPTIONS = {"$select", "$filter", "$top", "$expand", "$skiptoken", "$count"}
 _DEVICE_OPTIONS = {"$select", "$filter", "$top", "$skiptoken", "$count"}
 
@@ -303,6 +320,10 @@ class GraphSim(SystemSim):
         manager_select = self._manager_select(options) if users else None
         if manager_select is not None:
             top = min(top, EXPAND_PAGE_CAP)
+        if users:
+            self._check_licence(select, manager_select)
+            if SIGN_IN_ACTIVITY in select:
+                top = min(top, SIGN_IN_PAGE_CAP)
         flt, text = self._filter(coll, options)
         cursor = 0  # 2 * offset, + 1 once the empty page at that offset was served
         token = options.get("$skiptoken")
@@ -332,6 +353,14 @@ class GraphSim(SystemSim):
         if end < len(positions):
             body["@odata.nextLink"] = self._next_link(request, self._skiptoken(coll, text, 2 * end))
         return body
+
+    def _check_licence(self, select: Sequence[str], manager_select: Sequence[str] | None) -> None:
+        """signInActivity needs a premium (Entra ID P1/P2) tenant."""
+        if self.ctx.extra.get("entra_premium", True):
+            return
+        if SIGN_IN_ACTIVITY in select or SIGN_IN_ACTIVITY in (manager_select or ()):
+            raise GraphError(403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                             "Neither tenant is B2C or tenant doesn't have premium license")
 
     def _gaps(self, coll: Collection, size: int) -> list[int]:
         """The offsets of ``coll``'s unfiltered listing where the org puts an empty page (ascending)."""
@@ -375,6 +404,11 @@ class GraphSim(SystemSim):
         select = self._select(coll, options)
         manager_select = self._manager_select(options) if users and not manager else None
         key = request.path_params["key"]
+        if users:
+            self._check_licence(select, manager_select)
+            if SIGN_IN_ACTIVITY in select and not _is_guid(key):
+                raise GraphError(400, "BadRequest",
+                                 "Get By Key only supports UserId and the key has to be a valid Guid")
         hits = coll.indexes["id"].get(key.lower()) or (
             coll.indexes["userPrincipalName"].get(key.lower()) if users else None)
         if not hits:
@@ -400,9 +434,17 @@ def _service_root(request: Request) -> str:
     return f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}".rstrip("/")
 
 
+def _is_guid(key: str) -> bool:
+    try:
+        uuid.UUID(key)
+    except ValueError:
+        return False
+    return True
+
+
 def graph_sims(ctx: SimContext) -> list[SystemSim]:
     """Both simulators this module provides (token endpoint first), for ``build_app``."""
     return [AzureTokenSim(ctx), GraphSim(ctx)]
 
 
-__all__ = ["EXPAND_PAGE_CAP", "GraphError", "GraphSim", "graph_sims"]
+__all__ = ["EXPAND_PAGE_CAP", "SIGN_IN_PAGE_CAP", "GraphError", "GraphSim", "graph_sims"]

@@ -8,6 +8,7 @@ O(matches).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,32 @@ def iso(value: datetime | None) -> str | None:
 
 Getter = Callable[[Any], Any]
 
+#: How Graph writes "no such sign-in" inside a ``signInActivity`` that exists (user-list.md, "Get users including
+#: their last sign-in time": ``"lastNonInteractiveSignInDateTime": "0001-01-01T00:00:00Z"`` with an empty request id).
+NEVER = "0001-01-01T00:00:00Z"
+
+
+def _request_id(user: EntraUser, kind: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"nexus-sim-sign-in:{kind}:{user.id}"))
+
+
+def sign_in_activity(user: EntraUser) -> dict[str, str] | None:
+    """Graph v1.0's ``signInActivity`` complex type (the six properties of msgraph-sdk's ``SignInActivity``);
+    None for a user with no sign-in on record at all (Graph returns the property as null)."""
+    interactive, other = user.last_sign_in, user.last_non_interactive_sign_in
+    if interactive is None and other is None:
+        return None
+    latest = max(t for t in (interactive, other) if t is not None)
+    return {
+        "lastSignInDateTime": iso(interactive) or NEVER,
+        "lastSignInRequestId": _request_id(user, "interactive") if interactive else "",
+        "lastNonInteractiveSignInDateTime": iso(other) or NEVER,
+        "lastNonInteractiveSignInRequestId": _request_id(user, "non-interactive") if other else "",
+        "lastSuccessfulSignInDateTime": iso(latest) or NEVER,
+        "lastSuccessfulSignInRequestId": _request_id(user, "successful"),
+    }
+
+
 USER_PROPS: dict[str, tuple[str, Getter]] = {
     "id": (odata.STRING, lambda u: u.id),
     "businessPhones": (odata.STRINGS, lambda u: []),
@@ -46,6 +73,8 @@ USER_PROPS: dict[str, tuple[str, Getter]] = {
     "otherMails": (odata.STRINGS, lambda u: list(u.other_mails)),
     "createdDateTime": (odata.DATETIME, lambda u: iso(u.created)),
     "userType": (odata.STRING, lambda u: u.user_type),
+    # Returned only when selected (not in DEFAULT_USER_SELECT); GraphSim caps such pages and checks the licence.
+    "signInActivity": (odata.OBJECT, sign_in_activity),
 }
 #: What Graph returns for a user when no $select is given (its real default set, in its order).
 DEFAULT_USER_SELECT = ("businessPhones", "displayName", "givenName", "jobTitle", "mail", "mobilePhone",
@@ -152,6 +181,7 @@ __all__ = [
     "DEFAULT_DEVICE_SELECT",
     "DEFAULT_USER_SELECT",
     "DEVICE_PROPS",
+    "NEVER",
     "USER_PROPS",
     "Collection",
     "Getter",
@@ -159,4 +189,5 @@ __all__ = [
     "View",
     "index_by",
     "iso",
+    "sign_in_activity",
 ]

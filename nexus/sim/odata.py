@@ -26,7 +26,10 @@ from typing import Any
 
 # Property kinds a schema may declare.
 STRING, BOOL, STRINGS, DATETIME = "string", "bool", "strings", "datetime"
-_EDM = {STRING: "Edm.String", BOOL: "Edm.Boolean", STRINGS: "Collection(Edm.String)", DATETIME: "Edm.DateTimeOffset"}
+#: A complex-typed property (``signInActivity``): selectable, never comparable as a whole in ``$filter``.
+OBJECT = "object"
+_EDM = {STRING: "Edm.String", BOOL: "Edm.Boolean", STRINGS: "Collection(Edm.String)", DATETIME: "Edm.DateTimeOffset",
+        OBJECT: "Edm.ComplexType"}
 
 
 class FilterError(ValueError):

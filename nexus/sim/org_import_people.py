@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from nexus import workday_fields as wf
@@ -115,6 +116,19 @@ def _day(entry: Mapping[str, Any], name: str, path: JsonPath) -> Any:
         raise EntryError(path, f"{name} {text!r} is not a date (2021-03-15 or 2021-03-15-08:00)") from None
 
 
+def _sign_ins(user: Mapping[str, Any], path: JsonPath) -> tuple[datetime | None, datetime | None]:
+    """``signInActivity``'s interactive and non-interactive times (exported with ``$select=...,signInActivity``);
+    Graph's ``0001-01-01T00:00:00Z`` is "none"."""
+    activity = user.get("signInActivity")
+    if activity is None:
+        return None, None
+    where: JsonPath = (*path, "signInActivity")
+    record = obj(activity, where)
+    times = (opt_time(record, "lastSignInDateTime", where), opt_time(record, "lastNonInteractiveSignInDateTime", where))
+    first, second = (t if t is not None and t.year > 1 else None for t in times)
+    return first, second
+
+
 def entra_users(document: Any, notes: Notes | None = None) -> list[EntraUser]:
     """The collection's users (guests included: the Entra client tells them apart, as it must on a tenant)."""
     users = graph_collection(document, notes, "entra.json", "the tenant's users")
@@ -132,6 +146,7 @@ def entra_users(document: Any, notes: Notes | None = None) -> list[EntraUser]:
         manager_id = None
         if manager is not None:
             manager_id = opt_str(obj(manager, (*path, "manager")), "id", (*path, "manager"))
+        interactive, non_interactive = _sign_ins(user, path)
         other = user.get("otherMails") or []
         other_mails = [m for m in items(other, (*path, "otherMails")) if isinstance(m, str) and m]
         out.append(EntraUser(
@@ -141,6 +156,7 @@ def entra_users(document: Any, notes: Notes | None = None) -> list[EntraUser]:
             department=opt_str(user, "department", path), employee_id=opt_str(user, "employeeId", path),
             account_enabled=enabled, manager_id=manager_id, other_mails=other_mails,
             created=opt_time(user, "createdDateTime", path), user_type=opt_str(user, "userType", path) or "Member",
+            last_sign_in=interactive, last_non_interactive_sign_in=non_interactive,
         ))
     for i, u in enumerate(out):
         # The simulator expands a manager from the collection itself: one outside it would silently vanish.

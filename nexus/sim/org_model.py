@@ -82,6 +82,9 @@ class EntraUser:
     other_mails: list[str] = field(default_factory=list)
     created: datetime | None = None
     user_type: str = "Member"  # Graph's userType: "Member" | "Guest" (B2B guests: UPN "x_domain#EXT#@tenant")
+    # Graph's signInActivity (lastSignInDateTime / lastNonInteractiveSignInDateTime); None: no such sign-in on record
+    last_sign_in: datetime | None = None
+    last_non_interactive_sign_in: datetime | None = None
 
 
 @dataclass(slots=True)

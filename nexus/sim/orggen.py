@@ -15,7 +15,9 @@ Pipeline (each step in its own module):
    leavers, lastLogonTimestamp), none of them drift;
 4. :mod:`~nexus.sim.orggen_devices` then :mod:`~nexus.sim.orggen_plant_devices`: laptops, return tickets and
    shipments, then device noise and drift;
-5. :mod:`~nexus.sim.orggen_graph`: the Graph tenant's rough edges (members without mail or employeeId, B2B guests,
+5. :mod:`~nexus.sim.orggen_accounts` (orphans, duplicates, AD dormancy) and :mod:`~nexus.sim.orggen_sign_ins`
+   (Entra sign-ins and dormancy);
+6. :mod:`~nexus.sim.orggen_graph`: the Graph tenant's rough edges (members without mail or employeeId, B2B guests,
    empty pages that still have a nextLink), drawn from a generator of their own so steps 1-4 are unchanged.
 
 The ground truth (``Org.truth``) lists exactly what a correct engine reports (``drift``) and the differences it
@@ -56,6 +58,7 @@ from nexus.sim.orggen_people import (
 )
 from nexus.sim.orggen_plant import plan_people, plant_people
 from nexus.sim.orggen_plant_devices import leaver_devices_needed, plant_devices
+from nexus.sim.orggen_sign_ins import plant_sign_ins
 from nexus.sim.orggen_truth import Truth
 
 __all__ = ["MAX_PEOPLE", "MIN_PEOPLE", "generate_org", "truth_json"]
@@ -104,6 +107,7 @@ def _generate(people: int, seed: int, now: datetime) -> Org:
     intune = [*dev.intune, *extra.intune]
 
     extra_ad, extra_entra = plant_accounts(seed, staff, ad, truth, now)
+    plant_sign_ins(seed, staff, entra, truth, now)
     ad_users: list[AdUser] = [*(u for u in ad if u is not None), *extra_ad]
     entra_users: list[EntraUser] = [*(u for u in entra if u is not None), *extra_entra]
     subjects = [e["subject"] for e in (*truth.drift, *truth.noise)]

@@ -129,6 +129,9 @@ def entra_record(u: EntraUser, by_id: dict[str, EntraUser] | None = None) -> Per
         manager_email=(manager.mail or manager.upn) if manager else None,
         enabled=u.account_enabled,
         aliases=tuple(u.other_mails),
+        # as the Entra client reads signInActivity: the latest sign-in of either kind
+        last_logon=_iso(max((t for t in (u.last_sign_in, u.last_non_interactive_sign_in) if t is not None),
+                            default=None)),
     )
 
 
