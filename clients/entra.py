@@ -144,8 +144,12 @@ class EntraClient(GraphClient):
         if kind == EMAIL:
             return self._find_all(self._clauses(email=ref, upn=ref), email=ref, upn=ref, employee_id=None)
         if kind == EMPLOYEE_ID:
-            return self._find_all(self._clauses(employee_id=ref), email=None, upn=None, employee_id=ref)
+            return self.find_by_employee_id(ref)
         return []
+
+    def find_by_employee_id(self, employee_id: str) -> list[PersonRecord]:
+        """Every member with this ``employeeId``, whatever its form (quoted into ``$filter``)."""
+        return self._find_all(self._clauses(employee_id=employee_id), email=None, upn=None, employee_id=employee_id)
 
     def get_user(self, key: str) -> PersonRecord | None:
         """The user with this object id or userPrincipalName, or None (Graph's 404)."""

@@ -1,7 +1,7 @@
 """The small roles a system's client plays, as Protocols: what the rest of Nexus may ask of a client.
 
     HealthCheck       health() -> elapsed ms of one cheap authenticated request      every client
-    PeopleDirectory   find_person(ref) -> PersonRecord | None                          Workday, AD, Entra
+    PeopleDirectory   find_person(ref) -> PersonRecord | None, find_by_employee_id(eid)   Workday, AD, Entra
     DeviceInventory   find_device(serial) -> DeviceRecord | None                       Intune, Lansweeper, Helix
     ReturnRegister    tickets_for_serial(serial) -> [ReturnTicket]                     Helix
     ShipmentTracker   track(numbers) -> {number: ShipmentRecord}                       FedEx
@@ -45,6 +45,10 @@ class HealthCheck(Protocol):
 @runtime_checkable
 class PeopleDirectory(HealthCheck, Protocol):
     def find_person(self, ref: str) -> PersonRecord | None: ...
+
+    def find_by_employee_id(self, employee_id: str) -> list[PersonRecord]:
+        """Every record with this employee id, taken as one whatever it looks like (a second-stage lookup)."""
+        ...
 
 
 @runtime_checkable

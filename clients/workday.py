@@ -199,8 +199,12 @@ class WorkdayClient(HttpSystemClient):
         if kind == EMAIL:
             return self.find_workers(email=ref)
         if kind == EMPLOYEE_ID:
-            return self.find_workers(employee_id=ref)
+            return self.find_by_employee_id(ref)
         return []
+
+    def find_by_employee_id(self, employee_id: str) -> list[PersonRecord]:
+        """Every worker with this employee id, whatever its form (``C-1001`` as well as ``100234``)."""
+        return self.find_workers(employee_id=employee_id)
 
     def health(self) -> float:
         """Elapsed ms of one authenticated report request whose prompt matches nobody: the path the audits use

@@ -33,6 +33,10 @@ def _person(client: Any, ref: str) -> list[dict[str, Any]]:
     return [] if found is None else [found.to_dict()]
 
 
+def _person_by_id(client: Any, employee_id: str) -> list[dict[str, Any]]:
+    return [r.to_dict() for r in client.find_by_employee_id(employee_id)]
+
+
 def _device(client: Any, serial: str) -> dict[str, Any] | None:
     return _rec(client.find_device(serial))
 
@@ -48,13 +52,15 @@ def _memoised(memo: dict[str, Any], key: str, compute: Callable[[], Any]) -> Any
 
 
 def lookup_people(
-    system: System, client: Any, refs: Iterable[str], memo: dict[str, Any] | None = None
+    system: System, client: Any, refs: Iterable[str], memo: dict[str, Any] | None = None, *, by_id: bool = False
 ) -> dict[str, list[dict[str, Any]]]:
-    """Per reference, the records a people directory holds for it (empty: none)."""
+    """Per reference, the records a people directory holds for it (empty: none); ``by_id``: every reference is an
+    employee id (stage 2 of a people part), whatever it looks like."""
     if Role.PEOPLE not in system.roles:
         raise ValueError(f"{system.display} holds no people")
     memo = {} if memo is None else memo
-    return {ref: _memoised(memo, f"people:{ref}", partial(_person, client, ref)) for ref in refs}
+    find, prefix = (_person_by_id, "people_by_id") if by_id else (_person, "people")
+    return {ref: _memoised(memo, f"{prefix}:{ref}", partial(find, client, ref)) for ref in refs}
 
 
 def lookup_devices(
@@ -85,8 +91,8 @@ def run_lookup(
     """Run one lookup. ``memo`` keeps each answer obtained so far: an attempt that fails part-way leaves its
     answers there, and the next attempt (a Celery retry) asks only for what is still missing, so a flaky system
     that drops one request in a few still lets a many-request fetch complete within its attempts."""
-    if op == "people":
-        return lookup_people(system, client, subjects, memo)
+    if op in ("people", "people_by_id"):
+        return lookup_people(system, client, subjects, memo, by_id=op == "people_by_id")
     if op == "devices":
         return lookup_devices(system, client, subjects, memo)
     if op == "track":

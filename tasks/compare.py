@@ -13,7 +13,14 @@ from typing import Any
 
 from celery import Task
 
-from nexus.audits.assemble import bulk_report, device_full_report, device_owner_refs, people_reports, split_results
+from nexus.audits.assemble import (
+    bulk_report,
+    device_full_report,
+    device_owner_refs,
+    people_followup_ids,
+    people_reports,
+    split_results,
+)
 from nexus.audits.finish import finish_report
 from nexus.errors import error_dict
 from nexus.findings_policy import load_policy
@@ -22,7 +29,7 @@ from nexus.runtime import Runtime, current
 from nexus.systems import System
 from nexus.waivers import WaiverStore
 from tasks.guards import audit_failure_guard, enqueue_remediation
-from tasks.signatures import dispatch_device_stage2, dispatch_people_part
+from tasks.signatures import dispatch_device_stage2, dispatch_people_followup, dispatch_people_part
 from workers.app import celery_app
 
 log = logging.getLogger("nexus.tasks")
@@ -55,15 +62,30 @@ def remediate_audit(self: Task, audit_id: str) -> dict[str, Any]:
 
 @celery_app.task(name="nexus.compare.people", **_BODY_OPTIONS)
 def compare_people(
-    self: Task, results: list[dict[str, Any]], audit_id: str, part: int, total_parts: int, chunk_size: int = 0
+    self: Task, results: list[dict[str, Any]], audit_id: str, part: int, total_parts: int, chunk_size: int = 0,
+    stage: int = 1,
 ) -> int:
+    """A people part's lookups are in. Stage 1 first looks for accounts whose worker is not in view (their
+    employee ids); when there are some, stage 2 looks them up and this body runs again with both answers: no
+    ``orphaned_account`` is ever concluded from a lookup by an address the worker does not have."""
     with audit_failure_guard(audit_id, "the comparison"):
         rt = current()
         store = rt.audit_store()
         window = rt.settings.bulk_window
         size = chunk_size or rt.settings.bulk_chunk_size
         emails = store.subjects(audit_id, part * size, part * size + size - 1)
-        entries = people_reports(emails, results, policy=load_policy(rt.settings.policy_file))
+        policy = load_policy(rt.settings.policy_file)
+        if stage == 1:
+            if ids := people_followup_ids(emails, results):
+                store.stash(audit_id, f"stage1:{part}", results)
+                dispatch_people_followup(store, audit_id, part, total_parts, size, ids)
+                return 0
+            entries = people_reports(emails, results, policy=policy)
+        else:
+            stage1 = store.stashed(audit_id, f"stage1:{part}")
+            if stage1 is None:
+                raise RuntimeError(f"part {part}'s first lookups are gone (expired or lost with Redis)")
+            entries = people_reports(emails, stage1, policy=policy, followup=results)
         store.save_part(audit_id, part, entries, done_increment=len(emails))
         if part + window < total_parts:
             dispatch_people_part(store, audit_id, part + window, rt.settings.bulk_chunk_size)

@@ -1,6 +1,9 @@
 """The chords an audit is made of, built from the registry and task NAMES (no task module imports another).
 
     user / bulk part:  chord([fetch_<s>("people", emails) for each people directory], compare.people)
+                       then, when accounts carry employee ids Workday did not answer for (a UPN that is not the
+                       worker's email, an account matching a second worker), its stage 2:
+                       chord([fetch_<s>("people_by_id", employee_ids) ...], compare.people(stage=2))
     device, stage 1:   chord([fetch_<s>("devices", [serial]) for each device inventory], compare.device_stage2)
     device, stage 2:   chord([fetch_<s>("people", refs)...] + [fetch_fedex("track", numbers)], compare.device)
     fleet:             chord([chord([snapshot_<s> for each people directory], compare.fleet_people),
@@ -49,6 +52,19 @@ def fetch(system: System, audit_id: str, op: str, subjects: list[str]) -> Signat
 def people_part_signature(audit_id: str, part: int, total_parts: int, emails: list[str], chunk_size: int) -> Any:
     header = [fetch(s, audit_id, "people", emails) for s in USER_SYSTEMS]
     return chord(header, task(COMPARE_PEOPLE, audit_id, part, total_parts, chunk_size))
+
+
+def dispatch_people_followup(store: AuditStore, audit_id: str, part: int, total_parts: int, chunk_size: int,
+                             employee_ids: list[str]) -> bool:
+    """Stage 2 of a people part: every people directory asked for the employee ids its accounts carry and its
+    Workday answers did not (nexus.audits.assemble.people_followup_ids). Once."""
+    mark = f"dispatched:{part}:stage2"
+    if store.is_marked(audit_id, mark):
+        return False
+    header = [fetch(s, audit_id, "people_by_id", employee_ids) for s in USER_SYSTEMS]
+    chord(header, task(COMPARE_PEOPLE, audit_id, part, total_parts, chunk_size, 2)).apply_async()
+    store.mark(audit_id, mark)
+    return True
 
 
 def dispatch_people_part(store: AuditStore, audit_id: str, part: int, default_chunk_size: int,

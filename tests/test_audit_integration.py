@@ -80,6 +80,34 @@ def test_single_user_audit_report_shape_and_truth(rig: Cluster) -> None:
         assert set(d) >= {"field", "system_a", "value_a", "system_b", "value_b", "severity"}
 
 
+def test_audits_by_upns_that_are_not_workday_emails_find_the_worker_and_the_real_orphans(rig: Cluster) -> None:
+    """Workday's lookup by a UPN it does not hold finds no one: the accounts' employee ids bring the worker in
+    (stage 2), so nothing is called orphaned that the fleet audit would correlate; a planted orphan still is."""
+    org = rig.stack.org
+    assert org is not None
+    workers = {w.employee_id: w for w in org.workday}
+    by_upn = {u.upn.lower(): workers[u.employee_id] for u in org.ad
+              if u.enabled and u.employee_id in workers and u.upn.lower() != workers[u.employee_id].email.lower()}
+    orphans = sorted(e["subject"] for e in rig.truth["drift"] if e["field"] == "orphaned_account"
+                     and e["systems"] == ["ActiveDirectory"])
+    assert by_upn and orphans
+    upns = sorted(by_upn)[:4]
+    nx = rig.nexus()
+    view = nx.wait(nx.submit(nx.request_for(emails=[*upns, orphans[0]])), timeout=WAIT)
+    assert view["status"] == "done", view
+    report = view["report"]
+    assert report["systems_failed"] == []
+    for entry in report["entries"]:
+        got = {_key(dict(d, subject=d.get("subject") or entry["email"])) for d in entry["discrepancies"]}
+        if entry["email"] in by_upn:
+            assert entry["workday_found"] is True, entry
+            expected = _truth_keys(rig.truth, {by_upn[entry["email"]].email}, PERSON_FIELDS)
+        else:
+            expected = _truth_keys(rig.truth, {entry["email"]}, PERSON_FIELDS)
+            assert any(k[1] == "orphaned_account" for k in expected)
+        assert got == expected, (entry["email"], {"missed": expected - got, "extra": got - expected})
+
+
 def test_device_audits_match_ground_truth(rig: Cluster) -> None:
     nx = rig.nexus()
     truth = rig.truth

@@ -249,8 +249,12 @@ class ADClient:
         if kind == USERNAME:
             return self.find_users_all(username=ref.split("\\", 1)[1])
         if kind == EMPLOYEE_ID:
-            return self.find_users_all(employee_id=ref)
+            return self.find_by_employee_id(ref)
         return []
+
+    def find_by_employee_id(self, employee_id: str) -> list[PersonRecord]:
+        """Every account with this ``employeeID``, whatever its form (escaped into the filter)."""
+        return self.find_users_all(employee_id=employee_id)
 
     def find_users(self, emails: Iterable[str]) -> dict[str, PersonRecord | None]:
         """Batch :meth:`find_user` by email: one search per :data:`BATCH_SIZE` addresses. Keys are the inputs."""

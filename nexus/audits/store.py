@@ -206,6 +206,16 @@ class AuditStore:
         to its redelivered task, which publishes again (a mark set before would leave the audit waiting forever)."""
         self.r.set(self.key(audit_id, mark), "1", ex=self.ttl_s)
 
+    def stash(self, audit_id: str, name: str, value: Any) -> None:
+        """Keep an intermediate result (a part's stage-1 lookups while its stage 2 runs) for the audit's lifetime."""
+        self.r.set(self.key(audit_id, f"stash:{name}"), json.dumps(value, separators=(",", ":"), default=str),
+                   ex=self.ttl_s)
+
+    def stashed(self, audit_id: str, name: str) -> Any:
+        """What :meth:`stash` kept under ``name``, or None."""
+        raw = self.r.get(self.key(audit_id, f"stash:{name}"))
+        return None if raw is None else json.loads(raw)
+
     def set_report_section(self, audit_id: str, name: str, section: Any) -> bool:
         """Replace one top-level section of the stored report (``remediation``), keeping its TTL. False when
         there is no stored report."""
