@@ -17,7 +17,7 @@ from typing import Any
 
 import redis.exceptions
 
-from nexus.audits.spec import AuditKind, AuditRequest, validate_audit_id
+from nexus.audits.spec import AuditKind, AuditRequest, audit_id_time, validate_audit_id
 from nexus.audits.store import TERMINAL, AuditStore, view_times
 from nexus.audits.submit import connection_errors, refused, submit_audit
 from nexus.errors import (
@@ -91,6 +91,8 @@ class Nexus:
             progress = self.store.progress(audit_id)
             report = self.store.report(audit_id) if include_report and meta["status"] in TERMINAL else None
         except AuditNotFound:
+            if self._was_lost(audit_id):
+                raise lost(audit_id) from None
             raise InvalidInput(f"no audit with id {audit_id} (unknown or expired)") from None
         except connection_errors() as exc:
             raise ServiceUnavailable(f"cannot read the audit: Redis unreachable ({type(exc).__name__})") from exc
@@ -107,6 +109,13 @@ class Nexus:
         if report is not None:
             view["report"] = report
         return view
+
+    def _was_lost(self, audit_id: str) -> bool:
+        """A missing audit whose id says it was created within the TTL, before this Redis's data began."""
+        try:
+            return self.store.was_lost(audit_id, audit_id_time(audit_id))
+        except connection_errors():
+            return False
 
     def list(self, limit: int = 20) -> list[dict[str, Any]]:
         if not 1 <= limit <= 1000:
@@ -159,7 +168,7 @@ class Nexus:
                 if not known:
                     raise  # never existed (or expired): the caller's input
                 raise lost(audit_id) from None
-            except RedisRefused:
+            except (RedisRefused, AuditLost):
                 raise
             except ServiceUnavailable as exc:
                 if outage is None and on_unreachable is not None:

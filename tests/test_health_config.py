@@ -158,9 +158,14 @@ def test_mcp_check_system_health_with_nothing_configured_is_a_tool_error() -> No
     try:
         anyio.run(body)
     finally:
-        mine = runtime.install(previous)
+        # put back only a runtime somebody installed: one built on demand, pinned now, would freeze its settings
+        # for every later test (nexus.testing.cluster restores the same way)
+        keep = previous if previous is not None and previous.pinned else None
+        mine = runtime.install(keep)
         if mine is not None:
             mine.close()
+        if previous is not None and keep is None:
+            previous.close()
 
 
 def test_an_audit_never_dials_a_system_that_is_not_configured(proxy: CountingProxy) -> None:

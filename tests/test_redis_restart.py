@@ -29,7 +29,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from nexus.audits.spec import AuditRequest
+from nexus.audits.spec import AuditRequest, audit_id_time, new_audit_id
 from nexus.audits.store import AuditStore
 from nexus.errors import AuditLost, InvalidInput, ServiceUnavailable, WaitTimeout
 from nexus.facade import Nexus
@@ -227,12 +227,15 @@ def test_redis_killed_mid_audit_then_restarted_empty(restartable: RestartableRed
     repoint_celery_app()  # this process's pooled broker connections predate the restart
     c.wait_ready(len(c.workers), timeout=10.0)  # both workers answer on the broker again
 
-    # The audits that were in flight went with Redis's data: reported as unknown, never waited on.
+    # The audits that were in flight went with Redis's data: reported as lost (their ids are older than Redis's
+    # audit data), never waited on, and never "unknown" (bad input); an id that never existed still is.
     for audit_id in in_flight:
         error, elapsed = _timed(functools.partial(nx.wait, audit_id, timeout=5))
-        assert isinstance(error, InvalidInput) and "no audit with id" in str(error) and elapsed < 1.0
+        assert isinstance(error, AuditLost) and "was lost" in str(error) and elapsed < 1.0, error
     _, err = lost.communicate(timeout=30)
-    assert lost.returncode == 2 and "no audit with id" in err  # unknown now, like an expired one
+    assert lost.returncode == 1 and "was lost" in err, err
+    error, _ = _timed(functools.partial(nx.get, new_audit_id()))
+    assert isinstance(error, InvalidInput) and "no audit with id" in str(error)
 
     logs = c.worker_logs()
     assert "Connection to broker lost" in logs
@@ -321,5 +324,41 @@ def test_late_task_writes_never_resurrect_a_lost_audit() -> None:
     assert store.save_part(request.audit_id, 1, [{"email": "b@corp.example"}], done_increment=1) is False
     assert list(store.r.scan_iter("nexus:audit:*")) == []
     store.r.hset(store.key(request.audit_id), "updated_at", 1.0)  # a fragment, as an older version could leave
-    with pytest.raises(InvalidInput, match="no audit with id"):
+    with pytest.raises(AuditLost, match="was lost"):  # a fragment is no audit: lost with Redis's data
         Nexus(store=store).get(request.audit_id)
+
+
+def test_ids_are_time_ordered_and_carry_their_creation_time() -> None:
+    first, second = new_audit_id(1_767_225_600.0), new_audit_id(1_767_225_600.5)
+    assert len(first) == 32 and first < second and int(first, 16) and first != new_audit_id(1_767_225_600.0)
+    assert audit_id_time(first, now=1_767_225_601.0) == 1_767_225_600.0
+    assert audit_id_time("0" * 32) is None  # before any Nexus id: made up
+    assert audit_id_time("f" * 32) is None  # in the future: made up
+    assert audit_id_time("not an id") is None
+
+
+def test_status_of_an_audit_redis_lost_is_lost_and_of_one_never_made_unknown() -> None:
+    """No wait involved: ``nexus audit status ID`` and MCP ``get_audit`` read through ``get``."""
+    server = fakeredis.FakeServer()
+    clock = [1_767_225_600.0]
+    store = AuditStore(fakeredis.FakeRedis(server=server), ttl_s=600, clock=lambda: clock[0])
+    nx = Nexus(store=store)
+    before = AuditRequest.user("gone@corp.example")
+    before.audit_id = new_audit_id(clock[0])
+    store.create(before)
+    assert nx.get(before.audit_id)["status"] == "queued"
+    fakeredis.FakeRedis(server=server).flushall()  # Redis restarted empty
+    clock[0] += 5
+    with pytest.raises(AuditLost, match="was lost"):
+        nx.get(before.audit_id)  # nothing at all in Redis, and the id is younger than the TTL
+    after = AuditRequest.user("new@corp.example")
+    after.audit_id = new_audit_id(clock[0])
+    store.create(after)  # Redis's audit data begins now
+    with pytest.raises(AuditLost):
+        nx.get(before.audit_id)
+    for never in (new_audit_id(clock[0] + 1), "0123456789abcdef0123456789abcdef"):
+        with pytest.raises(InvalidInput, match="unknown or expired"):
+            nx.get(never)
+    clock[0] += 601
+    with pytest.raises(InvalidInput, match="unknown or expired"):
+        nx.get(before.audit_id)  # past the TTL it would have expired anyway

@@ -8,7 +8,8 @@ serial never leaves this module (no broad query is ever sent for bad input).
 from __future__ import annotations
 
 import re
-import uuid
+import secrets
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -23,6 +24,25 @@ _EMAIL_RE = re.compile(
 )
 _SERIAL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{2,49}$")
 _AUDIT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+#: Audit ids are time-ordered (like UUIDv7): 12 hex digits of Unix milliseconds, then 20 random ones. The time lets
+#: a reader tell an audit lost with Redis (created before Redis's data began) from an id that never existed.
+_EARLIEST_MS = 1_704_067_200_000  # 2024-01-01: no Nexus audit id is older
+
+
+def new_audit_id(now: float | None = None) -> str:
+    """A fresh audit id: 32 lower-case hex characters, time first (sortable), 80 random bits."""
+    ms = int((time.time() if now is None else now) * 1000)
+    return f"{ms:012x}{secrets.token_hex(10)}"
+
+
+def audit_id_time(audit_id: str, now: float | None = None) -> float | None:
+    """When the audit with this id was created (Unix seconds), or None for an id that does not carry a plausible
+    time (an id of an older release, or one made up)."""
+    if not _AUDIT_ID_RE.fullmatch(audit_id):
+        return None
+    ms = int(audit_id[:12], 16)
+    latest = ((time.time() if now is None else now) + 86400) * 1000
+    return ms / 1000 if _EARLIEST_MS <= ms <= latest else None
 
 MAX_EMAIL_LENGTH = 254
 # The same rules as plain patterns, for JSON schemas (the MCP tools' inputs).
@@ -93,7 +113,7 @@ def validate_email_list(values: list[Any], max_emails: int) -> list[str]:
 class AuditRequest:
     kind: AuditKind
     subjects: list[str] = field(default_factory=list)
-    audit_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    audit_id: str = field(default_factory=new_audit_id)
     # The subjects exactly as a validating constructor returned them; ``check`` re-validates anything else.
     _validated: tuple[str, ...] | None = field(default=None, init=False, repr=False, compare=False)
 

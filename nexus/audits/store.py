@@ -27,6 +27,8 @@ from nexus.errors import AuditNotFound
 
 PREFIX = "nexus:audit:"
 INDEX = "nexus:audits"
+#: When this Redis's audit data began (the first audit created since it last started empty); no expiry.
+EPOCH = "nexus:audits:epoch"
 STATUSES = ("queued", "running", "done", "failed")
 TERMINAL = ("done", "failed")
 
@@ -93,6 +95,7 @@ class AuditStore:
         pipe.hset(self.key(aid, "progress"), mapping={"total": total if total is not None else len(request.subjects),
                                                       "done": 0})
         pipe.zadd(INDEX, {aid: now})
+        pipe.setnx(EPOCH, now)
         for suffix in ("", "subjects", "progress"):
             pipe.expire(self.key(aid, suffix), self.ttl_s)
         pipe.execute()
@@ -100,6 +103,20 @@ class AuditStore:
 
     def _trim_index(self, now: float) -> None:
         self.r.zremrangebyscore(INDEX, "-inf", now - self.ttl_s)
+
+    def data_since(self) -> float | None:
+        """When the audit data this Redis holds began (None: it holds none: it never had any, or it restarted
+        empty). An audit created before then cannot be here, whatever its TTL."""
+        raw = self.r.get(EPOCH)
+        return None if raw is None else float(raw)
+
+    def was_lost(self, audit_id: str, created_at: float | None) -> bool:
+        """Whether a missing audit created at ``created_at`` (from its id) should still be here: younger than the
+        TTL, and created before this Redis's audit data began (Redis restarted without its data)."""
+        if created_at is None or self.clock() - created_at > self.ttl_s:
+            return False
+        since = self.data_since()
+        return since is None or created_at < since - 1.0  # 1 s of clock skew between hosts
 
     def delete(self, audit_id: str) -> None:
         """Remove an audit that could not be enqueued, so nothing half-written is left behind."""

@@ -19,7 +19,7 @@ from mcp.types import CallToolRequestParams
 from pydantic import ValidationError as PydanticValidationError
 
 from nexus.audits.spec import validate_audit_id, validate_email, validate_email_list, validate_serial
-from nexus.errors import InvalidInput, RedisRefused, ServiceUnavailable
+from nexus.errors import AuditLost, InvalidInput, RedisRefused, ServiceUnavailable
 
 log = logging.getLogger("nexus.mcp")
 
@@ -45,6 +45,9 @@ async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     except RedisRefused as exc:  # Redis is up: "check that Redis is running" would send the assistant astray
         log.warning("mcp: %s", exc)
         raise ToolError(one_line(str(exc)), log_level=logging.WARNING) from None
+    except AuditLost as exc:  # Redis is back without it: retrying cannot bring it back
+        log.warning("mcp: %s", exc)
+        raise ToolError(one_line(f"{exc}; submit the audit again"), log_level=logging.WARNING) from None
     except ServiceUnavailable as exc:
         log.warning("mcp: %s", exc)
         raise ToolError(one_line(f"Nexus is unavailable: {exc}. Check that Redis and the workers are running, "
