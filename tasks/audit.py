@@ -15,6 +15,7 @@ from typing import Any
 from celery import Task
 
 from nexus.audits.finish import fail_audit
+from nexus.audits.policy_pin import audit_policy
 from nexus.fleet.cost import prefer_snapshot
 from nexus.runtime import current
 from tasks.signatures import dispatch_people_part, start_device_audit, start_fleet
@@ -43,6 +44,7 @@ def plan_audit(self: Task, audit_id: str) -> dict[str, Any]:
     if meta["status"] == "queued":  # store.mark_running, without reading the meta a second time
         store.set_status(audit_id, "running")
     kind = meta["kind"]
+    audit_policy(store, audit_id, rt.settings)  # one policy for every part of this audit (nexus.audits.policy_pin)
     if kind == "fleet" or (kind == "bulk" and _bulk_by_snapshot(meta["subjects_count"])):
         return start_fleet(store, audit_id)
     if kind in ("user", "bulk"):

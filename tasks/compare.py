@@ -22,8 +22,8 @@ from nexus.audits.assemble import (
     split_results,
 )
 from nexus.audits.finish import finish_report
+from nexus.audits.policy_pin import audit_policy
 from nexus.errors import error_dict
-from nexus.findings_policy import load_policy
 from nexus.remediation import policy_from_settings, remediate_stored_report, write_section
 from nexus.runtime import Runtime, current
 from nexus.systems import System
@@ -40,8 +40,10 @@ _BODY_OPTIONS: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_wor
 
 def finish(rt: Runtime, audit_id: str, report: dict[str, Any]) -> None:
     report = WaiverStore(rt.redis).apply_to_report(report)  # waived findings are listed, not counted
-    finish_report(rt.audit_store(), audit_id, report, hooks=rt.hooks, remediate=rt.settings.helix_remediation,
-                  enqueue_remediation=enqueue_remediation, policy=load_policy(rt.settings.policy_file).stamp())
+    store = rt.audit_store()
+    finish_report(store, audit_id, report, hooks=rt.hooks, remediate=rt.settings.helix_remediation,
+                  enqueue_remediation=enqueue_remediation,
+                  policy=audit_policy(store, audit_id, rt.settings).stamp())
 
 
 @celery_app.task(name="nexus.compare.remediate", **_BODY_OPTIONS)
@@ -74,7 +76,7 @@ def compare_people(
         window = rt.settings.bulk_window
         size = chunk_size or rt.settings.bulk_chunk_size
         emails = store.subjects(audit_id, part * size, part * size + size - 1)
-        policy = load_policy(rt.settings.policy_file)
+        policy = audit_policy(store, audit_id, rt.settings)
         if stage == 1:
             if ids := people_followup_ids(emails, results):
                 store.stash(audit_id, f"stage1:{part}", results)
@@ -122,7 +124,7 @@ def compare_device(self: Task, results: list[dict[str, Any]], audit_id: str) -> 
         serial = store.subjects(audit_id)[0]
         stage1 = dict(store.iter_parts(audit_id))[0]["stage1"]
         report = device_full_report(serial, stage1, results, datetime.now(UTC),
-                                    policy=load_policy(rt.settings.policy_file))
+                                    policy=audit_policy(store, audit_id, rt.settings))
         store.save_part(audit_id, 1, {"stage2": results}, done_increment=1)
         finish(rt, audit_id, report)
         return int(report["discrepancy_count"])

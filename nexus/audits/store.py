@@ -223,6 +223,14 @@ class AuditStore:
         to its redelivered task, which publishes again (a mark set before would leave the audit waiting forever)."""
         self.r.set(self.key(audit_id, mark), "1", ex=self.ttl_s)
 
+    def pin_policy(self, audit_id: str, policy_json: str) -> str | None:
+        """Pin the audit's findings policy (the first caller's wins) and return the pinned one; None when the audit
+        does not exist (nothing is written then)."""
+        key = self.key(audit_id)
+        self.r.eval(_HSETNX_IF_AUDIT, 2, key, key, "policy", policy_json)
+        raw = self.r.hget(key, "policy")
+        return None if raw is None else _s(raw)
+
     def stash(self, audit_id: str, name: str, value: Any) -> None:
         """Keep an intermediate result (a part's stage-1 lookups while its stage 2 runs) for the audit's lifetime."""
         self.r.set(self.key(audit_id, f"stash:{name}"), json.dumps(value, separators=(",", ":"), default=str),

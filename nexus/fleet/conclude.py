@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nexus.audits.finish import fail_audit, finish_report
-from nexus.findings_policy import load_policy
+from nexus.audits.policy_pin import audit_policy
 from nexus.fleet.assess import Assessment, assess
 from nexus.fleet.compare import Comparison, FleetComparer, merge
 from nexus.fleet.context import FleetContext, peak_rss_mb
@@ -49,7 +49,7 @@ def compare_people_early(ctx: FleetContext, audit_id: str) -> dict[str, Any]:
     try:
         assessment = judge(ctx, audit_id, "fleet", datetime.now(UTC), USER_SYSTEMS)
         comparer = FleetComparer(ctx.snaps, assessment, datetime.now(UTC),
-                                 policy=load_policy(ctx.settings.policy_file),
+                                 policy=audit_policy(ctx.store, audit_id, ctx.settings),
                                  entra_sign_ins=ctx.settings.entra_sign_in_activity)
         part = comparer.people()
         ctx.snaps.put_result(audit_id, PEOPLE_RESULT, {
@@ -117,7 +117,7 @@ def _compare(ctx: FleetContext, audit_id: str,
     meta = store.meta(audit_id)
     now = datetime.now(UTC)
     assessment = judge(ctx, audit_id, meta["kind"], now)
-    comparer = FleetComparer(ctx.snaps, assessment, now, policy=load_policy(ctx.settings.policy_file),
+    comparer = FleetComparer(ctx.snaps, assessment, now, policy=audit_policy(store, audit_id, ctx.settings),
                              entra_sign_ins=ctx.settings.entra_sign_in_activity)
     started = time.perf_counter()
     people_rss: float | None = None
