@@ -152,6 +152,13 @@ class Settings(BaseSettings):
         """How long a half-open trial holds its slot without renewal (``BreakerPolicy.trial_ttl_s``)."""
         return max(self.breaker_reset_timeout_s, TRIAL_LEASE_MIN_S)
 
+    def longest_request_s(self, system: str) -> float:
+        """The longest one request to ``system`` (a ``System`` value) may take: the HTTP timeout, or for Workday the
+        whole report's read timeout when that is longer (how long waiting for a half-open trial is worth it)."""
+        if system == "workday":
+            return max(self.http_timeout_s, self.workday_report_timeout_s)
+        return self.http_timeout_s
+
     @field_validator("rate_budgets")
     @classmethod
     def _check_budgets(cls, value: str) -> str:

@@ -14,7 +14,9 @@ what a request's own retries cannot cover:
 
 * another part's or audit's half-open trial is deciding the circuit (:class:`clients.breaker.TrialInProgressError`):
   back after what is left of that trial's lease. Such runs are not failed attempts; after
-  ``TRIAL_WAIT_LEASES`` leases of waiting in all, the part gives up with a marker that says so;
+  :func:`clients.breaker.trial_wait_budget_s` of waiting in all (``TRIAL_WAIT_LEASES`` leases, or the system's
+  longest request plus a lease: Workday's whole report may take minutes), the part gives up with a marker that says
+  so;
 * our own request budget asks for a longer wait than a caller may sleep (:class:`~nexus.errors.BudgetExceededError`),
   or a request's next attempt would wait longer than ``NEXUS_RETRY_INLINE_MAX_S`` (a 429 asking for a minute:
   :class:`clients.resilience.RetryLater`): back after that wait, as one of the task's ``max_attempts``.
@@ -36,7 +38,7 @@ from typing import Any
 
 from celery import Task
 
-from clients.breaker import TRIAL_WAIT_LEASES, TrialInProgressError, trial_wait_s, unit_of_work
+from clients.breaker import TrialInProgressError, trial_wait_budget_s, trial_wait_s, unit_of_work
 from clients.resilience import RequestGuard, RetryLater, guarded
 from nexus.audits.memo import PartialAnswers
 from nexus.audits.progress import report_fetch_progress
@@ -145,7 +147,7 @@ def run_fetch(task: Task, system: System, audit_id: str, op: str, subjects: list
     except TrialInProgressError as exc:
         lease_s = breaker.policy.trial_ttl_s
         countdown = trial_wait_s(exc, lease_s)
-        if waited_s + countdown <= TRIAL_WAIT_LEASES * lease_s:
+        if waited_s + countdown <= trial_wait_budget_s(lease_s, rt.settings.longest_request_s(system.value)):
             trial_waits.add(countdown, memo_ttl)
             raise come_back(exc, countdown) from exc
         marker = failure_marker(system, exc, 0)

@@ -190,6 +190,29 @@ def test_a_trial_that_never_ends_fails_the_stream_after_a_few_leases_without_usi
     assert store.state("a1", "intune").attempts == {}  # waiting is not a failed attempt of any page
 
 
+def test_waiting_for_a_trial_lasts_at_least_the_systems_longest_request(store: SnapshotStore) -> None:
+    """Workday's trial may be the whole RaaS report, one request of up to NEXUS_WORKDAY_REPORT_TIMEOUT_S (300 s)
+    that renews its 60 s lease: three leases of waiting would give up on a trial that is about to succeed."""
+    from clients.breaker import TrialInProgressError, trial_wait_budget_s
+
+    class Trial:
+        def calling(self, *, count_failure: bool = True) -> Any:
+            raise TrialInProgressError("Workday circuit breaker is HALF_OPEN (trial in progress)", retry_in_s=60.0)
+
+    assert trial_wait_budget_s(60.0) == 180.0
+    assert trial_wait_budget_s(60.0, 30.0) == 180.0
+    assert trial_wait_budget_s(60.0, 300.0) == 360.0
+    system = FakeSystem(12, 5)
+    waited = 0.0
+    for _ in range(20):
+        result = runner(store, system.chain(), gate=Trial(), trial_lease_s=60.0, longest_request_s=300.0).run()
+        if result.status != "retry":
+            break
+        waited += result.countdown
+    assert result.status == "failed", result
+    assert 300.0 <= waited <= 360.0
+
+
 def test_only_the_last_attempt_of_a_page_counts_against_the_breaker(store: SnapshotStore) -> None:
     seen: list[bool] = []
 

@@ -29,6 +29,7 @@ from clients.breaker.breaker import (
     Clock,
     NexusBreaker,
     TrialInProgressError,
+    trial_wait_budget_s,
     trial_wait_s,
 )
 from clients.breaker.lease import LeaseKeeper
@@ -64,6 +65,7 @@ __all__ = [
     "get_breaker",
     "install_listener",
     "reset_breaker",
+    "trial_wait_budget_s",
     "trial_wait_s",
     "uninstall_listener",
     "unit_of_work",

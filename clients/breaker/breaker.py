@@ -110,6 +110,16 @@ class TrialInProgressError(BreakerOpenError):
 TRIAL_WAIT_LEASES = 3
 
 
+def trial_wait_budget_s(lease_s: float, longest_call_s: float = 0.0) -> float:
+    """How long in all a caller waits for another caller's half-open trial before giving up.
+
+    ``TRIAL_WAIT_LEASES`` leases, and never less than the system's longest single request plus one lease: a trial
+    that is one slow request (Workday's whole RaaS report, ``NEXUS_WORKDAY_REPORT_TIMEOUT_S`` = 300 s, against a
+    60 s lease it keeps renewing) must be able to finish before its waiters give up and report the system failed.
+    """
+    return max(TRIAL_WAIT_LEASES * lease_s, longest_call_s + lease_s)
+
+
 def trial_wait_s(exc: TrialInProgressError, lease_s: float) -> float:
     """How long to wait before asking again after ``exc``: what is left of the other trial's lease (by then it has
     decided the circuit, renewed its lease, or died and freed the slot), at least a second, at most one lease."""
@@ -396,4 +406,5 @@ class NexusBreaker(pybreaker.CircuitBreaker):
         return wrapper
 
 
-__all__ = ["TRIAL_WAIT_LEASES", "BreakerSnapshot", "Clock", "NexusBreaker", "TrialInProgressError", "trial_wait_s"]
+__all__ = ["TRIAL_WAIT_LEASES", "BreakerSnapshot", "Clock", "NexusBreaker", "TrialInProgressError",
+           "trial_wait_budget_s", "trial_wait_s"]

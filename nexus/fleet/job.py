@@ -157,7 +157,8 @@ class SnapshotJob:
         return SnapshotRunner(self.ctx.snaps, self.audit_id, source, policy=RetryPolicy.from_settings(settings),
                               gate=gate, concurrency=settings.fleet_page_concurrency,
                               expected_records=good["records"] if good else None, on_page=self.progress.on_page,
-                              trial_lease_s=settings.breaker_trial_lease_s)
+                              trial_lease_s=settings.breaker_trial_lease_s,
+                              longest_request_s=settings.longest_request_s(source.system.value))
 
     def _retry_or_fail(self, source: Source, result: RunResult) -> RunResult | RetryIn:
         """A stream with pages left to fetch: retry the task in a countdown, or give up on the stream."""

@@ -11,7 +11,8 @@ the report, never as a source of half the people. Our own request budget asking 
 attempt: the run stops with ``retry`` after the budget's wait. Nor is another caller's half-open trial
 (:class:`clients.breaker.TrialInProgressError`): the run comes back after what is left of that trial's lease, and
 gives the stream up (failed, "gave up waiting ... for another caller's half-open trial") only after
-``TRIAL_WAIT_LEASES`` leases of waiting in all.
+:func:`clients.breaker.trial_wait_budget_s` of waiting in all (``TRIAL_WAIT_LEASES`` leases, and at least the
+system's longest request plus one lease).
 
 Each page goes through the system's shared breaker; only a page's last attempt counts against it (as the per-person
 fetch tasks do), so a flaky system that recovers on retry does not open the circuit for everyone.
@@ -27,7 +28,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from clients.breaker import TRIAL_WAIT_LEASES, TrialInProgressError, trial_wait_s
+from clients.breaker import TrialInProgressError, trial_wait_budget_s, trial_wait_s
 from clients.paging import Page
 from nexus.errors import BudgetExceededError, CircuitOpenError, ListingLost, TransientError
 from nexus.errors import error_dict as base_error_dict
@@ -99,6 +100,7 @@ class SnapshotRunner:
         expected_records: int | None = None,
         on_page: Callable[[int, int], None] | None = None,
         trial_lease_s: float = 60.0,
+        longest_request_s: float = 0.0,
     ) -> None:
         self.store = store
         self.audit_id = audit_id
@@ -109,6 +111,8 @@ class SnapshotRunner:
         self.hint_pages = math.ceil(expected_records / source.page_size) if expected_records else None
         self.on_page = on_page
         self.trial_lease_s = trial_lease_s  # the breaker's half-open trial lease (BreakerPolicy.trial_ttl_s)
+        # waiting for another caller's trial ends after this long in all (a trial may be one slow request)
+        self.trial_wait_budget_s = trial_wait_budget_s(trial_lease_s, longest_request_s)
         self.attempts: dict[int, int] = {}
 
     # -- the run ----------------------------------------------------------------------------------------------------
@@ -169,7 +173,7 @@ class SnapshotRunner:
         countdown = max(o.countdown for o in outcomes)
         if reason == "trial":  # only waiting for another caller's trial: bounded in all, not by page attempts
             waited = self.store.waited_for_trial(self.audit_id, self.source.stream, countdown)
-            if waited > TRIAL_WAIT_LEASES * self.trial_lease_s:
+            if waited > self.trial_wait_budget_s:
                 error = dict(errors[0]) if errors else {"type": "TrialInProgressError", "kind": "breaker_open"}
                 error["message"] = (f"snapshot incomplete: gave up waiting {round(waited - countdown, 1):g} s for "
                                     f"another caller's half-open trial: {error.get('message', '')}")
