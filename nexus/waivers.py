@@ -39,7 +39,7 @@ from typing import Any
 import redis
 
 from nexus.audits.spec import validate_email, validate_serial
-from nexus.drift.engine import summarize
+from nexus.drift.engine import entries_findings, summarize
 from nexus.drift.fields import DEVICE_FIELDS, PERSON_FIELDS, SEVERITY
 from nexus.errors import InvalidInput, WaiverNotFound
 from nexus.history import iso
@@ -291,8 +291,8 @@ class WaiverStore:
         if "entries" not in report:
             return _waive_one(report, match)
         entries = [_waive_one(e, match) for e in report["entries"]]
-        counted = [dict(d, subject=d.get("subject") or _subject_of(e)) for e in entries for d in e["discrepancies"]]
-        waived = [d for e in entries for d in e["waived"]]
+        counted = entries_findings(entries)  # a finding two entries show counts once
+        waived = entries_findings({"discrepancies": e["waived"]} for e in entries)
         return {**report, "people_with_drift": sum(1 for e in entries if e["discrepancy_count"]),
                 "discrepancy_count": len(counted), "summary": summarize(counted), "entries": entries,
                 "waived": waived, "waived_count": len(waived)}

@@ -17,11 +17,11 @@ from nexus.audits.assemble import (
     bulk_report,
     device_full_report,
     device_owner_refs,
-    people_followup_ids,
     people_reports,
     split_results,
 )
 from nexus.audits.finish import finish_report
+from nexus.audits.followup import MAX_ROUNDS, next_round, replay
 from nexus.audits.policy_pin import audit_policy
 from nexus.errors import error_dict
 from nexus.remediation import policy_from_settings, remediate_stored_report, write_section
@@ -67,9 +67,10 @@ def compare_people(
     self: Task, results: list[dict[str, Any]], audit_id: str, part: int, total_parts: int, chunk_size: int = 0,
     stage: int = 1,
 ) -> int:
-    """A people part's lookups are in. Stage 1 first looks for accounts whose worker is not in view (their
-    employee ids); when there are some, stage 2 looks them up and this body runs again with both answers: no
-    ``orphaned_account`` is ever concluded from a lookup by an address the worker does not have."""
+    """A people part's lookups are in: stage 1 (the audited addresses) or a follow-up round (``stage`` >= 2). While
+    the records found name workers or accounts nobody has asked about (nexus.audits.followup), the next round is
+    dispatched and this body runs again with every answer so far: no ``orphaned_account`` or ``ambiguous_account``
+    verdict is ever reached without them."""
     with audit_failure_guard(audit_id, "the comparison"):
         rt = current()
         store = rt.audit_store()
@@ -77,17 +78,18 @@ def compare_people(
         size = chunk_size or rt.settings.bulk_chunk_size
         emails = store.subjects(audit_id, part * size, part * size + size - 1)
         policy = audit_policy(store, audit_id, rt.settings)
-        if stage == 1:
-            if ids := people_followup_ids(emails, results):
-                store.stash(audit_id, f"stage1:{part}", results)
-                dispatch_people_followup(store, audit_id, part, total_parts, size, ids)
-                return 0
-            entries = people_reports(emails, results, policy=policy)
-        else:
-            stage1 = store.stashed(audit_id, f"stage1:{part}")
-            if stage1 is None:
-                raise RuntimeError(f"part {part}'s first lookups are gone (expired or lost with Redis)")
-            entries = people_reports(emails, stage1, policy=policy, followup=results)
+        earlier = []
+        for n in range(1, stage):
+            stashed = store.stashed(audit_id, f"stage{n}:{part}")
+            if stashed is None:
+                raise RuntimeError(f"part {part}'s lookups of stage {n} are gone (expired or lost with Redis)")
+            earlier.append(stashed)
+        stage1, rounds = (earlier[0], [*earlier[1:], results]) if earlier else (results, [])
+        if stage <= MAX_ROUNDS and (refs := next_round(replay(emails, stage1, rounds))):
+            store.stash(audit_id, f"stage{stage}:{part}", results)
+            dispatch_people_followup(store, audit_id, part, total_parts, size, stage + 1, refs)
+            return 0
+        entries = people_reports(emails, stage1, policy=policy, rounds=rounds)
         store.save_part(audit_id, part, entries, done_increment=len(emails))
         if part + window < total_parts:
             dispatch_people_part(store, audit_id, part + window, rt.settings.bulk_chunk_size)

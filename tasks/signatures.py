@@ -1,9 +1,9 @@
 """The chords an audit is made of, built from the registry and task NAMES (no task module imports another).
 
     user / bulk part:  chord([fetch_<s>("people", emails) for each people directory], compare.people)
-                       then, when accounts carry employee ids Workday did not answer for (a UPN that is not the
-                       worker's email, an account matching a second worker), its stage 2:
-                       chord([fetch_<s>("people_by_id", employee_ids) ...], compare.people(stage=2))
+                       then its follow-up rounds (nexus.audits.followup: the employee ids and addresses the
+                       records found name and nobody has asked for yet), each one
+                       chord([fetch_<s>("people_followup", refs) ...], compare.people(stage=n))
     device, stage 1:   chord([fetch_<s>("devices", [serial]) for each device inventory], compare.device_stage2)
     device, stage 2:   chord([fetch_<s>("people", refs)...] + [fetch_fedex("track", numbers)], compare.device)
     fleet:             chord([chord([snapshot_<s> for each people directory], compare.fleet_people),
@@ -26,6 +26,7 @@ from celery.canvas import Signature
 
 from nexus.audits.store import AuditStore
 from nexus.fleet.conclude import audit_systems
+from nexus.lookups import FOLLOWUP_OP
 from nexus.registry import SPECS, listed_systems
 from nexus.systems import DEVICE_INVENTORIES, USER_SYSTEMS, Role, System, systems_with
 from workers.app import celery_app
@@ -55,14 +56,14 @@ def people_part_signature(audit_id: str, part: int, total_parts: int, emails: li
 
 
 def dispatch_people_followup(store: AuditStore, audit_id: str, part: int, total_parts: int, chunk_size: int,
-                             employee_ids: list[str]) -> bool:
-    """Stage 2 of a people part: every people directory asked for the employee ids its accounts carry and its
-    Workday answers did not (nexus.audits.assemble.people_followup_ids). Once."""
-    mark = f"dispatched:{part}:stage2"
+                             stage: int, refs: dict[str, list[str]]) -> bool:
+    """Follow-up round ``stage - 1`` of a people part (stage 1 is the first lookups): each system asked for the
+    references :func:`nexus.audits.followup.next_round` chose for it. Once."""
+    mark = f"dispatched:{part}:stage{stage}"
     if store.is_marked(audit_id, mark):
         return False
-    header = [fetch(s, audit_id, "people_by_id", employee_ids) for s in USER_SYSTEMS]
-    chord(header, task(COMPARE_PEOPLE, audit_id, part, total_parts, chunk_size, 2)).apply_async()
+    header = [fetch(s, audit_id, FOLLOWUP_OP, refs[s.value]) for s in USER_SYSTEMS if refs.get(s.value)]
+    chord(header, task(COMPARE_PEOPLE, audit_id, part, total_parts, chunk_size, stage)).apply_async()
     store.mark(audit_id, mark)
     return True
 

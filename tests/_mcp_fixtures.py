@@ -104,7 +104,8 @@ def discrepancy_keys(report: dict[str, Any], subject: str) -> set[tuple[str, str
 def truth_keys(truth: dict[str, Any], subject: str, person: bool = True) -> set[tuple[str, str, frozenset[str], str]]:
     fields = PERSON_FIELDS if person else DEVICE_FIELDS
     return {(e["subject"].lower(), e["field"], frozenset(e["systems"]), e["severity"])
-            for e in truth["drift"] if e["subject"].lower() == subject.lower() and e["field"] in fields}
+            for e in truth["drift"] if e["field"] in fields
+            and subject.lower() in {w.lower() for w in (e["subject"], *e.get("workers", ()))}}
 
 
 def drifted_person(truth: dict[str, Any], field: str = "job_title") -> str:

@@ -27,8 +27,10 @@ def _key(d: dict[str, Any]) -> tuple[str, str, frozenset[str], str]:
 
 def _truth_keys(truth: dict[str, Any], subjects: set[str], fields: tuple[str, ...]) -> set[tuple[Any, ...]]:
     lowered = {s.lower() for s in subjects}
+    # an account matching two workers is reported by either worker's audit too
     return {(e["subject"].lower(), e["field"], frozenset(e["systems"]), e["severity"])
-            for e in truth["drift"] if e["subject"].lower() in lowered and e["field"] in fields}
+            for e in truth["drift"] if e["field"] in fields
+            and {w.lower() for w in (e["subject"], *e.get("workers", ()))} & lowered}
 
 
 def _noise_keys(truth: dict[str, Any], subjects: set[str]) -> set[tuple[str, str]]:

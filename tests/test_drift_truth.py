@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from nexus.audits.followup import MAX_ROUNDS, next_round, replay
 from nexus.drift import OwnerKind, audit_devices, audit_people, device_report, norm_email, parse_owner, user_report
 from nexus.drift.fields import DEVICE_FIELDS, PERSON_FIELDS, POLICY, RETURN_SHIPMENT, UNREGISTERED_DEVICE
 from nexus.models import Discrepancy, PersonRecord, ReturnTicket
@@ -148,7 +149,8 @@ def test_ad_failed_leaves_lansweeper_owners_unjudged(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", SEEDS[:1])
 def test_user_reports_match_the_truth(seed: int) -> None:
-    """The bulk path: one user report per Workday email, from what each system returns for that email alone."""
+    """The bulk path: one user report per Workday email, from what each system returns for that email alone and
+    the follow-up rounds (nexus.audits.followup) answered from the same records by employee id and address."""
     o, r = org(seed), records(seed)
 
     def by_address(recs: list[PersonRecord]) -> dict[str, list[PersonRecord]]:
@@ -159,18 +161,55 @@ def test_user_reports_match_the_truth(seed: int) -> None:
                 out.setdefault(address, []).append(rec)
         return out
 
-    workday, ad, entra = by_address(r.workday), by_address(r.ad), by_address(r.entra)
+    def by_id(recs: list[PersonRecord]) -> dict[str, list[PersonRecord]]:
+        out: dict[str, list[PersonRecord]] = {}
+        for rec in recs:
+            if rec.employee_id:
+                out.setdefault(rec.employee_id, []).append(rec)
+        return out
+
+    systems = {"workday": r.workday, "ad": r.ad, "entra": r.entra}
+    addresses = {s: by_address(recs) for s, recs in systems.items()}
+    ids = {s: by_id(recs) for s, recs in systems.items()}
+
+    def answer(refs: dict[str, list[str]]) -> list[dict[str, Any]]:
+        out = []
+        for system, wanted in refs.items():
+            data = {}
+            for ref in wanted:
+                kind, _, value = ref.partition(":")
+                table = ids[system] if kind == "employee_id" else addresses[system]
+                data[ref] = [rec.to_dict() for rec in table.get(value if kind == "employee_id" else
+                                                                norm_email(value) or "", [])]
+            out.append({"system": system, "ok": True, "data": data})
+        return out
+
+    def first(system: str, email: str) -> list[dict[str, Any]]:
+        """A directory's answer for an address: the accounts carrying it, and those carrying their employee ids."""
+        found = list(addresses[system].get(norm_email(email) or "", []))
+        if system != "workday":
+            found += [rec for f in list(found) if f.employee_id for rec in ids[system].get(f.employee_id, [])
+                      if rec not in found]
+        return [rec.to_dict() for rec in dict.fromkeys(found)]
+
+    emails = [w.email for w in r.workday if w.email]
+    stage1 = [{"system": s, "ok": True, "data": {e: first(s, e) for e in emails}} for s in systems]
+    rounds: list[list[dict[str, Any]]] = []
+    while refs := next_round(replay(emails, stage1, rounds)):
+        assert len(rounds) < MAX_ROUNDS
+        rounds.append(answer(refs))
     found: list[dict[str, Any]] = []
-    for worker in r.workday:
-        assert worker.email is not None
-        key = norm_email(worker.email) or ""
-        report = user_report(
-            worker.email, {"workday": workday[key], "ad": ad.get(key, []), "entra": entra.get(key, [])}, {}, now=NOW
-        )
+    for view in replay(emails, stage1, rounds):
+        report = user_report(view.email, view.by_system, view.errors, now=NOW)
         assert report["workday_found"] is True
         found += report["discrepancies"]
-    emails = {w.email for w in r.workday}
-    people_truth = Counter({f: n for f, n in truth(o).items() if f[0] in emails and f[1] in PERSON_FIELDS})
+    # each worker's audit reports its own findings, and an account matching it and another worker
+    people_truth: Counter[Finding] = Counter()
+    for e in o.truth["drift"]:
+        if e["field"] in PERSON_FIELDS:
+            audits = sum(1 for who in {e["subject"], *e.get("workers", ())} if who in set(emails))
+            if audits:
+                people_truth[(e["subject"], e["field"], frozenset(e["systems"]), e["severity"])] += audits
     got = Counter((d["subject"], d["field"], frozenset({d["system_a"], d["system_b"]} - {POLICY}), d["severity"])
                   for d in found)
     assert got == people_truth

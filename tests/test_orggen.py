@@ -148,6 +148,12 @@ def _reference_findings(org: Org) -> Counter[tuple[str, str, tuple[str, ...]]]:
         if u.employee_id not in workers and u.can_sign_in(now) and not u.sam.casefold().startswith(SERVICE_NAMES) \
                 and "ou=service accounts," not in u.dn.casefold():
             found[(u.upn.lower(), F.ORPHANED_ACCOUNT, ("ActiveDirectory",))] += 1
+    by_email = {w.email.casefold(): w for w in org.workday}
+    for u in org.ad:  # an account one worker's by employee id and another's by address
+        owner = workers.get(u.employee_id or "")
+        rivals = {by_email[a.casefold()].employee_id for a in (u.mail, u.upn) if a and a.casefold() in by_email}
+        if owner is not None and rivals - {owner.employee_id}:
+            found[(u.upn.lower(), F.AMBIGUOUS_ACCOUNT, ("Workday", "ActiveDirectory"))] += 1
     for member in entra_orphans(org):
         if member.account_enabled and not member.upn.casefold().startswith(SERVICE_NAMES):
             found[(member.upn.lower(), F.ORPHANED_ACCOUNT, ("Entra",))] += 1

@@ -9,7 +9,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from nexus.drift.engine import device_report, summarize, user_report
+from nexus.audits.followup import person_records, replay, split_results
+from nexus.drift.engine import device_report, entries_findings, summarize, user_report
 from nexus.findings_policy import DEFAULT_POLICY, FindingsPolicy
 from nexus.models import DeviceRecord, PersonRecord, ReturnTicket, ShipmentRecord
 from nexus.systems import DEVICE_INVENTORIES, USER_SYSTEMS, Role, System
@@ -19,101 +20,13 @@ from nexus.systems import DEVICE_INVENTORIES, USER_SYSTEMS, Role, System
 OWNER_SOURCES: tuple[System, ...] = tuple(sorted(DEVICE_INVENTORIES, key=lambda s: Role.RETURNS not in s.roles))
 
 
-def split_results(results: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """{system id: data} of the systems that answered, {system id: error} of those that failed."""
-    data: dict[str, Any] = {}
-    errors: dict[str, dict[str, Any]] = {}
-    for result in results:
-        if not isinstance(result, dict) or "system" not in result:
-            continue
-        if result.get("ok"):
-            data[result["system"]] = result.get("data") or {}
-        else:
-            errors[result["system"]] = result.get("error") or {"type": "Unknown", "message": "no result"}
-    return data, errors
-
-
-def person_records(raw: Any) -> list[PersonRecord]:
-    """A people lookup's answer for one reference: a list of records (an older worker's single record or None is
-    read too, so results in flight across an upgrade still assemble)."""
-    if not raw:
-        return []
-    if isinstance(raw, dict):
-        return [PersonRecord.from_dict(raw)]
-    return [PersonRecord.from_dict(r) for r in raw if r]
-
-
-def _stage1_records(email: str, data: dict[str, Any]) -> dict[str, list[PersonRecord] | None]:
-    return {s.value: person_records(data[s.value].get(email)) if s.value in data else None for s in USER_SYSTEMS}
-
-
-def _unresolved_ids(by_system: dict[str, list[PersonRecord] | None]) -> list[str]:
-    """The employee ids the accounts found carry and no Workday record found for the same reference has: the
-    worker they name is not in view (a user audited by a UPN that is not their Workday email, or an account that
-    matches a second worker). Empty when Workday failed: stage 2 could not change that."""
-    workers = by_system.get(System.WORKDAY.value)
-    if workers is None:
-        return []
-    known = {(w.employee_id or "").strip().casefold() for w in workers}
-    out: dict[str, None] = {}
-    for system in USER_SYSTEMS:
-        if system is System.WORKDAY:
-            continue
-        for account in by_system.get(system.value) or ():
-            eid = (account.employee_id or "").strip()
-            if eid and eid.casefold() not in known:
-                out[eid] = None
-    return list(out)
-
-
-def people_followup_ids(emails: Sequence[str], results: Iterable[dict[str, Any]]) -> list[str]:
-    """Stage 2 of a user or bulk part: the employee ids to look up in every people directory before any verdict
-    that depends on who else exists (``orphaned_account``, ``ambiguous_account``). Usually none: an account
-    normally carries the employee id of the worker its address found."""
-    data, _errors = split_results(results)
-    out: dict[str, None] = {}
-    for email in emails:
-        out.update(dict.fromkeys(_unresolved_ids(_stage1_records(email, data))))
-    return list(out)
-
-
-def _with_followup(by_system: dict[str, list[PersonRecord] | None], ids: list[str], data2: dict[str, Any],
-                   errors2: dict[str, dict[str, Any]], errors: dict[str, dict[str, Any]]) -> None:
-    """Add what stage 2 found for ``ids`` (deduplicated by the system's key). A system whose stage 2 failed is
-    failed for this person: without the worker an account names, its verdict would be a guess."""
-    for system in USER_SYSTEMS:
-        found = by_system.get(system.value)
-        if found is None:
-            continue
-        if system.value in errors2:
-            by_system[system.value] = None
-            why = errors2[system.value]
-            errors[system.value] = {**why, "message": "looking up the workers its accounts' employee ids name: "
-                                                      + str(why.get("message") or why.get("type") or "failed")}
-            continue
-        keys = {r.key for r in found}
-        for eid in ids:
-            for record in person_records((data2.get(system.value) or {}).get(eid)):
-                if record.key not in keys:
-                    keys.add(record.key)
-                    found.append(record)
-
-
 def people_reports(emails: Sequence[str], results: Iterable[dict[str, Any]], *,
                    policy: FindingsPolicy = DEFAULT_POLICY,
-                   followup: Iterable[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """One user report per email, from the people lookups of Workday, AD and Entra; ``followup``: the stage-2
-    lookups by the employee ids of :func:`people_followup_ids` (None: there was no stage 2)."""
-    data, errors = split_results(results)
-    data2, errors2 = split_results(followup or ())
-    reports = []
-    for email in emails:
-        by_system = _stage1_records(email, data)
-        entry_errors = dict(errors)
-        if followup is not None and (ids := _unresolved_ids(by_system)):
-            _with_followup(by_system, ids, data2, errors2, entry_errors)
-        reports.append(user_report(email, by_system, entry_errors, policy=policy))
-    return reports
+                   rounds: Sequence[Iterable[dict[str, Any]]] = ()) -> list[dict[str, Any]]:
+    """One user report per email, from the people lookups of Workday, AD and Entra (stage 1) and the follow-up
+    ``rounds`` that asked for what they named (nexus.audits.followup)."""
+    return [user_report(view.email, view.by_system, view.errors, policy=policy)
+            for view in replay(emails, results, rounds)]
 
 
 def device_owner_refs(serial: str, stage1: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -187,7 +100,7 @@ def bulk_report(entries: list[dict[str, Any]]) -> dict[str, Any]:
         for system, error in (entry.get("errors") or {}).items():
             slot = errors.setdefault(system, {**error, "people": 0})
             slot["people"] += 1
-    all_discrepancies = [dict(d, subject=d.get("subject") or e["email"]) for e in entries for d in e["discrepancies"]]
+    all_discrepancies = entries_findings(entries)  # a finding two entries show counts once
     return {
         "people": len(entries),
         "people_with_drift": sum(1 for e in entries if e["discrepancy_count"]),

@@ -30,6 +30,7 @@ __all__ = [
     "audit_people",
     "device_report",
     "disputed_accounts",
+    "entries_findings",
     "graded",
     "sort_discrepancies",
     "summarize",
@@ -325,6 +326,19 @@ def device_report(
 def _control_order(control: str) -> tuple[int, ...]:
     """``CIS 1.2`` before ``CIS 1.10``: by the safeguard's numbers."""
     return tuple(int(part) for part in control.split()[-1].split(".") if part.isdigit())
+
+
+def entries_findings(entries: Iterable[Mapping[str, Any]], subject_of: str = "email") -> list[dict[str, Any]]:
+    """The distinct findings of a bulk report's entries (each with its subject): a finding two entries show (an
+    account matching two workers, one worker audited by two of their addresses) is one finding, counted once."""
+    distinct: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for entry in entries:
+        for d in entry["discrepancies"]:
+            finding = dict(d, subject=d.get("subject") or entry.get(subject_of))
+            key = (str(finding["subject"]).casefold(), str(finding["field"]), str(finding["system_a"]),
+                   str(finding["system_b"]))
+            distinct.setdefault(key, finding)
+    return list(distinct.values())
 
 
 def summarize(discrepancies: Iterable[Discrepancy | Mapping[str, Any]]) -> dict[str, dict[str, int]]:

@@ -206,6 +206,11 @@ class FleetComparer:
         errors = {s.value: st.error or {} for s, st in self.assessment.systems.items()
                   if s in USER_SYSTEMS and not st.available}
         index = result.index
+        # an account matching two workers: either worker's entry needs the other's Workday record to see it
+        rivals: dict[str, list[PersonRecord]] = {}
+        for _rec, _system, groups in index.disputes:
+            for group in groups:
+                rivals.setdefault(group.key, []).extend(w for g in groups if g is not group for w in g.workday)
         entries = []
         for email in subjects:
             match = index.match(index.resolve(email))
@@ -215,6 +220,8 @@ class FleetComparer:
                     records[system.value] = None
                 else:
                     records[system.value] = list(match.records(system)) if match is not None else []
+            if match is not None and records[System.WORKDAY.value] is not None:
+                records[System.WORKDAY.value] = [*(records[System.WORKDAY.value] or []), *rivals.get(match.key, [])]
             entries.append(user_report(email, records, errors, policy=self.engine_policy, now=self.now))
         return entries
 

@@ -4,8 +4,9 @@ Runs after the AD accounts are aged (:func:`nexus.sim.orggen_ad.age_accounts`), 
 
 - drift: orphaned AD accounts (leftover contractor accounts under the contractors' OU, no worker behind them),
   orphaned Entra members (test accounts), a second AD account for a worker (same mail and employee id: a re-hire's
-  new account next to the old one), and dormant AD accounts of active workers (``lastLogonTimestamp`` 46-400 days
-  old);
+  new account next to the old one), an AD account matching two workers (one worker's employee id and values, another
+  worker's mail, a UPN of its own: the account a copy-and-edit left behind), and dormant AD accounts of active
+  workers (``lastLogonTimestamp`` 46-400 days old);
 - noise: a disabled orphan (it cannot sign in), service accounts the default policy excludes (``svc-*``/``svc_*``
   names, an entry under ``OU=Service Accounts``, an Entra ``svc-`` member), and accounts whose last logon is 20-30
   days old (inside the threshold: AD's replication lag is up to 14 days).
@@ -29,6 +30,7 @@ from nexus.systems import System
 
 ORPHAN_RATE = 0.003  # per system
 DUPLICATE_RATE = 0.002
+CROSSED_RATE = 0.001
 DORMANT_RATE = 0.005
 RECENT_NOISE_RATE = 0.003
 
@@ -135,6 +137,40 @@ class _AccountPlanter:
             self.truth.add_drift(("p", i), p.email, F.AMBIGUOUS_ACCOUNT, (System.WORKDAY, System.AD))
         return out
 
+    def crossed(self, seed: int) -> list[AdUser]:
+        """An extra AD account per chosen worker X that carries X's employee id and X's values but another worker
+        Y's mail, under a name of its own. It correlates to X by employee id and to Y by address: one account
+        matching two workers (subject: its UPN), and X's second account (subject: X's email). Its own generator,
+        so adding it moved none of the other plants."""
+        rng = random.Random(f"crossed-{seed}")
+        taken = {u.sam.casefold() for u in self.ad if u is not None}
+        names = {n.casefold() for u in self.ad if u is not None for n in (u.dn, u.upn, u.mail or "")}
+        out: list[AdUser] = []
+        candidates = self._candidates()
+        for i in pick(rng, candidates, quota(CROSSED_RATE, self.n), lambda i: not self._busy(i)):
+            others = [j for j in candidates if j != i and not self._busy(j)]
+            if not others:
+                break
+            p, user, y = self.people[i], self.ad[i], self.people[rng.choice(others)]
+            assert user is not None
+            sam = f"{user.sam[:17]}x"
+            cn = f"{p.cn} (x)"
+            dn = f"CN={escape_dn_value(cn)},{split_rdn(user.dn)[1]}"
+            upn = f"{sam}@{DOMAIN}"
+            if sam.casefold() in taken or dn.casefold() in names or upn.casefold() in names:
+                continue  # never two entries with one name (a directory refuses the second)
+            taken.add(sam.casefold())
+            names |= {dn.casefold(), upn.casefold()}
+            boss = self.people[p.manager] if p.manager is not None else None
+            out.append(replace(user, dn=dn, cn=cn, sam=sam, upn=upn, mail=y.email, display_name=p.display,
+                               given_name=p.first, sn=p.last, title=p.title, department=p.dept,
+                               manager_dn=boss.dn if boss else None, proxy_addresses=[],
+                               object_guid=_guid(rng), last_logon=self.now - timedelta(days=rng.randrange(1, 14))))
+            self.truth.add_drift(("p", i), p.email, F.AMBIGUOUS_ACCOUNT, (System.WORKDAY, System.AD))
+            self.truth.add_drift(("a", len(out)), upn.lower(), F.AMBIGUOUS_ACCOUNT, (System.WORKDAY, System.AD),
+                                 workers=(p.email, y.email))
+        return out
+
     def dormancy(self) -> None:
         rng, truth = self.rng, self.truth
         dormant: set[int] = set()
@@ -163,7 +199,8 @@ def plant_accounts(seed: int, people: list[Person], ad: list[AdUser | None], tru
     duplicates = planter.duplicates()
     planter.dormancy()
     extra_ad, extra_entra = planter.orphans()
-    return [*duplicates, *extra_ad], extra_entra
+    crossed = planter.crossed(seed)
+    return [*duplicates, *extra_ad, *crossed], extra_entra
 
 
 __all__ = ["plant_accounts"]

@@ -31,18 +31,22 @@ class Truth:
         self._drift: dict[tuple[str, int], set[tuple[str, str]]] = {}
         self._noise: dict[tuple[str, int], set[str]] = {}
 
-    def add_drift(self, key: tuple[str, int], subject: str, field: str, systems: Sequence[System]) -> None:
+    def add_drift(self, key: tuple[str, int], subject: str, field: str, systems: Sequence[System], *,
+                  workers: Sequence[str] = ()) -> None:
+        """One finding to expect. ``workers``: for an account matching two workers, their emails (either worker's
+        per-person audit reports it too, as does an audit of the account's UPN)."""
         tags = self._drift.setdefault(key, set())
         other = next(s for s in systems if s not in (System.WORKDAY, System.HELIX)) if len(systems) > 1 else None
         tags.add((field, (other or systems[0]).value))
-        self.drift.append(
-            {
-                "subject": subject,
-                "field": field,
-                "systems": [s.display for s in systems],
-                "severity": SEVERITY[field].value,
-            }
-        )
+        entry: dict[str, Any] = {
+            "subject": subject,
+            "field": field,
+            "systems": [s.display for s in systems],
+            "severity": SEVERITY[field].value,
+        }
+        if workers:
+            entry["workers"] = sorted(workers)
+        self.drift.append(entry)
 
     def add_noise(self, key: tuple[str, int], subject: str, field: str, note: str) -> None:
         self._noise.setdefault(key, set()).add(field)
