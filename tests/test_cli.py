@@ -414,7 +414,8 @@ def test_sim_writes_env_when_ready_serves_and_stops_cleanly_on_sigterm(
     assert truth["seed"] == 7 and truth["people"] == 200 and truth["devices"] > 0
     assert truth["drift"] and truth["noise"]
     for e in truth["drift"]:
-        assert set(e) == {"subject", "field", "systems", "severity"}
+        assert set(e) - {"workers"} == {"subject", "field", "systems", "severity"}
+        assert len(e.get("workers", ["a", "b"])) == 2  # an account matching two workers names both
         assert isinstance(e["systems"], list) and e["severity"] in ("critical", "high", "medium", "low")
     for n in truth["noise"]:
         assert set(n) == {"subject", "field", "note"}

@@ -202,11 +202,11 @@ _expect(System.AD, {
     Fault.DOWN: _down(None, requests=1),
     Fault.SLOW: _down(None),
     Fault.FLAKY: _fail("TransientError", "transient", 3, 8, waits=_BACKOFF, **_COUNTED),
-    Fault.THROTTLE: _read(requests=3, attempts=2, waits=(0.25,)),
+    Fault.THROTTLE: _read(requests=5, attempts=2, waits=(0.25,)),
     Fault.THROTTLE_PERSISTENT: _throttled(None, _BACKOFF),
     Fault.EXPIRED_TOKEN: _auth(None, 2),
     Fault.MALFORMED: _malformed(requests=2),
-    Fault.TRUNCATED: _truncated(_fleet_transient(1, 12), requests=2),
+    Fault.TRUNCATED: _truncated(_fleet_transient(1, 12), requests=4),
     Fault.REFUSED: _down(None, requests=0),
 }, {
     Fault.DOWN: "LDAP: connection reset",
@@ -225,13 +225,14 @@ _expect(System.AD, {
 _expect(System.ENTRA, {
     Fault.DOWN: _down(503),
     Fault.SLOW: _down(None),
-    Fault.FLAKY: _read(requests=2, attempts=2, waits=(0.25,)),
-    Fault.THROTTLE: _read(requests=2, attempts=2, waits=(_RA,)),
+    Fault.FLAKY: _read(requests=4, attempts=2, waits=(0.25, 0.25)),
+    Fault.THROTTLE: _read(requests=3, attempts=2, waits=(_RA,)),
     Fault.THROTTLE_PERSISTENT: _throttled(429, (_RA, _RA)),
     Fault.EXPIRED_TOKEN: _auth(401, 3),
     Fault.MALFORMED: _malformed(),
-    Fault.TRUNCATED: _truncated(_fleet_transient(1, 4)),
+    Fault.TRUNCATED: _truncated(_fleet_transient(1, 4), requests=2),
 }, {
+    Fault.FLAKY: "a found account is two lookups (by address, then by the employee id it carries): each fails once",
     Fault.TRUNCATED: "the nextLink answers 400 `Directory_ExpiredPageToken`, classed transient",
 })
 
