@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     # its ETA) is handed out again after this many seconds. Above the longest countdown (checked below) and the
     # longest task run, or a live worker's task runs twice; it is also how long a killed worker's tasks wait.
     visibility_timeout_s: int = Field(3600, ge=1, alias="NEXUS_VISIBILITY_TIMEOUT_S")
+    # Redis broker: a worker's main process renews a lease on every message it holds; a message whose lease expired
+    # (its worker died) is put back on its queue by any live worker (workers/message_leases.py).
+    part_lease_s: float = Field(60.0, ge=3, alias="NEXUS_PART_LEASE_S")
     bulk_max_emails: int = Field(100_000, ge=1, alias="NEXUS_BULK_MAX_EMAILS")
     bulk_window: int = Field(8, ge=1, le=1000, alias="NEXUS_BULK_WINDOW")
     bulk_chunk_size: int = Field(25, ge=1, le=500, alias="NEXUS_BULK_CHUNK_SIZE")

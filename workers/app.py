@@ -11,6 +11,7 @@ from celery import Celery
 from nexus.settings import get_settings
 from workers.config import celery_config
 from workers.lifecycle import install as install_runtime_lifecycle
+from workers.message_leases import install as install_message_leases
 from workers.metrics_server import install as install_metrics
 from workers.redis_recovery import install as install_redis_recovery
 from workers.redis_refusal import RefusalAwareTask
@@ -26,6 +27,8 @@ def create_app() -> Celery:
     install_redis_recovery()  # a Redis restart must not stop the worker (see workers/redis_recovery.py)
     install_redis_refusal()  # nor a Redis that refuses writes (out of memory; see workers/redis_refusal.py)
     install_runtime_lifecycle()  # one runtime per pool child, closed as it exits (see workers/lifecycle.py)
+    # a killed worker's messages are put back within a lease, not the visibility timeout (workers/message_leases.py)
+    install_message_leases(app, get_settings().part_lease_s)
     return app
 
 
