@@ -8,10 +8,10 @@ they are. The embedded demo and unit tests give the runtime a fakeredis client, 
 
 Both also take a :class:`~nexus.redis_sentinel.SentinelTarget` (``Settings.redis_target`` with ``REDIS_SENTINELS``
 set): the same options, on a client of the Sentinel-managed master that follows a failover by itself. The
-stores' client retries a lost connection as redis-py does by default for a URL (:data:`STORES_RETRY`: 10 attempts,
-jittered backoff from 10 ms doubling to 1 s, about 4 s in all; a Sentinel-managed client has no retry unless given
-one), which rides over a failover the sentinels settle within seconds; the breakers' single immediate retry does
-not, and they fail open meanwhile, as with any Redis outage.
+stores' client then retries a lost master for ``NEXUS_REDIS_FAILOVER_WAIT_S``
+(:func:`nexus.redis_sentinel.failover_retry`: a task's write waits out the failover instead of failing its system);
+with a URL it keeps redis-py's default (:data:`STORES_RETRY`). The breakers keep their single immediate retry and
+fail open meanwhile, as with any Redis outage.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
-from nexus.redis_sentinel import SentinelTarget, master_client
+from nexus.redis_sentinel import SentinelTarget, failover_retry, master_client
 
 #: Where a client connects: a URL, or the Sentinel-managed master.
 RedisTarget = str | SentinelTarget
@@ -32,8 +32,8 @@ RedisTarget = str | SentinelTarget
 #: ``redis_for(MEMORY_URL)`` (or ``memory://<name>``): a process-local fakeredis server (embedded demo, unit tests).
 MEMORY_URL = "memory://"
 
-#: The stores' retry of a lost connection or a timeout: redis-py's default for ``Redis.from_url`` (and so what the
-#: stores always had), given explicitly because a Sentinel-managed pool would otherwise retry nothing.
+#: The stores' retry of a lost connection or a timeout with a URL: redis-py's default for ``Redis.from_url``
+#: (10 attempts, jittered backoff from 10 ms doubling to 1 s: a few seconds in all).
 STORES_RETRY = Retry(ExponentialWithJitterBackoff(base=0.01, cap=1.0), 10)
 
 _by_url_lock = threading.Lock()
@@ -48,8 +48,9 @@ def _client(target: RedisTarget, **options: Any) -> redis.Redis:
 
 def connect(url: RedisTarget) -> redis.Redis:
     """A new client for the stores at ``url`` (bounded socket waits: a dead Redis fails calls, it never hangs them)."""
+    retry = failover_retry(url.failover_wait_s) if isinstance(url, SentinelTarget) else STORES_RETRY
     return _client(url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30, retry_on_timeout=False,
-                   retry=STORES_RETRY)
+                   retry=retry)
 
 
 def redis_for(url: RedisTarget) -> redis.Redis:

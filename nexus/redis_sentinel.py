@@ -8,8 +8,8 @@ for the master named ``REDIS_SENTINEL_MASTER`` and asks again after a failover.
   the next attempt rediscovers the master; the clients' ``Retry`` policies ride over the failover window.
 - Celery's broker and result backend (:func:`celery_broker_config`, :func:`celery_backend_config`): the
   ``sentinel://h1:p1;sentinel://h2:p2`` transport with ``master_name`` and ``sentinel_kwargs`` in the transport
-  options. The master's password goes in ``broker_password`` / ``redis_password`` (Celery masks both in
-  ``inspect conf`` and Flower), never in a URL.
+  options. The master's password is in each broker URL (kombu needs it there to switch alternates; it is shown
+  masked) and in ``redis_password`` for the result backend (Celery masks it in ``inspect conf`` and Flower).
 - beat (:func:`redbeat_config`): celery-redbeat's ``redis-sentinel://`` mode.
 
 This module does not read the settings (:meth:`nexus.settings.Settings.redis_sentinel` builds the
@@ -21,9 +21,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     import redis
+    from redis.retry import Retry
 
 #: ``REDIS_SENTINEL_MASTER``'s default: the name Redis's own sentinel.conf example monitors.
 DEFAULT_MASTER = "mymaster"
@@ -31,6 +33,10 @@ DEFAULT_MASTER = "mymaster"
 DEFAULT_SENTINEL_PORT = 26379
 #: How long a question to one sentinel may take (it is on the path of every reconnect).
 SENTINEL_SOCKET_TIMEOUT_S = 1.0
+#: ``NEXUS_REDIS_FAILOVER_WAIT_S``'s default: a failover with ``down-after-milliseconds 5000`` fits, with room.
+DEFAULT_FAILOVER_WAIT_S = 15.0
+#: The longest pause between two retries through a failover.
+RETRY_PAUSE_MAX_S = 0.5
 
 Address = tuple[str, int]
 
@@ -47,6 +53,8 @@ class SentinelTarget:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     sentinel_password: str | None = field(default=None, repr=False)
+    #: How long a call keeps retrying while there is no master to reach (``NEXUS_REDIS_FAILOVER_WAIT_S``).
+    failover_wait_s: float = DEFAULT_FAILOVER_WAIT_S
 
     def describe(self) -> str:
         """``master 'mymaster' via sentinels 10.0.0.1:26379,10.0.0.2:26379 (db 0)``: for logs and errors."""
@@ -110,14 +118,43 @@ def format_sentinels(sentinels: tuple[Address, ...]) -> str:
     return ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in sentinels)
 
 
+# -- riding out the failover -----------------------------------------------------------------------------------------
+def failover_retries(wait_s: float) -> int:
+    """How many retries, 50 ms doubling to :data:`RETRY_PAUSE_MAX_S`, add up to ``wait_s`` of pauses."""
+    retries, total, pause = 0, 0.0, 0.05
+    while total < wait_s:
+        total += pause
+        pause = min(pause * 2, RETRY_PAUSE_MAX_S)
+        retries += 1
+    return retries
+
+
+def failover_retry(wait_s: float) -> Retry:
+    """The stores' retry through a failover: a lost connection, a demoted master (``READONLY``) or no master known
+    yet (``MasterNotFoundError``) is retried for about ``wait_s`` seconds (a deterministic budget, no jitter), each
+    attempt asking the sentinels where the master is."""
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    return Retry(ExponentialBackoff(cap=RETRY_PAUSE_MAX_S, base=0.025), failover_retries(wait_s))
+
+
+def publish_retry_policy(wait_s: float) -> dict[str, Any]:
+    """Celery's ``task_publish_retry_policy`` through a failover (its default gives up after 0.6 s): a task that
+    publishes the next step, or a submit, waits up to about ``wait_s`` for the new master."""
+    return {"max_retries": failover_retries(wait_s), "interval_start": 0.05, "interval_step": 0.1,
+            "interval_max": RETRY_PAUSE_MAX_S}
+
+
 # -- redis-py ---------------------------------------------------------------------------------------------------------
 def master_client(target: SentinelTarget, **connection_kwargs: Any) -> redis.Redis:
     """A client of the current master of ``target`` (its own :class:`redis.sentinel.Sentinel`).
 
     ``connection_kwargs`` (socket timeouts, ``retry``, ``health_check_interval``) apply to the master's
-    connections; the sentinels get :meth:`SentinelTarget.sentinel_kwargs`. Each new connection asks the sentinels
-    where the master is, so after a failover the pool's next connection goes to the new master; a connection to a
-    demoted master raises ``ConnectionError`` on ``READONLY`` and is dropped. Until the sentinels agree on a new
+    connections (without a ``retry``, a Sentinel-managed pool retries nothing); the sentinels get
+    :meth:`SentinelTarget.sentinel_kwargs`. Each new connection asks the sentinels where the master is, so after a
+    failover the pool's next connection goes to the new master; a connection to a demoted master raises
+    ``ConnectionError`` on ``READONLY`` and is dropped. Until the sentinels agree on a new
     master, calls fail with ``MasterNotFoundError`` (a ``ConnectionError``), as with a Redis that is down.
     """
     from redis.sentinel import Sentinel
@@ -133,9 +170,14 @@ def master_client(target: SentinelTarget, **connection_kwargs: Any) -> redis.Red
 
 
 # -- Celery and kombu -------------------------------------------------------------------------------------------------
-def celery_url(target: SentinelTarget) -> str:
-    """``sentinel://h1:p1/db;sentinel://h2:p2/db``: every sentinel, no password (that goes in the config)."""
-    return ";".join(f"sentinel://{format_sentinels(((host, port),))}/{target.db}" for host, port in target.sentinels)
+def celery_url(target: SentinelTarget, *, credentials: bool = False) -> str:
+    """``sentinel://h1:p1/db;sentinel://h2:p2/db``: every sentinel; with ``credentials``, the master's user and
+    password in each (``sentinel://:password@h1:p1/db;...``)."""
+    userinfo = ""
+    if credentials and (target.username or target.password):
+        userinfo = f"{quote(target.username or '', safe='')}:{quote(target.password or '', safe='')}@"
+    return ";".join(f"sentinel://{userinfo}{format_sentinels(((host, port),))}/{target.db}"
+                    for host, port in target.sentinels)
 
 
 def _transport_options(target: SentinelTarget, base: dict[str, Any]) -> dict[str, Any]:
@@ -145,18 +187,17 @@ def _transport_options(target: SentinelTarget, base: dict[str, Any]) -> dict[str
 def celery_broker_config(target: SentinelTarget, transport_options: dict[str, Any]) -> dict[str, Any]:
     """The broker part of Celery's configuration through the sentinels (kombu's ``sentinel://`` transport).
 
-    ``transport_options`` (``visibility_timeout`` ...) are kept. The master's password is ``broker_password``:
-    kombu passes a Connection's password to the master's connections (``SentinelChannel._sentinel_managed_pool``).
+    ``transport_options`` (``visibility_timeout`` ...) are kept. The master's password is in every alternate URL,
+    not in ``broker_password``: when a connection fails, kombu switches to the next alternate with
+    ``Connection.switch``, whose parameters come from that URL alone (a password given apart is dropped there, and
+    the consumer then reconnects without one for good: ``HELLO must be called with the client already
+    authenticated``). kombu and Celery show the URL masked (``sentinel://:**@h1:p1/0``), and the log redaction
+    knows the password (:func:`nexus.logs.configured_secrets`).
     """
-    config: dict[str, Any] = {
-        "broker_url": celery_url(target),
+    return {
+        "broker_url": celery_url(target, credentials=True),
         "broker_transport_options": _transport_options(target, transport_options),
     }
-    if target.username:
-        config["broker_user"] = target.username
-    if target.password:
-        config["broker_password"] = target.password
-    return config
 
 
 def celery_backend_config(target: SentinelTarget, transport_options: dict[str, Any]) -> dict[str, Any]:
@@ -191,15 +232,19 @@ def redbeat_config(target: SentinelTarget, *, socket_timeout_s: float = 5.0) -> 
 
 
 __all__ = [
+    "DEFAULT_FAILOVER_WAIT_S",
     "DEFAULT_MASTER",
     "DEFAULT_SENTINEL_PORT",
     "SentinelTarget",
     "celery_backend_config",
     "celery_broker_config",
     "celery_url",
+    "failover_retries",
+    "failover_retry",
     "format_sentinels",
     "master_client",
     "parse_sentinel",
     "parse_sentinels",
+    "publish_retry_policy",
     "redbeat_config",
 ]

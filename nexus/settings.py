@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nexus.budgets import parse_budgets
 from nexus.findings_policy import load_policy
-from nexus.redis_sentinel import DEFAULT_MASTER, SentinelTarget, parse_sentinels
+from nexus.redis_sentinel import DEFAULT_FAILOVER_WAIT_S, DEFAULT_MASTER, SentinelTarget, parse_sentinels
 from nexus.systems import System
 from nexus.workday_fields import ReportFields, parse_fields
 
@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     redis_sentinel_master: str = Field(DEFAULT_MASTER, alias="REDIS_SENTINEL_MASTER")
     redis_sentinel_password: SecretStr = Field(SecretStr(""), alias="REDIS_SENTINEL_PASSWORD")
     redis_password: SecretStr = Field(SecretStr(""), alias="REDIS_PASSWORD")
+    # With sentinels: how long a stores call (and a task's publish) keeps retrying while no master can be reached.
+    redis_failover_wait_s: float = Field(DEFAULT_FAILOVER_WAIT_S, ge=0, le=600, alias="NEXUS_REDIS_FAILOVER_WAIT_S")
 
     workday_base_url: str = Field("https://wd2-impl-services1.workday.com", alias="WORKDAY_BASE_URL")
     workday_tenant: str = Field("acme", alias="WORKDAY_TENANT")
@@ -333,6 +335,7 @@ class Settings(BaseSettings):
             username=unquote(parts.username) if parts.username else None,
             password=self.redis_password.get_secret_value() or (unquote(parts.password) if parts.password else None),
             sentinel_password=self.redis_sentinel_password.get_secret_value() or None,
+            failover_wait_s=self.redis_failover_wait_s,
         )
 
     @property

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from nexus.redis_sentinel import SentinelTarget, celery_url, parse_sentinels
+from nexus.redis_sentinel import SentinelTarget, celery_url, failover_retries, failover_retry, parse_sentinels
 from nexus.settings import Settings
 
 SENTINELS = "10.0.0.1:26379, sentinel-b:26380,[::1]:26381"
@@ -111,15 +111,18 @@ def test_celery_goes_through_the_sentinels_with_the_passwords_out_of_the_urls() 
 
     config = celery_config(sentinel_settings(NEXUS_VISIBILITY_TIMEOUT_S=900))
     urls = "sentinel://10.0.0.1:26379/3;sentinel://sentinel-b:26380/3;sentinel://[::1]:26381/3"
-    assert config["broker_url"] == config["result_backend"] == urls
+    assert config["result_backend"] == urls
+    assert config["broker_url"] == urls.replace("sentinel://", f"sentinel://:{MASTER_PW}@")  # see below
     for name in ("broker_transport_options", "result_backend_transport_options"):
         assert config[name] == {"visibility_timeout": 900, "master_name": "nexus",
                                 "sentinel_kwargs": {"password": SENTINEL_PW, "socket_timeout": 1.0,
                                                     "socket_connect_timeout": 1.0}}
-    assert config["broker_password"] == config["redis_password"] == MASTER_PW
+    assert config["redis_password"] == MASTER_PW and "broker_password" not in config
+    policy = config["task_publish_retry_policy"]  # Celery's default gives up after 0.6 s: no failover fits
+    assert policy["max_retries"] == failover_retries(15.0) and policy["interval_max"] == 0.5
     # an explicit broker (the embedded worker's memory://, another broker) keeps its own URL and options
     own = celery_config(sentinel_settings(), broker_url="memory://")
-    assert own["broker_url"] == "memory://" and "broker_password" not in own
+    assert own["broker_url"] == "memory://" and "master_name" not in own["broker_transport_options"]
     assert own["result_backend"] == urls
 
 
@@ -135,8 +138,12 @@ def test_kombu_and_celery_read_the_options_as_given() -> None:
     app.conf.update(celery_config(sentinel_settings()))
     connection = app.connection_for_write()
     assert connection.transport_cls == "sentinel" and connection.password == MASTER_PW
-    assert connection.alt == celery_url(sentinel_settings().redis_sentinel() or SentinelTarget(())).split(";")
+    target = sentinel_settings().redis_sentinel()
+    assert target is not None and connection.alt == celery_url(target, credentials=True).split(";")
     assert MASTER_PW not in connection.as_uri() and SENTINEL_PW not in connection.as_uri()
+    # A failed connection moves to the next alternate with its URL's parameters only: the password must be there.
+    connection.switch(connection.alt[1])
+    assert (connection.hostname, connection.port, connection.password) == ("sentinel-b", 26380, MASTER_PW)
     backend = app.backend
     params = backend.connparams
     assert type(backend).__name__ == "SentinelBackend"
@@ -192,7 +199,12 @@ def test_the_clients_are_sentinel_managed() -> None:
     pool = stores.connection_pool
     assert isinstance(pool, SentinelConnectionPool) and pool.service_name == "nexus"
     assert pool.connection_kwargs["password"] == MASTER_PW and pool.connection_kwargs["db"] == 3
-    assert pool.connection_kwargs["retry"] is STORES_RETRY and pool.connection_kwargs["socket_timeout"] == 5
+    assert pool.connection_kwargs["retry"].get_retries() == failover_retries(15.0)
+    assert pool.connection_kwargs["socket_timeout"] == 5
+    direct = connect("redis://127.0.0.1:1/0")
+    direct_retry = direct.get_retry()
+    assert direct_retry is not None and direct_retry.get_retries() == STORES_RETRY.get_retries() == 10
+    direct.close()
     manager = pool.sentinel_manager
     assert [s.connection_pool.connection_kwargs["password"] for s in manager.sentinels] == [SENTINEL_PW] * 3
     close(stores)
@@ -200,3 +212,14 @@ def test_the_clients_are_sentinel_managed() -> None:
     assert redis_for(sentinel_settings().redis_target) is breakers  # cached per target (equal, not the same)
     assert breakers.connection_pool.connection_kwargs["socket_timeout"] == 1.0
     clear_redis_clients()
+
+
+def test_the_failover_wait_is_a_deterministic_budget() -> None:
+    """50 ms doubling to 0.5 s, then 0.5 s each: about the setting's seconds of pauses, whatever the jitter."""
+    for wait_s in (0.0, 1.0, 15.0, 60.0):
+        retry = failover_retry(wait_s)
+        pauses = [retry._backoff.compute(n) for n in range(1, retry.get_retries() + 1)]
+        assert wait_s <= sum(pauses) < wait_s + 0.5
+    assert settings(REDIS_SENTINELS="h:1", NEXUS_REDIS_FAILOVER_WAIT_S="30").redis_sentinel().failover_wait_s == 30  # type: ignore[union-attr]
+    with pytest.raises(ValidationError, match="NEXUS_REDIS_FAILOVER_WAIT_S"):
+        settings(NEXUS_REDIS_FAILOVER_WAIT_S="-1")

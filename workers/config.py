@@ -6,7 +6,7 @@ from typing import Any
 
 from kombu import Queue
 
-from nexus.redis_sentinel import celery_backend_config, celery_broker_config
+from nexus.redis_sentinel import celery_backend_config, celery_broker_config, publish_retry_policy
 from nexus.settings import Settings
 from workers.routing import ALL_QUEUES, AUDIT_QUEUE, task_routes
 
@@ -79,13 +79,15 @@ def sentinel_config(settings: Settings, transport_options: dict[str, Any], *, br
                     backend: bool = True) -> dict[str, Any]:
     """With ``REDIS_SENTINELS``: the broker (``broker``) and the result backend (``backend``) through the sentinels
     (``sentinel://`` URLs, ``master_name`` and ``sentinel_kwargs`` added to ``transport_options``, the master's
-    password as ``broker_password`` / ``redis_password``); nothing without sentinels (nexus.redis_sentinel)."""
+    password in the broker URLs and as ``redis_password``); nothing without sentinels (nexus.redis_sentinel)."""
     target = settings.redis_sentinel()
     if target is None:
         return {}
     config: dict[str, Any] = {}
     if broker:
         config.update(celery_broker_config(target, transport_options))
+        # a task publishing its next step (or a submit) during the failover waits for the new master
+        config["task_publish_retry_policy"] = publish_retry_policy(target.failover_wait_s)
     if backend:
         config.update(celery_backend_config(target, transport_options))
     return config
