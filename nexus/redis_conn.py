@@ -10,8 +10,8 @@ Both also take a :class:`~nexus.redis_sentinel.SentinelTarget` (``Settings.redis
 set): the same options, on a client of the Sentinel-managed master that follows a failover by itself. The
 stores' client then retries a lost master for ``NEXUS_REDIS_FAILOVER_WAIT_S``
 (:func:`nexus.redis_sentinel.failover_retry`: a task's write waits out the failover instead of failing its system);
-with a URL it keeps redis-py's default (:data:`STORES_RETRY`). The breakers keep their single immediate retry and
-fail open meanwhile, as with any Redis outage.
+with a URL it retries nothing, as before (``from_url`` builds a pool without a retry: a dead Redis fails a call at
+once). The breakers keep their single immediate retry and fail open meanwhile, as with any Redis outage.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import threading
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from nexus.redis_sentinel import SentinelTarget, failover_retry, master_client
@@ -31,10 +31,6 @@ RedisTarget = str | SentinelTarget
 
 #: ``redis_for(MEMORY_URL)`` (or ``memory://<name>``): a process-local fakeredis server (embedded demo, unit tests).
 MEMORY_URL = "memory://"
-
-#: The stores' retry of a lost connection or a timeout with a URL: redis-py's default for ``Redis.from_url``
-#: (10 attempts, jittered backoff from 10 ms doubling to 1 s: a few seconds in all).
-STORES_RETRY = Retry(ExponentialWithJitterBackoff(base=0.01, cap=1.0), 10)
 
 _by_url_lock = threading.Lock()
 _by_url: dict[RedisTarget, redis.Redis] = {}
@@ -48,9 +44,11 @@ def _client(target: RedisTarget, **options: Any) -> redis.Redis:
 
 def connect(url: RedisTarget) -> redis.Redis:
     """A new client for the stores at ``url`` (bounded socket waits: a dead Redis fails calls, it never hangs them)."""
-    retry = failover_retry(url.failover_wait_s) if isinstance(url, SentinelTarget) else STORES_RETRY
-    return _client(url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30, retry_on_timeout=False,
-                   retry=retry)
+    options: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 3, "health_check_interval": 30,
+                               "retry_on_timeout": False}
+    if isinstance(url, SentinelTarget):
+        options["retry"] = failover_retry(url.failover_wait_s)
+    return _client(url, **options)
 
 
 def redis_for(url: RedisTarget) -> redis.Redis:

@@ -80,10 +80,15 @@ def sentinel_config(settings: Settings, transport_options: dict[str, Any], *, br
     """With ``REDIS_SENTINELS``: the broker (``broker``) and the result backend (``backend``) through the sentinels
     (``sentinel://`` URLs, ``master_name`` and ``sentinel_kwargs`` added to ``transport_options``, the master's
     password in the broker URLs and as ``redis_password``); nothing without sentinels (nexus.redis_sentinel)."""
+    from celery.app.defaults import DEFAULTS
+
+    # Every key this sets, also without sentinels (Celery's defaults): a process that reconfigures its app
+    # (``conf.update``, the test rig) must not keep a previous Sentinel password or publish policy.
+    config: dict[str, Any] = {"redis_username": None, "redis_password": None,
+                              "task_publish_retry_policy": dict(DEFAULTS["task_publish_retry_policy"])}
     target = settings.redis_sentinel()
     if target is None:
-        return {}
-    config: dict[str, Any] = {}
+        return config
     if broker:
         config.update(celery_broker_config(target, transport_options))
         # a task publishing its next step (or a submit) during the failover waits for the new master
