@@ -5,7 +5,8 @@ for the master named ``REDIS_SENTINEL_MASTER`` and asks again after a failover.
 
 - the stores and the breakers/budgets (:mod:`nexus.redis_conn`): redis-py's :class:`redis.sentinel.Sentinel`
   ``master_for`` client. A connection that meets the old master (refused, or demoted: ``READONLY``) is dropped and
-  the next attempt rediscovers the master; the clients' ``Retry`` policies ride over the failover window.
+  the next attempt rediscovers the master; the stores' client keeps retrying for ``NEXUS_REDIS_FAILOVER_WAIT_S``
+  (:func:`failover_retry`), the breakers fail open meanwhile.
 - Celery's broker and result backend (:func:`celery_broker_config`, :func:`celery_backend_config`): the
   ``sentinel://h1:p1;sentinel://h2:p2`` transport with ``master_name`` and ``sentinel_kwargs`` in the transport
   options. The master's password is in each broker URL (kombu needs it there to switch alternates; it is shown
