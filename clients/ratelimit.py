@@ -165,14 +165,15 @@ _registry: dict[tuple[Any, ...], RateLimiter] = {}
 def limiter_for(system: str, settings: Any = None) -> RateLimiter:
     """The process's limiter for ``system`` from the settings (``NO_LIMIT`` when it has no budget).
 
-    Cached per (system, budget, store URL, max wait), so changed settings give a new limiter. The store is the
-    breakers' Redis (``NEXUS_BREAKER_REDIS_URL`` or ``REDIS_URL``; ``memory://`` in the embedded demo).
+    Cached per (system, budget, store, max wait), so changed settings give a new limiter. The store is the
+    breakers' Redis (``NEXUS_BREAKER_REDIS_URL`` or ``REDIS_URL``, or the Sentinel-managed master with
+    ``REDIS_SENTINELS``; ``memory://`` in the embedded demo).
     """
     s = settings or get_settings()
     budget = parse_budgets(s.rate_budgets).get(system)
     if budget is None:
         return NO_LIMIT
-    url = s.effective_breaker_redis_url
+    url = s.breaker_redis_target
     key = (system, budget, url, s.rate_max_wait_s)
     with _registry_lock:
         limiter = _registry.get(key)

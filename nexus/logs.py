@@ -61,25 +61,26 @@ class JsonFormatter(_RedactingFormatter):
 
 def configured_secrets() -> list[str]:
     """Every secret value of the settings: credentials, tokens, and passwords inside Redis URLs."""
-    from urllib.parse import urlsplit
+    from urllib.parse import unquote, urlsplit
 
     from nexus.settings import get_settings
 
     s = get_settings()
     values = [v.get_secret_value() for v in (s.workday_client_secret, s.workday_refresh_token, s.azure_client_secret,
                                              s.ad_bind_password, s.lansweeper_token, s.helix_password,
-                                             s.fedex_client_secret, s.mcp_token)]
+                                             s.fedex_client_secret, s.mcp_token, s.redis_password,
+                                             s.redis_sentinel_password)]
     flower = getattr(s, "flower_password", None)
     if flower is not None:
         values.append(flower.get_secret_value() if hasattr(flower, "get_secret_value") else str(flower))
-    for url in (s.redis_url, s.breaker_redis_url):
+    for url in (s.redis_url, s.breaker_redis_url, s.beat_redis_url):
         try:
             password = urlsplit(url).password
         except ValueError:
             password = None
         if password:
-            values.append(password)
-    return values
+            values.extend(dict.fromkeys((password, unquote(password))))
+    return [value for value in values if value]
 
 
 def _log_settings() -> tuple[str, str]:

@@ -28,6 +28,7 @@ from nexus.audits.store import AuditStore
 from nexus.errors import SystemNotConfigured
 from nexus.fleet.store import SnapshotStore
 from nexus.policy import BreakerPolicy, RetryPolicy
+from nexus.redis_conn import close as close_redis
 from nexus.redis_conn import connect
 from nexus.registry import SPECS
 from nexus.settings import Settings, get_settings, missing_settings
@@ -57,12 +58,13 @@ class Runtime:
     # -- stores ------------------------------------------------------------------------------------------------------
     @property
     def redis(self) -> redis.Redis:
-        """The Redis of the stores: the one given, else one connection pool to ``REDIS_URL``, made on first use."""
+        """The Redis of the stores: the one given, else one connection pool to ``REDIS_URL`` (or to the master the
+        sentinels name, ``REDIS_SENTINELS``), made on first use."""
         if self.closed:  # held past its close (a long task across a reset): the process's live runtime serves
             return current().redis
         with self._lock:
             if self._redis is None:
-                self._redis = connect(self.settings.redis_url)
+                self._redis = connect(self.settings.redis_target)
                 self._own_redis = True
             return self._redis
 
@@ -76,7 +78,7 @@ class Runtime:
     def breaker(self, system: System) -> NexusBreaker:
         """The system's breaker (this runtime's policy and store), its state shared through Redis by every
         process."""
-        return get_breaker(system.value, redis=self.settings.effective_breaker_redis_url,
+        return get_breaker(system.value, redis=self.settings.breaker_redis_target,
                            policy=BreakerPolicy.from_settings(self.settings))
 
     def retry_policy(self) -> RetryPolicy:
@@ -115,7 +117,7 @@ class Runtime:
             own = self._redis if self._own_redis else None
             self.closed = True
         if own is not None:
-            own.close()
+            close_redis(own)
         _close_all(clients)
 
 

@@ -12,13 +12,14 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nexus.budgets import parse_budgets
 from nexus.findings_policy import load_policy
+from nexus.redis_sentinel import DEFAULT_FAILOVER_WAIT_S, DEFAULT_MASTER, SentinelTarget, parse_sentinels
 from nexus.systems import System
 from nexus.workday_fields import ReportFields, parse_fields
 
@@ -36,6 +37,16 @@ class Settings(BaseSettings):
     use_mock: bool = Field(True, alias="USE_MOCK")
     sim_url: str = Field("", alias="NEXUS_SIM_URL")
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    # Redis Sentinel (nexus.redis_sentinel): comma-separated host:port of the sentinels (empty: off). When set, every
+    # Redis use asks them for the master REDIS_SENTINEL_MASTER; REDIS_URL then gives only the database number (and
+    # may give user:password); its host and port are not dialled. REDIS_PASSWORD: the master's password (the same
+    # as REDIS_URL's if both are set; compose builds REDIS_URL from it); REDIS_SENTINEL_PASSWORD: the sentinels' own.
+    redis_sentinels: str = Field("", alias="REDIS_SENTINELS")
+    redis_sentinel_master: str = Field(DEFAULT_MASTER, alias="REDIS_SENTINEL_MASTER")
+    redis_sentinel_password: SecretStr = Field(SecretStr(""), alias="REDIS_SENTINEL_PASSWORD")
+    redis_password: SecretStr = Field(SecretStr(""), alias="REDIS_PASSWORD")
+    # With sentinels: how long a stores call (and a task's publish) keeps retrying while no master can be reached.
+    redis_failover_wait_s: float = Field(DEFAULT_FAILOVER_WAIT_S, ge=0, le=600, alias="NEXUS_REDIS_FAILOVER_WAIT_S")
 
     workday_base_url: str = Field("https://wd2-impl-services1.workday.com", alias="WORKDAY_BASE_URL")
     workday_tenant: str = Field("acme", alias="WORKDAY_TENANT")
@@ -280,6 +291,73 @@ class Settings(BaseSettings):
     @property
     def effective_breaker_redis_url(self) -> str:
         return self.breaker_redis_url or self.redis_url
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _check_sentinels(cls, value: str) -> str:
+        parse_sentinels(value)  # ValueError naming REDIS_SENTINELS and the bad item
+        return value.strip()
+
+    @field_validator("redis_sentinel_master")
+    @classmethod
+    def _check_sentinel_master(cls, value: str) -> str:
+        name = value.strip()
+        if not name or any(c.isspace() for c in name):
+            raise ValueError(f"REDIS_SENTINEL_MASTER must be the master's name as the sentinels monitor it, not "
+                             f"{value!r}")
+        return name
+
+    @model_validator(mode="after")
+    def _check_sentinel_urls(self) -> Settings:
+        """With sentinels, every Redis use goes through them: a second Redis address would be a Redis that does not
+        fail over, so one is refused (``memory://``, the embedded demo's in-process store, is no address)."""
+        if not self.redis_sentinels:
+            return self
+        parts = urlsplit(self.redis_url)
+        if parts.scheme != "redis":
+            tls = ": TLS to a Sentinel-managed master is not supported" if parts.scheme == "rediss" else ""
+            raise ValueError(f"REDIS_URL must be redis://[user:password@]host/<db> with REDIS_SENTINELS (it gives the "
+                             "database and password; the sentinels give the master), not "
+                             f"{mask_url_password(self.redis_url)}{tls}")
+        path = parts.path.strip("/") or "0"
+        if not path.isdigit():
+            raise ValueError(f"REDIS_URL: the database must be a number, not {path!r}")
+        url_password = unquote(parts.password) if parts.password else ""
+        password = self.redis_password.get_secret_value()
+        if url_password and password and url_password != password:
+            raise ValueError("REDIS_PASSWORD and the password in REDIS_URL differ; give the master's password once")
+        for name, url in (("NEXUS_BREAKER_REDIS_URL", self.breaker_redis_url),
+                          ("NEXUS_BEAT_REDIS_URL", self.beat_redis_url)):
+            if url.strip() and not url.startswith("memory://"):
+                raise ValueError(f"{name} must be empty with REDIS_SENTINELS: the breakers, budgets and beat use the "
+                                 "Sentinel-managed master too (a separate Redis would not fail over)")
+        return self
+
+    def redis_sentinel(self) -> SentinelTarget | None:
+        """The Sentinel-managed master (None: ``REDIS_SENTINELS`` is empty, Redis is ``REDIS_URL`` itself)."""
+        if not self.redis_sentinels:
+            return None
+        parts = urlsplit(self.redis_url)
+        return SentinelTarget(
+            sentinels=parse_sentinels(self.redis_sentinels),
+            master=self.redis_sentinel_master,
+            db=int(parts.path.strip("/") or 0),
+            username=unquote(parts.username) if parts.username else None,
+            password=self.redis_password.get_secret_value() or (unquote(parts.password) if parts.password else None),
+            sentinel_password=self.redis_sentinel_password.get_secret_value() or None,
+            failover_wait_s=self.redis_failover_wait_s,
+        )
+
+    @property
+    def redis_target(self) -> str | SentinelTarget:
+        """Where the stores' Redis is: ``REDIS_URL``, or the Sentinel-managed master (:mod:`nexus.redis_conn`)."""
+        return self.redis_sentinel() or self.redis_url
+
+    @property
+    def breaker_redis_target(self) -> str | SentinelTarget:
+        """Where the breakers and rate budgets live: ``NEXUS_BREAKER_REDIS_URL`` (only ``memory://`` with
+        sentinels), else the stores' Redis."""
+        return self.breaker_redis_url or self.redis_target
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         """repr() and str() mask a password inside a URL (``REDIS_URL`` may carry one) as pydantic masks SecretStr."""

@@ -26,6 +26,7 @@ SERVER_FIXTURES = frozenset({
     "pipeline",  # tests/test_mcp.py: the simulator stack (slapd for AD)
     "fleet_module", "guarded",  # tests/_fleet_fixtures.py: the fleet cluster
     "flower_rig", "metrics_cluster", "remediating", "restartable", "matrix", "idle_redis", "sim_process",
+    "sentinels", "ha_cluster",  # tests/test_sentinel_failover.py: a Sentinel-managed Redis and its cluster
 })
 
 

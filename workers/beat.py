@@ -23,6 +23,7 @@ from typing import Any
 from celery import Celery
 from celery.schedules import crontab, schedule
 
+from nexus.redis_sentinel import redbeat_config
 from nexus.settings import Settings, get_settings
 from workers.routing import AUDIT_QUEUE
 
@@ -74,7 +75,7 @@ def beat_config(settings: Settings) -> dict[str, Any]:
             f"NEXUS_BEAT_LOCK_TIMEOUT_S ({settings.beat_lock_timeout_s}) must exceed NEXUS_BEAT_MAX_INTERVAL_S "
             f"({settings.beat_max_interval_s:g}): beat renews its lock once per tick"
         )
-    return {
+    config: dict[str, Any] = {
         "beat_scheduler": SCHEDULER,
         "beat_schedule": beat_schedule(settings),
         "beat_max_loop_interval": settings.beat_max_interval_s,
@@ -84,6 +85,10 @@ def beat_config(settings: Settings) -> dict[str, Any]:
         # redbeat falls back to the broker's transport options when this is unset (deprecated): say it explicitly.
         "redbeat_redis_options": {},
     }
+    target = settings.redis_sentinel()
+    if target is not None:  # the schedule and lock on the Sentinel-managed master (NEXUS_BEAT_REDIS_URL is empty)
+        config.update(redbeat_config(target))
+    return config
 
 
 def configure_beat(app: Celery, settings: Settings | None = None) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from kombu import Queue
 
+from nexus.redis_sentinel import celery_backend_config, celery_broker_config, publish_retry_policy
 from nexus.settings import Settings
 from workers.routing import ALL_QUEUES, AUDIT_QUEUE, task_routes
 
@@ -30,7 +31,7 @@ def celery_config(
       scheduling is already ``fair``.
     """
     transport_options: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout_s}
-    return {
+    config: dict[str, Any] = {
         "broker_url": broker_url or settings.redis_url,
         "result_backend": backend_url or settings.redis_url,
         "task_serializer": "json",
@@ -69,3 +70,29 @@ def celery_config(
         "enable_utc": True,
         "timezone": "UTC",
     }
+    config.update(sentinel_config(settings, transport_options, broker=broker_url is None,
+                                  backend=backend_url is None))
+    return config
+
+
+def sentinel_config(settings: Settings, transport_options: dict[str, Any], *, broker: bool = True,
+                    backend: bool = True) -> dict[str, Any]:
+    """With ``REDIS_SENTINELS``: the broker (``broker``) and the result backend (``backend``) through the sentinels
+    (``sentinel://`` URLs, ``master_name`` and ``sentinel_kwargs`` added to ``transport_options``, the master's
+    password in the broker URLs and as ``redis_password``); nothing without sentinels (nexus.redis_sentinel)."""
+    from celery.app.defaults import DEFAULTS
+
+    # Every key this sets, also without sentinels (Celery's defaults): a process that reconfigures its app
+    # (``conf.update``, the test rig) must not keep a previous Sentinel password or publish policy.
+    config: dict[str, Any] = {"redis_username": None, "redis_password": None,
+                              "task_publish_retry_policy": dict(DEFAULTS["task_publish_retry_policy"])}
+    target = settings.redis_sentinel()
+    if target is None:
+        return config
+    if broker:
+        config.update(celery_broker_config(target, transport_options))
+        # a task publishing its next step (or a submit) during the failover waits for the new master
+        config["task_publish_retry_policy"] = publish_retry_policy(target.failover_wait_s)
+    if backend:
+        config.update(celery_backend_config(target, transport_options))
+    return config

@@ -19,7 +19,8 @@ from clients._log import system_id
 from clients.breaker.breaker import Clock, NexusBreaker
 from clients.breaker.storage import DEFAULT_NAMESPACE, RedisBreakerStorage
 from nexus.policy import BreakerPolicy
-from nexus.redis_conn import clear_redis_clients, redis_for
+from nexus.redis_conn import RedisTarget, clear_redis_clients, redis_for
+from nexus.redis_sentinel import SentinelTarget
 from nexus.settings import get_settings
 
 _lock = threading.Lock()
@@ -52,14 +53,14 @@ def uninstall_listener(listener: pybreaker.CircuitBreakerListener) -> None:
                 breaker.remove_listener(listener)
 
 
-def _settings_url() -> str:
-    return get_settings().effective_breaker_redis_url
+def _settings_url() -> RedisTarget:
+    return get_settings().breaker_redis_target
 
 
 def get_breaker(
     system: str,
     *,
-    redis: Redis | str | None = None,
+    redis: Redis | RedisTarget | None = None,
     policy: BreakerPolicy | None = None,
     clock: Clock | None = None,
     namespace: str = DEFAULT_NAMESPACE,
@@ -67,8 +68,9 @@ def get_breaker(
 ) -> NexusBreaker:
     """The breaker for ``system`` (id or display name), cached per system, store, policy and clock.
 
-    ``redis`` is a URL (``memory://``, :data:`nexus.redis_conn.MEMORY_URL`, for the in-process fake), None for the
-    settings' ``NEXUS_BREAKER_REDIS_URL``/``REDIS_URL``, or a client (give it short socket timeouts and no retry
+    ``redis`` is a URL (``memory://``, :data:`nexus.redis_conn.MEMORY_URL`, for the in-process fake) or a
+    Sentinel-managed master, None for the settings' ``NEXUS_BREAKER_REDIS_URL``/``REDIS_URL``/``REDIS_SENTINELS``
+    (``Settings.breaker_redis_target``), or a client (give it short socket timeouts and no retry
     backoff, as :func:`nexus.redis_conn.redis_for` does, or a dead Redis stalls every call before failing open).
     ``policy`` defaults to ``BreakerPolicy.from_settings()``.
     Breakers built in different processes on the same store and namespace share one state. ``listeners`` are only
@@ -77,8 +79,8 @@ def get_breaker(
     policy = policy or BreakerPolicy.from_settings()
     if redis is None:
         redis = _settings_url()
-    client = redis_for(redis) if isinstance(redis, str) else redis
-    store_key: object = redis if isinstance(redis, str) else id(redis)
+    client = redis_for(redis) if isinstance(redis, str | SentinelTarget) else redis
+    store_key: object = redis if isinstance(redis, str | SentinelTarget) else id(redis)
     key = (system_id(system), store_key, policy, clock, namespace)
     with _lock:
         breaker = _breakers.get(key)
@@ -96,13 +98,14 @@ def get_breaker(
         return breaker
 
 
-def breaker_state(system: str, *, redis: Redis | str | None = None, clock: Clock | None = None) -> dict[str, object]:
+def breaker_state(system: str, *, redis: Redis | RedisTarget | None = None,
+                  clock: Clock | None = None) -> dict[str, object]:
     """``{"state": "closed|open|half_open", "failures", "opened_at" (ISO 8601 or None), "retry_in_s",
     "storage_ok"}`` for the health check; an unreachable store reads as closed with ``storage_ok: false``."""
     return get_breaker(system, redis=redis, clock=clock).snapshot().to_dict()
 
 
-def reset_breaker(system: str, *, redis: Redis | str | None = None) -> None:
+def reset_breaker(system: str, *, redis: Redis | RedisTarget | None = None) -> None:
     """Close ``system``'s circuit and zero its failures, for every process sharing the store."""
     get_breaker(system, redis=redis).close()
 

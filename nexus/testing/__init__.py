@@ -7,6 +7,7 @@
 - :mod:`nexus.testing.cluster`: the integration rig: a private Redis, every simulator (slapd for AD) and real
   Celery worker processes.
 - :mod:`nexus.testing.procs`: processes from ``/proc`` (pool children, liveness, CPU time).
+- :mod:`nexus.testing.sentinel_rig`: a Sentinel-managed Redis (primary, replica, three sentinels) to fail over.
 
 Only the first two are imported here: the others start servers and import the whole stack, so they are imported
 by name when needed.

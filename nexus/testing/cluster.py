@@ -246,7 +246,14 @@ class Cluster:
         return Nexus()
 
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis_url)
+        """A new client of the cluster's Redis: ``redis_url``, or the master its sentinels name now (a cluster
+        started with ``REDIS_SENTINELS`` in ``extra_env``: tests/test_sentinel_failover.py)."""
+        from nexus.redis_conn import connect
+        from nexus.settings import Settings
+
+        if not self.env.get("REDIS_SENTINELS"):
+            return redis.Redis.from_url(self.redis_url)
+        return connect(Settings(**self.env).redis_target)  # type: ignore[arg-type]  # the environment's names
 
     def fault(self, system: str, mode: str, **params: Any) -> None:
         httpx.post(f"{self.sim_url}/_sim/faults", json={"system": system, "mode": mode, **params}).raise_for_status()
