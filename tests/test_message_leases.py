@@ -134,5 +134,6 @@ def test_a_redis_error_is_logged_and_waited_out(caplog: pytest.LogCaptureFixture
 
 def test_only_a_redis_broker_gets_leases() -> None:
     assert uses_redis_broker("redis://127.0.0.1:6379/0") and uses_redis_broker("rediss://h:6380/0")
+    assert uses_redis_broker("sentinel://127.0.0.1:26379;sentinel://127.0.0.1:26380")
     assert not uses_redis_broker("amqp://guest:guest@127.0.0.1:5672//")
     assert not uses_redis_broker("memory://")

@@ -186,7 +186,8 @@ def kombu_restore(app: Any) -> Callable[[str], bool]:
 
 
 def uses_redis_broker(broker_url: str) -> bool:
-    return broker_url.split("://", 1)[0] in ("redis", "rediss")
+    """A Redis broker (direct, TLS or through Sentinel): kombu emulates acknowledgements there."""
+    return broker_url.split("://", 1)[0] in ("redis", "rediss", "sentinel")
 
 
 _KEEPER: dict[str, LeaseKeeper] = {}
@@ -201,7 +202,8 @@ def install(app: Any, lease_s: float) -> None:
         url = str(app.conf.broker_url or "")
         if not uses_redis_broker(url) or "keeper" in _KEEPER:
             return
-        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
+        # kombu's own client of the broker: the same database and, with Sentinel, whichever server is the master
+        client = app.connection_for_write().default_channel.client
         keeper = LeaseKeeper(MessageLeases(client, lease_s, kombu_restore(app)))
         _KEEPER["keeper"] = keeper
         keeper.start()
