@@ -236,6 +236,18 @@ def test_skewed_hosts_agree_on_open_half_open_and_one_trial(
     assert {host.ask("snapshot")["state"] for host in (opener, other)} == {"closed"}
 
 
+def test_a_skewed_host_is_not_starved_of_a_shared_budget(hosts: dict[str, _Host], redis_url: str, ns: str) -> None:
+    """20 requests per 2 s (a bucket of 10 that refills at 5/s). The host ahead takes one token; the host behind
+    then paces 16 requests, about 1.4 s of budget, each wait well under its 1 s limit. With each host's own clock the
+    refill time the host ahead wrote lay ten minutes in the future of the host behind: no refill, and its seventh
+    wait was over the limit."""
+    assert hosts["ahead"].ask("pace", 20, 2.0, 1) == [1, None]
+    started = time.monotonic()
+    done, refused_for = hosts["behind"].ask("pace", 20, 2.0, 16)
+    assert (done, refused_for) == (16, None)
+    assert time.monotonic() - started == pytest.approx(1.4, abs=0.6)  # paced at the budget's rate, no faster
+
+
 def test_without_a_clock_the_scripts_read_the_stores_time() -> None:
     """fakeredis (unit tests, the embedded demo) runs ``redis.call('TIME')`` in Lua too: there it is the one
     process's clock. An injected clock still wins (tests drive time with it)."""
