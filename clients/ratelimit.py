@@ -13,8 +13,10 @@ one Redis round trip per request, first come first served, no polling. A reserva
 ``max_wait_s`` is not made; :class:`~nexus.errors.BudgetExceededError` (a :class:`~nexus.errors.ThrottledError` with
 ``retry_after``) is raised instead, so a Celery task can free its worker slot with a countdown rather than sleep.
 
-Time comes from the injectable ``clock`` (epoch seconds, passed into the script, so tests drive it; hosts are
-expected to be NTP-synced: a clock that lags by ``d`` seconds can take at most ``d x rate`` tokens early). Redis
+One clock: the bucket's refill time is Redis's (the script reads ``TIME``), never a worker's. With each worker's
+own clock, a refill time written by a host ahead lay in the future of a host behind, whose bucket then stopped
+refilling until its clock caught up (it ran out of budget while pacing under it), and a host ahead took a free
+refill. A test injects ``clock`` (epoch seconds): its reading is then passed into the script instead. Redis
 unreachable: NO limiting (a broken budget store must never stop an audit; the systems' own 429s and Retry-After
 still apply), a ``[resilience]`` warning at most once a minute, and Redis is tried again after a few seconds.
 """
@@ -59,10 +61,15 @@ class NoLimit:
 
 NO_LIMIT = NoLimit()
 
-# Reserve one token. KEYS[1] = the bucket hash {t: tokens, ts: last refill}; ARGV = now, rate, burst, max_wait, ttl_ms.
-# Returns {reserved (1|0), wait seconds as a string} (Lua numbers would be truncated to integers on the way out).
+# Reserve one token. KEYS[1] = the bucket hash {t: tokens, ts: last refill}; ARGV = now ('' = Redis TIME), rate, burst,
+# max_wait, ttl_ms. Returns {reserved (1|0), wait seconds as a string} (Lua numbers would be truncated to integers on
+# the way out).
 _RESERVE = """
 local now = tonumber(ARGV[1])
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
 local rate = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
 local max_wait = tonumber(ARGV[4])
@@ -98,14 +105,14 @@ class TokenBucket:
         budget: Budget,
         redis: Any,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         max_wait_s: float = 30.0,
         namespace: str = NAMESPACE,
     ) -> None:
         self.budget = budget
         self.redis = redis
-        self.clock = clock
+        self.clock = clock  # None: Redis's clock (see the module docstring)
         self.sleep = sleep
         self.max_wait_s = max_wait_s
         self.key = f"{namespace}:{budget.system}"
@@ -121,13 +128,14 @@ class TokenBucket:
 
     def reserve(self) -> float:
         """Reserve the next slot; returns the seconds until it (0: now). BudgetExceededError past ``max_wait_s``."""
-        now = self.clock()
+        now = self.clock() if self.clock is not None else time.monotonic()  # local: only for the store's back-off
         if now < self._skip_until:
             return 0.0
         b = self.budget
+        at = repr(now) if self.clock is not None else ""
         try:
             reserved, wait_text = self._script(
-                keys=[self.key], args=[repr(now), repr(b.rate), b.burst, repr(self.max_wait_s), self._ttl_ms]
+                keys=[self.key], args=[at, repr(b.rate), b.burst, repr(self.max_wait_s), self._ttl_ms]
             )
         except Exception as exc:  # redis down, timeout, script error: never stop an audit for a budget
             self._unreachable(now, exc)

@@ -98,6 +98,16 @@ def test_two_clients_share_one_budget(redis: Any) -> None:
     assert other.reserve() == 0.0  # another system's budget is its own
 
 
+def test_without_a_clock_the_refill_time_is_the_stores(redis: Any) -> None:
+    """Production passes no clock: the script reads Redis's TIME (fakeredis runs it too, on this process's clock)."""
+    slept: list[float] = []
+    b = TokenBucket(Budget("lansweeper", 150, 60.0), redis, sleep=slept.append)
+    assert [b.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert b.acquire() == pytest.approx(60 / 147, rel=0.05)  # the burst is spent; paced at the rate
+    seconds, micros = redis.time()
+    assert float(redis.hget(b.key, "ts")) == pytest.approx(seconds + micros / 1e6, abs=5.0)
+
+
 def test_max_wait_raises_throttled_and_reserves_nothing(redis: Any) -> None:
     t = FakeClock()
     b = bucket(Budget("fedex", 4, 10.0), redis, t, max_wait_s=4.0)  # burst 1, 0.3 tokens/s

@@ -39,9 +39,13 @@ transition across the whole fleet (that is how the worker's metrics count transi
 locally. Outcomes are tagged with the state generation they were admitted in, so a call that started before a trip
 and ends after it cannot count against the next CLOSED period.
 
-Time comes from the injectable ``clock`` (epoch seconds) and is passed into the scripts. Redis unreachable: the
-breaker FAILS OPEN (behaves as CLOSED, see :mod:`clients.breaker.storage`). The Redis calls are synchronous, also
-inside :meth:`NexusBreaker.call_async`; the call itself is awaited.
+One clock: without a ``clock``, breaker time is Redis's (the scripts read ``TIME``), so ``opened_at``, the reset
+timeout and every reported wait (a fast-fail's ``retry_in_s``, the snapshot's ``retry_in_s``, a trial's lease) mean
+the same to every worker whatever its host's clock says. A test injects ``clock`` (epoch seconds) and drives time
+with it; its readings are then passed into the scripts instead.
+
+Redis unreachable: the breaker FAILS OPEN (behaves as CLOSED, see :mod:`clients.breaker.storage`). The Redis calls
+are synchronous, also inside :meth:`NexusBreaker.call_async`; the call itself is awaited.
 """
 
 from __future__ import annotations
@@ -50,7 +54,6 @@ import contextlib
 import functools
 import inspect
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -159,7 +162,7 @@ class NexusBreaker(pybreaker.CircuitBreaker):
         self.display = display_name(system)
         self.policy = policy or BreakerPolicy()
         self.storage = storage
-        self._clock: Clock = clock or time.time
+        self._clock = clock  # None: Redis's clock (see the module docstring)
         super().__init__(
             fail_max=self.policy.fail_max,
             reset_timeout=self.policy.reset_timeout_s,
@@ -173,8 +176,9 @@ class NexusBreaker(pybreaker.CircuitBreaker):
 
     # -- state ----------------------------------------------------------------------------------------------------
 
-    def _now_ms(self) -> int:
-        return int(self._clock() * 1000)
+    def _now_ms(self) -> int | None:
+        """The injected clock's reading in ms, or None: the scripts read Redis's clock."""
+        return None if self._clock is None else int(self._clock() * 1000)
 
     @property
     def current_state(self) -> str:
@@ -211,18 +215,18 @@ class NexusBreaker(pybreaker.CircuitBreaker):
 
     def snapshot(self) -> BreakerSnapshot:
         """The shared state now, with the seconds left before a trial may run."""
-        snap = self.storage.read()
+        snap = self.storage.read_at(self._now_ms())
         if snap is None:
             return BreakerSnapshot(self.system, CLOSED, 0, None, None, storage_ok=False)
-        state, failures, opened_ms = snap
+        opened_ms = snap.opened_at_ms
         opened_at = datetime.fromtimestamp(opened_ms / 1000, tz=UTC) if opened_ms is not None else None
         retry_in: float | None = None
-        if state == OPEN:
-            elapsed = self._clock() - (opened_ms or 0) / 1000
-            retry_in = round(max(0.0, self.reset_timeout - elapsed), 3)
-        elif state == HALF_OPEN:
+        if snap.state == OPEN:
+            elapsed_ms = snap.now_ms - (opened_ms or 0)
+            retry_in = round(max(0.0, self.reset_timeout - elapsed_ms / 1000), 3)
+        elif snap.state == HALF_OPEN:
             retry_in = 0.0
-        return BreakerSnapshot(self.system, state, failures, opened_at, retry_in)
+        return BreakerSnapshot(self.system, snap.state, snap.failures, opened_at, retry_in)
 
     def _force(self, state: str) -> None:
         previous = self.storage.force(state, self._now_ms())
@@ -255,9 +259,7 @@ class NexusBreaker(pybreaker.CircuitBreaker):
         if admission is None:  # store unreachable: fail open
             ticket = Ticket(live=False)
         elif admission.verdict == "open":
-            retry_in = 0.0
-            if admission.opened_at_ms is not None:
-                retry_in = max(0.0, admission.opened_at_ms / 1000 + self.reset_timeout - self._clock())
+            retry_in = admission.retry_in_ms / 1000  # on the clock that decided it is OPEN
             log(logging.WARNING, self.system, "CircuitBreakerOpenError (fast-fail)", retry_in_s=round(retry_in, 3))
             raise BreakerOpenError(
                 f"{self.display} circuit breaker is OPEN", system=self.system, retry_in_s=retry_in

@@ -10,8 +10,13 @@ Redis unreachable: the storage answers None ("unknown"), and the breaker then be
 through (the systems are still protected by the retry budget); a ``[resilience]`` warning is logged at most once a
 minute, and Redis is retried after a second. A broken breaker store must never take an audit down with it.
 
+Time: every ``now_ms`` parameter is the caller's injected clock in ms, or None for Redis's clock (production): the
+scripts then read ``TIME`` themselves, and :meth:`RedisBreakerStorage.read_at` reads it beside the state, so what
+the breaker reports ("opens again in N s") is on the clock that decides. See :mod:`clients.breaker.scripts`.
+
 The Redis calls are synchronous: they are sub-millisecond scripts on a nearby Redis. The embedded demo and unit
-tests use the same storage on fakeredis (``memory://``; fakeredis runs the Lua with ``lupa``).
+tests use the same storage on fakeredis (``memory://``; fakeredis runs the Lua with ``lupa``, ``TIME`` included:
+there it is the local clock, the one process's).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -29,7 +34,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from clients._log import Throttle, log, system_id
-from clients.breaker.scripts import ADMIT, FAILURE, FORCE, RELEASE, RENEW, SUCCESS
+from clients.breaker.scripts import ADMIT, FAILURE, FORCE, REDIS_TIME, RELEASE, RENEW, SUCCESS
 
 T = TypeVar("T")
 
@@ -52,6 +57,17 @@ class Admission:
     opened_at_ms: int | None
     moved: bool  # this caller moved the circuit OPEN -> HALF_OPEN
     lease_left_ms: int = 0  # verdict == "busy": what is left of the running trial's lease (0 if unknown)
+    retry_in_ms: int = 0  # verdict == "open": what is left of the reset timeout, on the clock that decided
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """The stored state and the time it was read at (Redis's, or the injected clock's)."""
+
+    state: str
+    failures: int
+    opened_at_ms: int | None
+    now_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +87,24 @@ def _int(value: object, default: int = 0) -> int:
     if value is None or value is False or value == b"" or value == "":
         return default
     return int(float(_text(value)))
+
+
+_FIELDS = ["state", "failures", "opened_at"]
+
+
+def _parse_state(raw: Sequence[object]) -> tuple[str, int, int | None]:
+    """(state, failures, opened_at_ms) from an HMGET of :data:`_FIELDS`."""
+    state, failures, opened = raw
+    return (
+        _text(state) if state is not None else CLOSED,
+        _int(failures),
+        _int(opened) if opened is not None else None,
+    )
+
+
+def _clock_arg(now_ms: int | None) -> str | int:
+    """A script's ``now_ms`` argument: the injected time, or :data:`~clients.breaker.scripts.REDIS_TIME`."""
+    return REDIS_TIME if now_ms is None else now_ms
 
 
 class RedisBreakerStorage(pybreaker.CircuitBreakerStorage):
@@ -152,17 +186,20 @@ class RedisBreakerStorage(pybreaker.CircuitBreakerStorage):
 
     # -- transitions (one script each) ----------------------------------------------------------------------------
 
-    def admit(self, now_ms: int, reset_timeout_ms: int, unit: str | None = None) -> Admission | None:
-        """Decide whether a call may run; None when the store is unreachable (fail open).
+    def admit(self, now_ms: int | None, reset_timeout_ms: int, unit: str | None = None) -> Admission | None:
+        """Decide whether a call may run; None when the store is unreachable (fail open). ``now_ms``: None for
+        Redis's clock.
 
         ``unit``: the caller's unit of work (:mod:`clients.breaker.unit`). A trial won inside a unit is held in the
         unit's name, and the unit's later calls are admitted as part of it while the circuit is HALF_OPEN."""
         owner = f"{UNIT_OWNER_PREFIX}{unit}" if unit else uuid.uuid4().hex
-        args: list[str | int] = [now_ms, reset_timeout_ms, self.key_ttl_ms, self.trial_ttl_ms, owner, unit or ""]
+        args: list[str | int] = [
+            _clock_arg(now_ms), reset_timeout_ms, self.key_ttl_ms, self.trial_ttl_ms, owner, unit or ""
+        ]
         raw = self._run(lambda: self._admit(keys=[self.state_key, self.trial_key], args=args))
         if raw is None:
             return None
-        verdict, gen, failures, opened, moved, slot, lease = (_text(v) for v in raw)
+        verdict, gen, failures, opened, moved, slot, lease, retry = (_text(v) for v in raw)
         return Admission(
             verdict=verdict,
             gen=gen,
@@ -171,6 +208,7 @@ class RedisBreakerStorage(pybreaker.CircuitBreakerStorage):
             opened_at_ms=_int(opened) if opened else None,
             moved=_int(moved) == 1,
             lease_left_ms=max(0, _int(lease)),
+            retry_in_ms=max(0, _int(retry)),
         )
 
     def renew(self, owner: str) -> bool:
@@ -178,11 +216,12 @@ class RedisBreakerStorage(pybreaker.CircuitBreakerStorage):
         raw = self._run(lambda: self._renew(keys=[self.trial_key], args=[owner, self.trial_ttl_ms]))
         return raw is not None and _int(raw) == 1
 
-    def record_failure(self, ticket: Ticket, now_ms: int, fail_max: int) -> tuple[str, int]:
-        """Count a failed call; returns (verdict, failures) with verdict counted|tripped|reopened|ignored."""
+    def record_failure(self, ticket: Ticket, now_ms: int | None, fail_max: int) -> tuple[str, int]:
+        """Count a failed call; returns (verdict, failures) with verdict counted|tripped|reopened|ignored.
+        ``now_ms`` (None: Redis's clock) becomes ``opened_at`` on a trip or a re-open."""
         if not ticket.live:
             return ("ignored", 0)
-        args: list[str | int] = [now_ms, fail_max, ticket.gen, ticket.token, self.key_ttl_ms]
+        args: list[str | int] = [_clock_arg(now_ms), fail_max, ticket.gen, ticket.token, self.key_ttl_ms]
         raw = self._run(lambda: self._failure(keys=[self.state_key, self.trial_key], args=args))
         if raw is None:
             return ("ignored", 0)
@@ -206,26 +245,34 @@ class RedisBreakerStorage(pybreaker.CircuitBreakerStorage):
         if ticket.live and ticket.token and not ticket.token.startswith(UNIT_OWNER_PREFIX):
             self._run(lambda: self._release(keys=[self.trial_key], args=[ticket.token]))
 
-    def force(self, state: str, now_ms: int) -> str | None:
-        """Set the state outright (operator reset, tests); returns the previous state, None if unreachable."""
+    def force(self, state: str, now_ms: int | None = None) -> str | None:
+        """Set the state outright (operator reset, tests); returns the previous state, None if unreachable.
+        ``now_ms`` (None: Redis's clock) is ``opened_at`` when ``state`` is OPEN."""
         if state not in TO_PYBREAKER:
             raise ValueError(f"unknown breaker state {state!r}")
-        raw = self._run(
-            lambda: self._force(keys=[self.state_key, self.trial_key], args=[state, now_ms, self.key_ttl_ms])
-        )
+        args: list[str | int] = [state, _clock_arg(now_ms), self.key_ttl_ms]
+        raw = self._run(lambda: self._force(keys=[self.state_key, self.trial_key], args=args))
         return None if raw is None else _text(raw)
 
     def read(self) -> tuple[str, int, int | None] | None:
         """(state, failures, opened_at_ms) as stored; None when the store is unreachable."""
-        raw = self._run(lambda: self.redis.hmget(self.state_key, ["state", "failures", "opened_at"]))
-        if raw is None:
+        raw = self._run(lambda: self.redis.hmget(self.state_key, _FIELDS))
+        return None if raw is None else _parse_state(raw)
+
+    def read_at(self, now_ms: int | None) -> StoredState | None:
+        """The stored state with the time to judge it by: ``now_ms``, or (None) Redis's ``TIME``, read in the same
+        transaction; None when the store is unreachable."""
+        if now_ms is not None:
+            snap = self.read()
+            return None if snap is None else StoredState(*snap, now_ms=now_ms)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hmget(self.state_key, _FIELDS)
+        pipe.time()
+        both = self._run(pipe.execute)
+        if both is None:
             return None
-        state, failures, opened = raw
-        return (
-            _text(state) if state is not None else CLOSED,
-            _int(failures),
-            _int(opened) if opened is not None else None,
-        )
+        seconds, micros = both[1]
+        return StoredState(*_parse_state(both[0]), now_ms=int(seconds) * 1000 + int(micros) // 1000)
 
     def delete(self) -> None:
         """Forget everything about this breaker (both keys)."""
@@ -242,7 +289,7 @@ class RedisBreakerStorage(pybreaker.CircuitBreakerStorage):
     @state.setter
     def state(self, state: str) -> None:
         name = FROM_PYBREAKER.get(state, state)
-        self.force(name, int(time.time() * 1000))
+        self.force(name)  # opened_at: Redis's clock
 
     def increment_counter(self) -> None:
         self._run(lambda: self._hincr("failures"))
@@ -298,5 +345,6 @@ __all__ = [
     "TO_PYBREAKER",
     "Admission",
     "RedisBreakerStorage",
+    "StoredState",
     "Ticket",
 ]

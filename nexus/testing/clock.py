@@ -1,10 +1,11 @@
 """A fake clock for code that takes its time and its sleep by injection (``clock=``, ``sleep=``).
 
-Nexus reads time through injected callables: epoch seconds (``clock=time.time``: the breaker, the rate limiter,
-the audit, fleet and waiver stores, the simulators' token issuer) or monotonic seconds (``clock=time.monotonic``:
-the facade's ``wait``, remediation's lock wait, the MCP server's bounded wait, the Lansweeper simulator's rate
-limiter), and waits through ``sleep=`` (``time.sleep``, or an async sleep such as ``anyio.sleep``). One
-:class:`FakeClock` stands in for all of them::
+Nexus reads time through injected callables: epoch seconds (``clock=time.time``: the audit, fleet and waiver
+stores, the simulators' token issuer; the breaker and the rate limiter default to Redis's clock instead, read inside
+their scripts, and use an injected clock when given one) or monotonic seconds (``clock=time.monotonic``: the
+facade's ``wait``, remediation's lock wait, the MCP server's bounded wait, the Lansweeper simulator's rate limiter),
+and waits through ``sleep=`` (``time.sleep``, or an async sleep such as ``anyio.sleep``). One :class:`FakeClock`
+stands in for all of them::
 
     clock = FakeClock()
     bucket = TokenBucket(budget, redis, clock=clock, sleep=clock.sleep)   # sleeping moves the clock
