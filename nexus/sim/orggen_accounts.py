@@ -109,6 +109,26 @@ class _AccountPlanter:
     def _busy(self, i: int) -> bool:
         return self.truth.busy(("p", i))
 
+    def _second_account(self, rng: random.Random, i: int, suffix: str, mail: str, taken: set[str],
+                        names: set[str]) -> AdUser | None:
+        """Another AD account for worker ``i`` with the worker's own (Workday) values, named ``<sam><suffix>`` /
+        ``<cn> (<suffix>)``, with ``mail``; None when the name is taken (a directory refuses a second entry)."""
+        p, user = self.people[i], self.ad[i]
+        assert user is not None
+        sam = f"{user.sam[:19 - len(suffix)]}{suffix}"
+        cn = f"{p.cn} ({suffix})"
+        dn = f"CN={escape_dn_value(cn)},{split_rdn(user.dn)[1]}"
+        upn = f"{sam}@{DOMAIN}"
+        if sam.casefold() in taken or dn.casefold() in names or upn.casefold() in names:
+            return None
+        taken.add(sam.casefold())
+        names |= {dn.casefold(), upn.casefold()}
+        boss = self.people[p.manager] if p.manager is not None else None
+        return replace(user, dn=dn, cn=cn, sam=sam, upn=upn, mail=mail, display_name=p.display, given_name=p.first,
+                       sn=p.last, title=p.title, department=p.dept, manager_dn=boss.dn if boss else None,
+                       proxy_addresses=[], object_guid=_guid(rng),
+                       last_logon=self.now - timedelta(days=rng.randrange(1, 14)))
+
     def duplicates(self) -> list[AdUser]:
         """A second account per chosen worker, with the worker's own (Workday) values: only the ambiguity is drift,
         whatever else was planted on the first account."""
@@ -117,21 +137,10 @@ class _AccountPlanter:
         names = {n.casefold() for u in self.ad if u is not None for n in (u.dn, u.upn)}
         self.twinned: set[int] = set()
         for i in pick(self.rng, self._candidates(), quota(DUPLICATE_RATE, self.n), lambda _i: True, self._busy):
-            p, user = self.people[i], self.ad[i]
-            assert user is not None
-            sam = f"{user.sam[:18]}2"
-            cn = f"{p.cn} (2)"
-            dn = f"CN={escape_dn_value(cn)},{split_rdn(user.dn)[1]}"
-            upn = f"{sam}@{DOMAIN}"
-            if sam.casefold() in taken or dn.casefold() in names or upn.casefold() in names:
-                continue  # never two entries with one name (a directory refuses the second)
-            taken.add(sam.casefold())
-            names |= {dn.casefold(), upn.casefold()}
-            boss = self.people[p.manager] if p.manager is not None else None
-            twin = replace(user, dn=dn, cn=cn, sam=sam, upn=upn, mail=p.email, display_name=p.display,
-                           given_name=p.first, sn=p.last, title=p.title, department=p.dept,
-                           manager_dn=boss.dn if boss else None, proxy_addresses=[], object_guid=_guid(self.rng),
-                           last_logon=self.now - timedelta(days=self.rng.randrange(1, 14)))
+            p = self.people[i]
+            twin = self._second_account(self.rng, i, "2", p.email, taken, names)
+            if twin is None:
+                continue
             out.append(twin)
             self.twinned.add(i)
             self.truth.add_drift(("p", i), p.email, F.AMBIGUOUS_ACCOUNT, (System.WORKDAY, System.AD))
@@ -151,21 +160,12 @@ class _AccountPlanter:
             others = [j for j in candidates if j != i and not self._busy(j)]
             if not others:
                 break
-            p, user, y = self.people[i], self.ad[i], self.people[rng.choice(others)]
-            assert user is not None
-            sam = f"{user.sam[:17]}x"
-            cn = f"{p.cn} (x)"
-            dn = f"CN={escape_dn_value(cn)},{split_rdn(user.dn)[1]}"
-            upn = f"{sam}@{DOMAIN}"
-            if sam.casefold() in taken or dn.casefold() in names or upn.casefold() in names:
-                continue  # never two entries with one name (a directory refuses the second)
-            taken.add(sam.casefold())
-            names |= {dn.casefold(), upn.casefold()}
-            boss = self.people[p.manager] if p.manager is not None else None
-            out.append(replace(user, dn=dn, cn=cn, sam=sam, upn=upn, mail=y.email, display_name=p.display,
-                               given_name=p.first, sn=p.last, title=p.title, department=p.dept,
-                               manager_dn=boss.dn if boss else None, proxy_addresses=[],
-                               object_guid=_guid(rng), last_logon=self.now - timedelta(days=rng.randrange(1, 14))))
+            p, y = self.people[i], self.people[rng.choice(others)]
+            account = self._second_account(rng, i, "x", y.email, taken, names)
+            if account is None:
+                continue
+            out.append(account)
+            upn = account.upn
             self.truth.add_drift(("p", i), p.email, F.AMBIGUOUS_ACCOUNT, (System.WORKDAY, System.AD))
             self.truth.add_drift(("a", len(out)), upn.lower(), F.AMBIGUOUS_ACCOUNT, (System.WORKDAY, System.AD),
                                  workers=(p.email, y.email))
