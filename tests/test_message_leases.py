@@ -29,7 +29,7 @@ _OPEN: list[Connection] = []
 def broker(redis_url: str) -> Iterator[tuple[redis.Redis, Celery]]:
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
-    app = Celery("leases-test", broker=redis_url)
+    app = Celery("leases-test", broker=redis_url, set_as_current=False)  # never the process's current app
     app.conf.broker_transport_options = {"visibility_timeout": 3600}
     yield client, app
     for conn in _OPEN:

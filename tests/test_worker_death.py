@@ -134,7 +134,9 @@ def assert_rerun(c: Cluster, killed: dict[str, Any]) -> None:
     task_id = str(killed["id"])
     deliveries = len(re.findall(rf"\[{task_id}\] received", c.worker_logs()))
     assert deliveries >= 2, f"{killed['name']} [{task_id}] was never delivered again"
-    assert AsyncResult(task_id).state == "SUCCESS"
+    from workers.app import celery_app
+
+    assert AsyncResult(task_id, app=celery_app).state == "SUCCESS"  # the workers' app, whatever app is current
 
 
 def _stream(c: Cluster, audit_id: str, stream: str) -> Any:

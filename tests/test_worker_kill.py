@@ -74,7 +74,9 @@ def test_pool_child_sigkilled_mid_fetch_audit_completes_with_one_report(rig: Clu
     assert _discrepancy_keys(report) == expected
 
     # The fetch was re-run under the same task id and finished once, successfully (not WorkerLostError).
-    result = AsyncResult(task_id)
+    from workers.app import celery_app
+
+    result = AsyncResult(task_id, app=celery_app)  # the workers' app, whatever app is current
     assert result.state == "SUCCESS", result.state
     assert result.result["ok"] is True
     logs = rig.worker_logs()
