@@ -29,6 +29,7 @@ import pytest
 import redis
 
 from nexus.testing.redis_server import redis_server_fixture
+from nexus.testing.waiting import wait_until
 
 # Nothing from ``clients`` at module level: the host processes import this module first, then skew their clock, and
 # only then import Nexus.
@@ -186,14 +187,6 @@ def _events(client: redis.Redis, ns: str) -> list[str]:
     return [str(e) for e in client.lrange(f"{ns}:events", 0, -1)]
 
 
-def _wait_for(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not met in time")
-        time.sleep(0.005)
-
-
 @pytest.mark.parametrize("tripper", ["ahead", "behind"])
 def test_skewed_hosts_agree_on_open_half_open_and_one_trial(
     hosts: dict[str, _Host], redis_url: str, ns: str, tripper: str
@@ -223,7 +216,7 @@ def test_skewed_hosts_agree_on_open_half_open_and_one_trial(
     # Redis's reset timeout passes: the other host wins the one trial; the opener is told a trial is deciding.
     time.sleep(max(0.0, tripped_at + RESET_S + 0.1 - time.monotonic()))
     other.send("try", True)
-    _wait_for(lambda: client.get(f"{ns}:trials") == "1")
+    wait_until(lambda: client.get(f"{ns}:trials") == "1", WAIT_S, 0.005, what="the trial to start")
     verdict, lease_left = opener.ask("try", False)
     assert verdict == "busy", (verdict, lease_left)
     assert 0.0 < lease_left <= 30.0

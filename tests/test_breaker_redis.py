@@ -11,7 +11,7 @@ import multiprocessing as mp
 import queue
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import pybreaker
@@ -23,6 +23,7 @@ from clients.breaker import NexusBreaker, breaker_state, get_breaker, reset_brea
 from nexus.errors import BreakerOpenError, CircuitOpenError, TransientError
 from nexus.policy import BreakerPolicy
 from nexus.testing.redis_server import free_port, redis_server, redis_server_fixture
+from nexus.testing.waiting import wait_until
 
 redis_url = redis_server_fixture(scope="module")
 
@@ -102,14 +103,6 @@ def _transitions(client: redis.Redis, ns: str) -> list[str]:
     return [(e.decode() if isinstance(e, bytes) else str(e)).split("|")[0] for e in raw]
 
 
-def _wait_for(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not met in time")
-        time.sleep(0.005)
-
-
 def _collect(results: Any, phase: str, n: int) -> list[tuple[str, int, Any, Any]]:
     out: list[tuple[str, int, Any, Any]] = []
     deadline = time.monotonic() + WAIT_S
@@ -170,7 +163,8 @@ def test_fleet_trips_once_and_admits_one_trial(redis_url: str, ns: str) -> None:
         # All four try at once: one is the trial (held open), the other three fail fast.
         phase2 = _collect(results, "phase2", PROCESSES - 1)
         assert {outcome for _, _, outcome, _ in phase2} == {"fast-fail"}
-        _wait_for(lambda: client.get(f"{ns}:trials") is not None)  # the admitted trial may not have started yet
+        # the admitted trial may not have started yet
+        wait_until(lambda: client.get(f"{ns}:trials") is not None, WAIT_S, 0.005, what="the trial to start")
         assert client.get(f"{ns}:trials") == "1"
         assert client.hget(state_key, "state") == "half_open"
         trial_ttl = client.pttl(f"{ns}:workday:trial")
